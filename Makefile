@@ -1,0 +1,47 @@
+# Two commands on a fresh machine: `make run` and `make test` (see README.md).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# Reinstall only when pyproject.toml changes: the stamp file is keyed on its hash.
+STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-16)
+HOST ?= 127.0.0.1
+PORT ?= 7860
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export ANONYMIZED_TELEMETRY := False
+
+.PHONY: setup run test lint bench eval index clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	# torch is pinned to the CPU build that lies on these machines (an unpinned one pulls CUDA).
+	$(BIN)/python -m pip install --quiet 'torch==2.13.0'
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+index: setup
+	$(BIN)/assistant ingest --if-missing
+
+run: index
+	$(BIN)/assistant serve --host $(HOST) --port $(PORT)
+
+test: setup
+	$(BIN)/python -m pytest
+
+lint: setup
+	$(BIN)/ruff check assistant ui.py tests
+	$(BIN)/mypy assistant ui.py
+
+eval: index
+	$(BIN)/assistant eval eval/gold.jsonl
+
+bench: setup
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf $(VENV) index/chroma index/lexical

@@ -1,0 +1,129 @@
+"""Conversation: turning a follow-up into a standalone question, and multi-turn sessions.
+
+Without an LLM, a follow-up that leans on earlier turns (pronouns and deictics such as it, its,
+they, there, 其, 它, 他们, 该, 这, 那里; elliptical openings such as "What about …", "And …", "…呢";
+or very short questions) carries over the previous question as context. When the follow-up names a
+new entity ("What about Suzhou?"), the old question's entities are dropped from that context, so a
+new topic does not drag the old one in.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from .schema import Answer
+from .text import content_words, detect_language
+
+_EN_REFERENCE = re.compile(
+    r"\b(it|its|it's|they|them|their|theirs|this|that|these|those|there|he|she|his|her|him|the same|"
+    r"such|which one|the alliance|the community|the college|the school|the company|the programme|the program)\b",
+    re.IGNORECASE,
+)
+_EN_ELLIPSIS = re.compile(r"^\s*(and|also|what about|how about|and what|what else|or|then|so)\b", re.IGNORECASE)
+_ZH_REFERENCE = re.compile(r"(其|它|它们|他们|她们|他|她|该|这|那|此|上述|前者|后者|那里|这里|那儿|这儿|对方|本)")
+_ZH_ELLIPSIS = re.compile(r"(^(那|还有|另外|以及|和|而|那么)|呢[？?]?\s*$)")
+_CAPITALIZED = re.compile(r"(?<![\w'])([A-Z][a-zA-Z]+(?:[- ][A-Z][a-zA-Z]+)*)")
+# Capitalized words that start questions or are not names.
+_NOT_NAMES = frozenset(
+    "What Which Who Whom Whose When Where Why How And Also Or Then So Is Are Was Were Do Does Did Can Could "
+    "Will Would Should Tell List Please The A An In On At Of For It Its They Their This That These Those There "
+    "I We You He She Give Describe Explain Name".split()
+)
+_ZH_NAME_FLAGS = ("ns", "nr", "nt", "nz", "nrt")
+
+
+def needs_context(question: str) -> bool:
+    """Does this question lean on earlier turns (reference, ellipsis, or too short to stand alone)?"""
+    q = question.strip()
+    if not q:
+        return False
+    if detect_language(q) in ("zh", "mixed"):
+        if _ZH_REFERENCE.search(q) or _ZH_ELLIPSIS.search(q):
+            return True
+    if _EN_REFERENCE.search(q) or _EN_ELLIPSIS.search(q):
+        return True
+    return len(content_words(q)) <= 2
+
+
+def entities(text: str) -> list[str]:
+    """Names in a question: capitalized English words and jieba's place/person/organization words."""
+    found = [m.group(1) for m in _CAPITALIZED.finditer(text) if m.group(1).split()[0] not in _NOT_NAMES]
+    if re.search(r"[\u4e00-\u9fff]", text):
+        import jieba.posseg as pseg
+
+        from .text import warm_up
+
+        warm_up()  # jieba's dictionary, loaded once and quietly by the text module
+        for word, flag in pseg.lcut(text):
+            if flag in _ZH_NAME_FLAGS and len(word) >= 2:
+                found.append(word)
+    return found
+
+
+@dataclass
+class Rewrite:
+    """A standalone question: the follow-up itself plus the context carried from earlier turns."""
+
+    question: str
+    context: str = ""
+
+    @property
+    def standalone(self) -> str:
+        if not self.context:
+            return self.question
+        sep = "" if detect_language(self.context) == "zh" and detect_language(self.question) == "zh" else " "
+        return f"{self.context}{sep}{self.question}"
+
+
+def rewrite(question: str, history: list[str] | None) -> Rewrite:
+    """Rewrite a follow-up into a standalone question, resolving earlier turns first."""
+    question = question.strip()
+    if not history or not needs_context(question):
+        return Rewrite(question)
+    previous = rewrite(history[-1], history[:-1]).standalone
+    new_names = [e for e in entities(question) if e.lower() not in previous.lower()]
+    context = previous
+    if new_names:
+        # A new entity replaces the old ones: keep the old question's intent, not its subject.
+        for old in entities(previous):
+            if old not in question:
+                context = re.sub(re.escape(old), " ", context)
+        context = re.sub(r"\s+", " ", context).strip()
+    return Rewrite(question, context)
+
+
+@dataclass
+class Turn:
+    question: str
+    answer: Answer
+
+
+@dataclass
+class ChatSession:
+    """A multi-turn conversation with one assistant; thread-safe for one user at a time."""
+
+    assistant: Any  # an ``Assistant``; typed loosely to keep this module free of the pipeline
+    filters: dict[str, Any] = field(default_factory=dict)
+    turns: list[Turn] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def history(self) -> list[str]:
+        return [t.question for t in self.turns]
+
+    def ask(self, question: str) -> Answer:
+        with self._lock:
+            answer: Answer = self.assistant.ask(question, history=self.history, filters=self.filters or None)
+            self.turns.append(Turn(question, answer))
+            return answer
+
+    def reset(self) -> None:
+        with self._lock:
+            self.turns.clear()
+
+    @property
+    def last(self) -> Answer | None:
+        return self.turns[-1].answer if self.turns else None

@@ -1,0 +1,307 @@
+"""Command line: ``assistant ingest | docs | ask | chat | eval | serve``.
+
+Thin by design: parse flags, call the library, print. Our own errors become one-line messages with
+exit code 2 (1 for a partial ingest: some files were skipped); never a stack trace.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from .errors import AssistantError
+
+EXIT_OK, EXIT_PARTIAL, EXIT_ERROR = 0, 1, 2
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--index", type=Path, help="index directory (env ASSISTANT_INDEX; default: index)")
+    parser.add_argument("--corpus", type=Path, help="corpus directory (env ASSISTANT_CORPUS; default: corpus)")
+    parser.add_argument("--chroma-url", help="use a Chroma server, e.g. http://127.0.0.1:8000 (env ASSISTANT_CHROMA_URL)")
+    parser.add_argument("--model", help="sentence-transformers model id or path (env ASSISTANT_EMBEDDING_MODEL)")
+    parser.add_argument("--llm-url", help="OpenAI-compatible endpoint for answer synthesis (env ASSISTANT_LLM_URL)")
+    parser.add_argument("--llm-model", help="model name at the LLM endpoint (env ASSISTANT_LLM_MODEL)")
+    parser.add_argument("--reranker", help="cross-encoder model id or path; off by default (env ASSISTANT_RERANKER)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="assistant", description="Cited answers over alliance documents.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("ingest", help="index files (default: the corpus directory), incrementally")
+    p.add_argument("paths", nargs="*", type=Path)
+    p.add_argument("--rebuild", action="store_true", help="drop the index and build it again")
+    p.add_argument("--if-missing", action="store_true", help="only ingest when the index is empty")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    _common(p)
+
+    p = sub.add_parser("docs", help="list the indexed documents")
+    p.add_argument("--json", action="store_true")
+    _common(p)
+
+    p = sub.add_parser("ask", help="answer one question with cited sources")
+    p.add_argument("question")
+    p.add_argument("--history", action="append", default=[], help="an earlier question (repeatable)")
+    p.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE",
+                   help="doc_id, source, outlet, language, date_from, date_to (repeatable)")
+    p.add_argument("--k", type=int, help="passages to retrieve (default 10)")
+    p.add_argument("--json", action="store_true", help="print the Answer as JSON")
+    _common(p)
+
+    p = sub.add_parser("chat", help="interactive chat in the terminal (/sources, /new, /quit)")
+    _common(p)
+
+    p = sub.add_parser("eval", help="measure retrieval and citation accuracy on a gold file")
+    p.add_argument("gold", type=Path)
+    p.add_argument("--k", type=int, default=5)
+    p.add_argument("--out", type=Path, help="write the metrics report as JSON")
+    p.add_argument("--records", type=Path, help="write one JSON line per question (raw outputs)")
+    p.add_argument("--html", type=Path, help="write a self-contained HTML report")
+    p.add_argument("--ingest", type=Path, help="ingest this corpus directory first (for converted public sets)")
+    p.add_argument("--no-progress", action="store_true")
+    _common(p)
+
+    p = sub.add_parser("serve", help="serve the web UI and the HTTP API")
+    p.add_argument("--host", default=os.environ.get("ASSISTANT_HOST", "127.0.0.1"),
+                   help="address to bind (default 127.0.0.1; 0.0.0.0 exposes it to the network)")
+    p.add_argument("--port", type=int, default=int(os.environ.get("ASSISTANT_PORT", "7860")))
+    _common(p)
+    return parser
+
+
+def _assistant(args: argparse.Namespace) -> Any:
+    from .config import Config, LLMSettings
+    from .core import Assistant
+    from .embedding import EmbeddingSettings
+    from .retrieval import RetrievalSettings
+
+    base = Config.from_env()
+    overrides: dict[str, Any] = {"index_dir": args.index, "corpus_dir": args.corpus, "chroma_url": args.chroma_url}
+    if args.model:
+        overrides["embedding"] = EmbeddingSettings(model=args.model)
+    if args.reranker:
+        overrides["retrieval"] = RetrievalSettings(reranker=args.reranker)
+    if args.llm_url:
+        llm = base.llm
+        overrides["llm"] = LLMSettings(url=args.llm_url, model=args.llm_model or (llm.model if llm else "default"),
+                                       api_key=llm.api_key if llm else os.environ.get("ASSISTANT_LLM_API_KEY", "none"))
+    return Assistant(Config.from_env(**overrides))
+
+
+def _parse_filters(items: Sequence[str]) -> dict[str, Any]:
+    from .errors import ConfigError
+
+    filters: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--filter expects KEY=VALUE, got {item!r}")
+        key = key.strip()
+        if key in filters:
+            prev = filters[key]
+            filters[key] = (prev if isinstance(prev, list) else [prev]) + [value]
+        else:
+            filters[key] = value
+    return filters
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    assistant = _assistant(args)
+    if args.if_missing and assistant.store.documents():
+        console.print(f"Index at {assistant.config.chroma_url or assistant.config.index_dir} already built "
+                      f"({len(assistant.store.documents())} documents); skipping ingest.")
+        return EXIT_OK
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=err_console, transient=True, disable=args.json) as bar:
+        tasks: dict[str, Any] = {}
+
+        def progress(stage: str, advance: int, total: int) -> None:
+            if stage not in tasks:
+                label = "Reading files" if stage == "files" else "Embedding chunks"
+                tasks[stage] = bar.add_task(label, total=total)
+            bar.update(tasks[stage], advance=advance, total=total)
+
+        report = assistant.ingest(args.paths or None, rebuild=args.rebuild, progress=progress)
+    if args.json:
+        print(json.dumps(report.to_dict(), ensure_ascii=False, indent=2))
+    else:
+        table = Table(title="Ingest summary")
+        table.add_column("")
+        table.add_column("count", justify="right")
+        for label, value in [("files read", report.files), ("files unchanged", report.files_unchanged),
+                             ("documents added", report.added), ("documents updated", report.updated),
+                             ("documents removed", report.removed), ("documents unchanged", report.unchanged),
+                             ("chunks added", report.chunks_added), ("chunks removed", report.chunks_removed),
+                             ("files skipped (errors)", len(report.errors))]:
+            table.add_row(label, str(value))
+        console.print(table)
+        console.print(f"{len(assistant.store.documents())} documents, {assistant.store.count()} chunks in "
+                      f"{assistant.config.chroma_url or assistant.config.index_dir} ({report.seconds:.2f} s)")
+        for error in report.errors:
+            err_console.print(f"[yellow]skipped[/] {error.path}: {error.reason}")
+    return EXIT_PARTIAL if report.partial else EXIT_OK
+
+
+def cmd_docs(args: argparse.Namespace) -> int:
+    assistant = _assistant(args)
+    docs = assistant.documents()
+    if args.json:
+        from dataclasses import asdict
+
+        print(json.dumps([asdict(d) for d in docs], ensure_ascii=False, indent=2))
+        return EXIT_OK
+    table = Table(title=f"{len(docs)} indexed documents")
+    for col in ("doc_id", "title", "outlet", "date", "lang", "chunks"):
+        table.add_column(col, overflow="fold")
+    for d in docs:
+        table.add_row(d.doc_id, d.title, d.outlet, d.date, d.language, str(d.chunks))
+    console.print(table)
+    return EXIT_OK
+
+
+def print_answer(answer: Any) -> None:
+    from .answer import messages
+
+    text = messages(answer.language)
+    if answer.standalone_question != answer.question:
+        console.print(f"[dim]{text['searched']}: {answer.standalone_question}[/]")
+    console.print(answer.answer, markup=False, highlight=False)
+    if answer.citations:
+        console.print(f"\n[bold]{text['sources']}[/]")
+        for c in answer.citations:
+            where = ", ".join(x for x in (c.outlet, c.date) if x)
+            console.print(f"[{c.n}] {c.title}" + (f" ({where})" if where else "") + f" — {c.doc_id} "
+                          f"chars {c.start}-{c.end}", markup=False, highlight=False)
+            console.print(f"    “{c.quote}”", markup=False, highlight=False)
+    if answer.abstained and answer.related:
+        console.print(f"\n[bold]{text['related']}[/]")
+        for p in answer.related:
+            console.print(f"- {p.title} ({p.doc_id}): {p.text[:200]}…", markup=False, highlight=False)
+    for note in answer.notes:
+        console.print(f"[dim]note: {note}[/]")
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    assistant = _assistant(args)
+    answer = assistant.ask(args.question, history=args.history, filters=_parse_filters(args.filter), k=args.k)
+    if args.json:
+        print(json.dumps(answer.to_dict(), ensure_ascii=False, indent=2))
+    else:
+        print_answer(answer)
+    return EXIT_OK
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    from .chat import ChatSession
+
+    session = ChatSession(_assistant(args))
+    console.print("Ask in Chinese or English. Commands: /sources, /new, /quit")
+    while True:
+        try:
+            line = input("> ").strip()
+        except (EOFError, KeyboardInterrupt):
+            console.print()
+            return EXIT_OK
+        if not line:
+            continue
+        if line in ("/quit", "/exit", "/q"):
+            return EXIT_OK
+        if line == "/new":
+            session.reset()
+            console.print("[dim]New conversation.[/]")
+            continue
+        if line == "/sources":
+            last = session.last
+            if last is None or not last.citations:
+                console.print("[dim]No sources yet.[/]")
+            else:
+                for c in last.citations:
+                    console.print(f"[{c.n}] {c.title} — {c.doc_id}\n{c.text}\n", markup=False, highlight=False)
+            continue
+        try:
+            print_answer(session.ask(line))
+        except AssistantError as exc:
+            err_console.print(f"[red]{exc}[/]")
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .evaluation import check_evidence, load_gold, run_eval
+
+    assistant = _assistant(args)
+    if args.ingest:
+        report = assistant.ingest([args.ingest])
+        err_console.print(f"ingested {args.ingest}: {report.added} added, {report.unchanged} unchanged")
+    items = load_gold(args.gold)
+    corpus_texts = _corpus_texts(assistant)
+    missing = check_evidence(items, corpus_texts)
+    for qid, quote in missing:
+        err_console.print(f"[yellow]evidence not found verbatim in the corpus[/] {qid}: {quote[:80]!r}")
+    assistant.warm_up()
+    result = run_eval(assistant, items, k=args.k, progress=not args.no_progress)
+    console.print(result.table())
+    if args.out:
+        result.write_json(args.out)
+    if args.records:
+        result.write_records(args.records)
+    if args.html:
+        result.write_html(args.html)
+    return EXIT_OK
+
+
+def _corpus_texts(assistant: Any) -> list[str]:
+    """The texts of the indexed documents, to check that gold evidence is verbatim."""
+    from .documents import load_file
+
+    texts: list[str] = []
+    for path in sorted({rec.path for rec in assistant.documents()}):
+        try:
+            texts.extend(doc.text for doc in load_file(Path(path)))
+        except AssistantError:
+            continue
+    return texts
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .server import serve
+
+    serve(_assistant(args), host=args.host, port=args.port)
+    return EXIT_OK
+
+
+COMMANDS = {"ingest": cmd_ingest, "docs": cmd_docs, "ask": cmd_ask, "chat": cmd_chat, "eval": cmd_eval,
+            "serve": cmd_serve}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from .embedding import offline_env
+
+    offline_env()
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except AssistantError as exc:
+        err_console.print(f"[red]error:[/] {exc}", markup=True, highlight=False)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        err_console.print("interrupted; the index stays as it was before the interrupted step")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,133 @@
+"""The ``Assistant``: one object that ingests, searches and answers; the CLI, UI, API and eval use it."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from .answer import extractive_answer, messages
+from .chat import rewrite
+from .config import Config
+from .embedding import Embedder
+from .errors import QuestionError, StoreError
+from .ingest import IngestReport, Progress, ingest
+from .retrieval import Retriever, analyse, merge_weighted, refresh_lexical
+from .schema import Answer
+from .store import DocRecord, Store
+from .text import detect_language, warm_up
+
+MAX_QUESTION_CHARS = 2000
+
+
+class Assistant:
+    """Answers questions over the indexed alliance documents with cited passages."""
+
+    def __init__(self, config: Config | None = None) -> None:
+        self.config = config or Config.from_env()
+        self.store = Store(self.config.index_dir, self.config.chroma_url)
+        self.embedder = Embedder(self.config.embedding)
+        self.store.check_compatible(self.config.embedding.model_name, None, None)
+        self.retriever = Retriever(self.store, self.embedder, self.config.retrieval)
+        self._llm: Any = None
+        self._ingest_lock = threading.Lock()
+
+    @classmethod
+    def open(cls, index_dir: str | Path = "index", **overrides: Any) -> Assistant:
+        """Open (or create) the index at ``index_dir``; other settings from the environment."""
+        return cls(Config.from_env(index_dir=Path(index_dir), **overrides))
+
+    def warm_up(self) -> None:
+        """Load the model, tokenizers, dictionary and lexical index ahead of the first question."""
+        warm_up()
+        from .translate import get_dictionary
+
+        get_dictionary()
+        self.embedder.encode_queries(["warm up"])
+        _ = self.retriever.lexical
+
+    # ------------------------------------------------------------------ collection
+
+    def ingest(
+        self, paths: Sequence[Path] | None = None, rebuild: bool = False, progress: Progress | None = None
+    ) -> IngestReport:
+        """Incrementally index ``paths`` (default: the corpus directory)."""
+        with self._ingest_lock:
+            report = ingest(
+                list(paths) if paths else [self.config.corpus_dir],
+                self.store,
+                self.embedder,
+                self.config.chunker,
+                corpus_root=self.config.corpus_dir,
+                rebuild=rebuild,
+                progress=progress,
+                after_change=refresh_lexical,
+            )
+            self.retriever.invalidate()
+            return report
+
+    def documents(self) -> list[DocRecord]:
+        """Indexed documents, by source then doc id."""
+        self.store.reload()
+        return sorted(self.store.documents().values(), key=lambda r: (r.source, _natural(r.doc_id)))
+
+    def delete_document(self, doc_id: str) -> int:
+        """Remove one document from the index (its file stays where it is)."""
+        with self._ingest_lock, self.store.lock():
+            removed = self.store.remove_document(doc_id)
+            self.store.write_settings_clean()
+            refresh_lexical(self.store)
+            self.retriever.invalidate()
+            return removed
+
+    # ------------------------------------------------------------------ answering
+
+    def ask(
+        self,
+        question: str,
+        history: Sequence[str] | None = None,
+        filters: Mapping[str, Any] | None = None,
+        k: int | None = None,
+    ) -> Answer:
+        """Answer ``question`` (with earlier questions of the conversation in ``history``)."""
+        started = time.perf_counter()
+        if not isinstance(question, str) or not question.strip():
+            raise QuestionError(messages(detect_language(question or ""))["empty"])
+        notes: list[str] = []
+        question = question.strip()
+        if len(question) > MAX_QUESTION_CHARS:
+            question = question[:MAX_QUESTION_CHARS]
+            notes.append(f"question truncated to {MAX_QUESTION_CHARS} characters")
+        if len(self.retriever.lexical) == 0:
+            raise StoreError(
+                f"the index at {self.config.chroma_url or self.config.index_dir} is empty: run `assistant ingest` first"
+            )
+        clean_history = [h.strip() for h in (history or []) if isinstance(h, str) and h.strip()]
+        rw = rewrite(question, clean_history)
+        standalone = rw.standalone
+        passages, terms, best_dense = self.retriever.search(standalone, filters, k)
+        if rw.context:
+            # Terms carried over from earlier turns find the passage; the new question's own terms
+            # should decide which sentences answer it, so the carried ones count half.
+            own = analyse(question)
+            carried = analyse(rw.context)
+            terms.tokens = merge_weighted(own.tokens, [(t, 0.5 * w) for t, w in carried.tokens])
+            terms.translated = merge_weighted(own.translated, [(t, 0.5 * w) for t, w in carried.translated])
+            terms.language = own.language
+        answer = extractive_answer(
+            question, standalone, passages, terms, best_dense, self.retriever.lexical, self.config.answer
+        )
+        if self.config.llm is not None and not answer.abstained:
+            from .llm import synthesize
+
+            answer = synthesize(self, answer, passages)
+        answer.notes.extend(notes)
+        answer.latency_ms = round((time.perf_counter() - started) * 1000, 2)
+        return answer
+
+
+def _natural(doc_id: str) -> tuple[str, int]:
+    base, _, tail = doc_id.rpartition("#")
+    return (base, int(tail)) if base and tail.isdigit() else (doc_id, 0)

@@ -1,0 +1,469 @@
+"""Loading files into documents: text, Markdown, HTML, PDF, DOCX and JSON Lines.
+
+Every document keeps the character offset of its text inside the file's *source text* (see
+``source_text``), so a citation can point back into the original file. A file that cannot be read is
+reported as a ``DocumentError`` with its path and reason; the caller skips it and carries on.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import DocumentError
+from .schema import Document, Span
+from .text import detect_language
+
+SUPPORTED_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm", ".pdf", ".docx", ".jsonl")
+MAX_FILE_BYTES = 200 * 1024 * 1024
+
+# Page furniture scraped along with the articles: never indexed (compared after stripping
+# white space and the trailing "|" of a share bar, case-folded).
+BOILERPLATE_LINES = frozenset(
+    {"workflow", "icon", "search documents", "扫一扫在手机打开当前页", "分享到", "返回顶部", "打印本页", "关闭窗口"}
+)
+
+# "Zhong Guo Xin Wen Wang· 2025-10-28 05:25": an outlet and a publication time under a headline.
+OUTLET_LINE = re.compile(
+    r"^\s*(?P<outlet>[^\n]{1,80}?)\s*[·•・]\s*(?P<date>\d{4}-\d{2}-\d{2})(?:[ T]+(?P<time>\d{1,2}:\d{2}(?::\d{2})?))?\s*$"
+)
+_CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
+_LATIN_WORD = re.compile(r"[A-Za-z]+")
+_SENTENCE_END = re.compile(r"[.!?。！？]")
+# Control characters other than tab/newline/carriage return make a text file look like binary junk.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+@dataclass
+class LoadResult:
+    """Documents read from a set of paths, plus the files that were skipped and why."""
+
+    documents: list[Document] = field(default_factory=list)
+    errors: list[DocumentError] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------- decoding
+
+
+def decode_bytes(data: bytes, path: str = "<bytes>") -> str:
+    """Decode a text file: UTF-8 (with or without BOM), GB18030/GBK, Big5, UTF-16; never crash.
+
+    Raises ``DocumentError`` for content that is not text (binary junk), never for a stray bad byte.
+    """
+    if data.startswith(b"\xef\xbb\xbf"):
+        return data[3:].decode("utf-8", errors="replace")
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return data.decode("utf-16", errors="replace")
+    # NUL bytes in an otherwise textual file are dropped rather than rejecting the whole file.
+    if data.count(b"\x00") > max(16, len(data) // 20):
+        raise DocumentError(path, "binary content (many NUL bytes), not a text file")
+    data = data.replace(b"\x00", b"")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    text = _decode_legacy(data)
+    if text is None:
+        text = data.decode("utf-8", errors="replace")
+    bad = text.count("\ufffd") + len(_CONTROL.findall(text))
+    if len(text) and bad / len(text) > 0.1:
+        raise DocumentError(path, "undecodable or binary content (not UTF-8, GB18030 or Big5 text)")
+    return text
+
+
+def _decode_legacy(data: bytes) -> str | None:
+    """Pick between GB18030 and Big5 (the two legacy encodings of Chinese text we expect)."""
+    candidates: list[tuple[float, str]] = []
+    for encoding in ("gb18030", "big5"):
+        try:
+            text = data.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+        candidates.append((_chinese_plausibility(text), text))
+    if not candidates:
+        from charset_normalizer import from_bytes
+
+        best = from_bytes(data).best()
+        if best is None:
+            return None
+        # Mostly valid text with a few broken bytes: decode with the detected encoding, replacing.
+        return data.decode(best.encoding, errors="replace")
+    candidates.sort(key=lambda c: c[0], reverse=True)
+    return candidates[0][1]
+
+
+# The most frequent Chinese characters (simplified and traditional forms): text decoded with the right
+# codec is dense in them; the wrong codec yields rare characters.
+_COMMON_CHARS = frozenset(
+    "的一是不了人我在有他这中大来上个国到说们为子和你地出道也时年得就那要下以生会自着去之过家学对可她里后小么心多天而能好"
+    "都然没日于起还发成事只作当想看文无开手十用主行方又如前所本见经头面公同三已老从动两长知民样现分将外但身些与高意进把法此实"
+    "回二理美点月明其种声全工己话儿者向情部正名定女问力机给等几很业最间新什打便位因重被走电四第门相次东政海口使教西再平真听世"
+    "气信北少关并内加化由却代军产入先山五太水万市眼体别处总才场师书比住员九笑性通目华报立马命张活难神数件安表原车白应路期叫死"
+    "常提感金何更反合放做系计或司利受光王果亲界及今京务制解各任至清物台象记边共风战干接它许八特觉望直服毛林题建南度统色字请交"
+    "爱让认算论百吃义科怎元社术结六功指思非流每青管夫连远资队跟带花快条院变联言权往展该领传近留红治决周保达办运武半候七必城父"
+    "強這個們來為國說時會過後對於與學發經長問還進動種實現點當將於職業產業聯盟教育融合區縣"
+)
+
+
+def _chinese_plausibility(text: str) -> float:
+    cjk = _CJK.findall(text)
+    if not cjk:
+        return 0.0
+    return sum(1 for c in cjk if c in _COMMON_CHARS) / len(cjk)
+
+
+# --------------------------------------------------------------------------- source text
+
+
+def source_text(path: Path) -> str:
+    """The text every offset of this file's documents refers to.
+
+    Plain text, Markdown and JSON Lines: the decoded file. HTML: the visible text. PDF: the text of
+    the pages joined by blank lines. DOCX: the paragraphs (and table cells) joined by newlines.
+    """
+    suffix = path.suffix.lower()
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise DocumentError(str(path), f"cannot read: {exc.strerror or exc}") from exc
+    if size == 0:
+        raise DocumentError(str(path), "empty file")
+    if size > MAX_FILE_BYTES:
+        raise DocumentError(str(path), f"file too large ({size} bytes > {MAX_FILE_BYTES})")
+    if suffix == ".pdf":
+        return _pdf_text(path)
+    if suffix == ".docx":
+        return _docx_text(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise DocumentError(str(path), f"cannot read: {exc.strerror or exc}") from exc
+    text = decode_bytes(data, str(path))
+    if suffix in (".html", ".htm"):
+        return _html_text(text)
+    return text
+
+
+def _pdf_text(path: Path) -> str:
+    from pypdf import PdfReader
+    from pypdf.errors import PdfReadError
+
+    try:
+        reader = PdfReader(str(path))
+        if reader.is_encrypted:
+            try:
+                ok = reader.decrypt("")
+            except Exception as exc:  # pypdf raises several types for unsupported encryption
+                raise DocumentError(str(path), "encrypted PDF (password required)") from exc
+            if not ok:
+                raise DocumentError(str(path), "encrypted PDF (password required)")
+        pages = [(page.extract_text() or "").strip() for page in reader.pages]
+    except DocumentError:
+        raise
+    except (PdfReadError, ValueError, KeyError, TypeError, AttributeError, OSError) as exc:
+        raise DocumentError(str(path), f"broken PDF ({type(exc).__name__}: {exc})") from exc
+    except Exception as exc:  # a truncated PDF can fail in many ways inside pypdf
+        raise DocumentError(str(path), f"broken PDF ({type(exc).__name__}: {exc})") from exc
+    text = "\n\n".join(p for p in pages if p)
+    if not text.strip():
+        raise DocumentError(str(path), "PDF has no extractable text (scanned images?)")
+    return text
+
+
+def _docx_text(path: Path) -> str:
+    import zipfile
+
+    import docx
+
+    try:
+        document = docx.Document(str(path))
+    except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
+        raise DocumentError(str(path), f"not a valid DOCX file ({type(exc).__name__}: {exc})") from exc
+    except Exception as exc:  # python-docx raises its own PackageNotFoundError and others
+        raise DocumentError(str(path), f"not a valid DOCX file ({type(exc).__name__}: {exc})") from exc
+    parts = [p.text for p in document.paragraphs]
+    for table in document.tables:
+        for row in table.rows:
+            parts.append(" | ".join(cell.text for cell in row.cells))
+    text = "\n".join(parts)
+    if not text.strip():
+        raise DocumentError(str(path), "DOCX holds no text")
+    return text
+
+
+def _html_text(html: str) -> str:
+    from bs4 import BeautifulSoup
+
+    soup = BeautifulSoup(html, "html.parser")
+    for tag in soup(["script", "style", "noscript", "template", "head"]):
+        tag.decompose()
+    title = soup.title.get_text(" ", strip=True) if soup.title else ""
+    text = soup.get_text("\n")
+    lines = [re.sub(r"[ \t\u3000]+", " ", line).strip() for line in text.splitlines()]
+    body = "\n".join(line for line in lines if line)
+    return f"{title}\n{body}" if title and not body.startswith(title) else body
+
+
+# --------------------------------------------------------------------------- splitting into documents
+
+
+@dataclass
+class _Line:
+    start: int
+    end: int  # end of the line's text, without the newline
+    text: str
+
+    @property
+    def stripped(self) -> str:
+        return self.text.strip()
+
+
+def _lines(text: str) -> list[_Line]:
+    lines = []
+    pos = 0
+    for raw in text.splitlines(keepends=True):
+        body = raw.rstrip("\r\n")
+        lines.append(_Line(pos, pos + len(body), body))
+        pos += len(raw)
+    return lines
+
+
+def is_boilerplate(line: str) -> bool:
+    """True for page furniture lines ("Workflow", "icon", "扫一扫在手机打开当前页  |", ...)."""
+    key = line.strip().strip("|").strip().casefold()
+    return key in BOILERPLATE_LINES
+
+
+def _is_headline(line: str) -> bool:
+    """A short line that is mostly Chinese: the headline of an article in a digest."""
+    s = line.strip()
+    if not s or len(s) > 80:
+        return False
+    cjk = len(_CJK.findall(s))
+    latin = len(_LATIN_WORD.findall(s))
+    return cjk >= 4 and cjk >= 2 * latin
+
+
+def _title_from_text(text: str) -> str:
+    for line in text.splitlines():
+        s = line.strip().lstrip("#").strip()
+        if not s or is_boilerplate(s):
+            continue
+        if len(s) <= 200 and not s.endswith((".", "。")) or len(s) <= 120:
+            return s
+        m = _SENTENCE_END.search(s, 20)
+        first = s[: m.end()] if m else s
+        return first if len(first) <= 120 else first[:117].rstrip() + "…"
+    return ""
+
+
+def _trimmed_span(text: str, start: int, end: int, lines: list[_Line]) -> tuple[int, int]:
+    """Shrink [start, end) so it neither starts nor ends with white space or boilerplate lines."""
+    inside = [ln for ln in lines if ln.start >= start and ln.end <= end and ln.stripped]
+    content = [ln for ln in inside if not is_boilerplate(ln.text)]
+    if not content:
+        return start, start
+    first, last = content[0], content[-1]
+    s = first.start + (len(first.text) - len(first.text.lstrip()))
+    e = last.start + len(last.text.rstrip())
+    return s, e
+
+
+def _skip_spans(lines: list[_Line], start: int, end: int) -> list[Span]:
+    return [Span(ln.start, ln.end) for ln in lines if start <= ln.start and ln.end <= end and is_boilerplate(ln.text)]
+
+
+def split_text(text: str, rel: str) -> list[Document]:
+    """Split a plain-text file into documents: one per article of a digest, else one."""
+    lines = _lines(text)
+    outlets = {i: m for i, ln in enumerate(lines) if (m := OUTLET_LINE.match(ln.text))}
+    if len(outlets) >= 2:
+        docs = _split_digest(text, rel, lines, outlets)
+        if docs:
+            return docs
+    start, end = _trimmed_span(text, 0, len(text), lines)
+    if end <= start:
+        return []
+    body = text[start:end]
+    return [
+        Document(
+            doc_id=rel,
+            text=body,
+            source=rel,
+            offset=start,
+            title=_title_from_text(body),
+            language=detect_language(body),
+            skip=_skip_spans(lines, start, end),
+        )
+    ]
+
+
+def _split_digest(text: str, rel: str, lines: list[_Line], outlets: dict[int, re.Match[str]]) -> list[Document]:
+    content = [i for i, ln in enumerate(lines) if ln.stripped and not is_boilerplate(ln.text)]
+    starts: list[int] = []
+    for pos, i in enumerate(content):
+        if i in outlets or not _is_headline(lines[i].text):
+            continue
+        nxt = content[pos + 1] if pos + 1 < len(content) else None
+        if nxt is None:
+            continue
+        # A headline followed by another headline is a section label (e.g. "产教融合" above the list).
+        if nxt in outlets or not _is_headline(lines[nxt].text):
+            starts.append(i)
+    docs: list[Document] = []
+    for k, i in enumerate(starts):
+        stop = lines[starts[k + 1]].start if k + 1 < len(starts) else len(text)
+        start, end = _trimmed_span(text, lines[i].start, stop, lines)
+        if end <= start:
+            continue
+        pos = content.index(i)
+        outlet_idx = content[pos + 1] if pos + 1 < len(content) else None
+        outlet = date = ""
+        extra: dict[str, Any] = {}
+        if outlet_idx is not None and outlet_idx in outlets:
+            m = outlets[outlet_idx]
+            outlet, date = m.group("outlet").strip(), m.group("date")
+            if m.group("time"):
+                extra["time"] = m.group("time")
+        body = text[start:end]
+        docs.append(
+            Document(
+                doc_id=f"{rel}#{k + 1}",
+                text=body,
+                source=rel,
+                offset=start,
+                title=lines[i].stripped,
+                outlet=outlet,
+                date=date,
+                language=detect_language(body),
+                skip=_skip_spans(lines, start, end),
+                extra=extra,
+            )
+        )
+    return docs
+
+
+def _split_jsonl(text: str, rel: str) -> list[Document]:
+    """One document per JSON line: ``{"text": ..., "title": ..., "outlet": ..., "date": ...}``.
+
+    Offsets of a JSONL document refer to its own ``text`` value (``extra["line"]`` says which line).
+    """
+    docs: list[Document] = []
+    bad: list[str] = []
+    for n, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            bad.append(f"line {n}: invalid JSON ({exc.msg})")
+            continue
+        if not isinstance(record, dict):
+            bad.append(f"line {n}: not a JSON object")
+            continue
+        body = record.get("text", record.get("content"))
+        if not isinstance(body, str) or not body.strip():
+            bad.append(f"line {n}: no 'text' string")
+            continue
+        key = str(record.get("id", n))
+        meta = {k: v for k, v in record.items() if k not in ("text", "content") and isinstance(v, str | int | float)}
+        docs.append(
+            Document(
+                doc_id=f"{rel}#{key}",
+                text=body,
+                source=rel,
+                offset=0,
+                title=str(record.get("title", "")) or _title_from_text(body),
+                outlet=str(record.get("outlet", "")),
+                date=_iso_date(str(record.get("date", ""))),
+                language=str(record.get("language", "")) or detect_language(body),
+                extra={"line": n, **{k: v for k, v in meta.items() if k not in ("title", "outlet", "date", "language")}},
+            )
+        )
+    if not docs and bad:
+        raise DocumentError(rel, "; ".join(bad[:3]))
+    return docs
+
+
+def _iso_date(value: str) -> str:
+    m = re.search(r"(\d{4})[-/.年](\d{1,2})[-/.月](\d{1,2})", value)
+    if not m:
+        return ""
+    y, mo, d = (int(g) for g in m.groups())
+    return f"{y:04d}-{mo:02d}-{d:02d}"
+
+
+# --------------------------------------------------------------------------- public entry points
+
+
+def relative_name(path: Path, root: Path | None) -> str:
+    """The path as stored in doc ids: relative to the corpus root when inside it, POSIX separators."""
+    path = path.resolve()
+    if root is not None:
+        try:
+            return path.relative_to(root.resolve()).as_posix()
+        except ValueError:
+            pass
+    return path.as_posix()
+
+
+def load_file(path: Path, root: Path | None = None) -> list[Document]:
+    """Read one file into documents. Raises ``DocumentError`` with the reason when it cannot."""
+    suffix = path.suffix.lower()
+    rel = relative_name(path, root)
+    if suffix not in SUPPORTED_SUFFIXES:
+        raise DocumentError(rel, f"unsupported file type '{suffix or path.name}'")
+    try:
+        text = source_text(path)
+    except DocumentError as exc:
+        raise DocumentError(rel, exc.reason) from exc
+    docs = _split_jsonl(text, rel) if suffix == ".jsonl" else split_text(text, rel)
+    if not docs:
+        raise DocumentError(rel, "no text content (empty or white space only)")
+    return docs
+
+
+def iter_files(paths: Iterable[Path]) -> Iterator[Path]:
+    """Supported files under the given paths, in a stable order; README.md files are skipped."""
+    for path in paths:
+        if path.is_dir():
+            for child in sorted(path.rglob("*")):
+                if child.is_file() and not _ignored(child):
+                    yield child
+        else:
+            yield path
+
+
+def _ignored(path: Path) -> bool:
+    name = path.name
+    if name.startswith(".") or name.lower() == "readme.md":
+        return True
+    return path.suffix.lower() not in SUPPORTED_SUFFIXES
+
+
+def _inside(path: Path, root: Path) -> bool:
+    try:
+        path.relative_to(root)
+    except ValueError:
+        return False
+    return True
+
+
+def load_paths(paths: Iterable[Path], root: Path | None = None) -> LoadResult:
+    """Load every supported file under ``paths``; broken files are collected in ``errors``."""
+    result = LoadResult()
+    for path in iter_files(paths):
+        result.files.append(relative_name(path, root))
+        if root is not None and path.is_symlink() and not _inside(path.resolve(), root.resolve()):
+            result.errors.append(DocumentError(relative_name(path, None), "symlink points outside the corpus"))
+            continue
+        try:
+            result.documents.extend(load_file(path, root))
+        except DocumentError as exc:
+            result.errors.append(exc)
+    return result

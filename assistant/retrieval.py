@@ -1,0 +1,462 @@
+"""Hybrid bilingual retrieval: dense (Chroma) + BM25 (bm25s) + dictionary-translated BM25, fused by RRF.
+
+Why not llama-index's ``BM25Retriever`` as is: its default tokenizer is English-only (a Chinese clause
+becomes one token) and it takes no per-term weights, which query translation needs. We use bm25s (the
+library under ``BM25Retriever``) to build and persist the BM25 score matrix, and score weighted queries
+against that matrix ourselves. ``HybridRetriever`` wraps the whole search as a llama-index
+``BaseRetriever`` for use in llama-index pipelines and chat engines.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import shutil
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .embedding import Embedder
+from .errors import ConfigError
+from .schema import Passage
+from .store import Store, date_number, sentences_of
+from .text import detect_language, tokenize
+from .translate import translate_en_to_zh, translate_zh_to_en
+
+FILTER_KEYS = ("doc_id", "source", "outlet", "language", "date_from", "date_to")
+
+
+# --------------------------------------------------------------------------- pure maths
+
+
+def rrf(
+    rankings: Mapping[str, Sequence[str]], weights: Mapping[str, float] | None = None, k: int = 60
+) -> list[tuple[str, float]]:
+    """Weighted reciprocal-rank fusion: ``score(d) = sum_r w_r / (k + rank_r(d))``, ranks from 1.
+
+    Returns (id, score) sorted by score descending, ties broken by first appearance.
+    """
+    if k < 0:
+        raise ValueError(f"rrf k must be >= 0, got {k}")
+    scores: dict[str, float] = {}
+    for name, ranking in rankings.items():
+        w = 1.0 if weights is None else weights.get(name, 1.0)
+        if w == 0:
+            continue
+        for rank, item in enumerate(ranking, start=1):
+            scores[item] = scores.get(item, 0.0) + w / (k + rank)
+    order = {item: i for i, item in enumerate(scores)}
+    return sorted(scores.items(), key=lambda kv: (-kv[1], order[kv[0]]))
+
+
+def merge_weighted(*groups: Iterable[tuple[str, float]]) -> list[tuple[str, float]]:
+    """Sum the weights of repeated terms across groups, keeping first-seen order."""
+    out: dict[str, float] = {}
+    for group in groups:
+        for term, w in group:
+            out[term] = out.get(term, 0.0) + w
+    return list(out.items())
+
+
+# --------------------------------------------------------------------------- settings
+
+
+@dataclass(frozen=True)
+class RetrievalSettings:
+    """Knobs of the hybrid search; validated on construction."""
+
+    top_k: int = 10
+    dense_k: int = 40
+    lexical_k: int = 40
+    rrf_k: int = 60
+    weights: Mapping[str, float] = field(
+        default_factory=lambda: {"dense": 1.0, "bm25": 1.0, "translated": 1.0}
+    )
+    reranker: str | None = None  # a sentence-transformers CrossEncoder id or path; off by default
+    rerank_top: int = 20
+
+    def __post_init__(self) -> None:
+        for name in ("top_k", "dense_k", "lexical_k", "rerank_top"):
+            value = getattr(self, name)
+            if not 1 <= value <= 1000:
+                raise ConfigError(f"{name} must be between 1 and 1000, got {value}")
+        if not 0 <= self.rrf_k <= 1000:
+            raise ConfigError(f"rrf_k must be between 0 and 1000, got {self.rrf_k}")
+        unknown = set(self.weights) - {"dense", "bm25", "translated"}
+        if unknown:
+            raise ConfigError(f"unknown fusion weights {sorted(unknown)}; known: dense, bm25, translated")
+        bad = {k: v for k, v in self.weights.items() if v < 0}
+        if bad:
+            raise ConfigError(f"fusion weights must be >= 0, got {bad}")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["weights"] = dict(self.weights)
+        return d
+
+
+def validate_filters(filters: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Check filter keys and values; dates must be YYYY-MM-DD. Raises ``ConfigError``."""
+    if not filters:
+        return {}
+    out: dict[str, Any] = {}
+    for key, value in filters.items():
+        if key not in FILTER_KEYS:
+            raise ConfigError(f"unknown filter '{key}'; known filters: {', '.join(FILTER_KEYS)}")
+        if value in (None, "", []):
+            continue
+        if key in ("date_from", "date_to"):
+            if not isinstance(value, str) or date_number(value) == 0:
+                raise ConfigError(f"filter {key} must be a date YYYY-MM-DD, got {value!r}")
+        elif isinstance(value, list | tuple):
+            if not all(isinstance(v, str) for v in value):
+                raise ConfigError(f"filter {key} must be a string or a list of strings, got {value!r}")
+            value = list(value)
+        elif not isinstance(value, str):
+            raise ConfigError(f"filter {key} must be a string or a list of strings, got {value!r}")
+        out[key] = value
+    return out
+
+
+def chroma_where(filters: Mapping[str, Any]) -> dict[str, Any] | None:
+    """Translate validated filters to a Chroma ``where`` clause."""
+    clauses: list[dict[str, Any]] = []
+    for key in ("doc_id", "source", "outlet", "language"):
+        if key in filters:
+            v = filters[key]
+            clauses.append({key: {"$in": v}} if isinstance(v, list) else {key: v})
+    if "date_from" in filters:
+        clauses.append({"date_num": {"$gte": date_number(filters["date_from"])}})
+    if "date_to" in filters:
+        clauses.append({"date_num": {"$lte": date_number(filters["date_to"])}})
+    if not clauses:
+        return None
+    return clauses[0] if len(clauses) == 1 else {"$and": clauses}
+
+
+def matches(meta: Mapping[str, Any], filters: Mapping[str, Any]) -> bool:
+    """The same filters, applied to one chunk's metadata in Python (for the lexical side)."""
+    for key in ("doc_id", "source", "outlet", "language"):
+        if key in filters:
+            v = filters[key]
+            if (meta.get(key) not in v) if isinstance(v, list) else (meta.get(key) != v):
+                return False
+    num = int(meta.get("date_num", 0) or 0)
+    if "date_from" in filters and num < date_number(filters["date_from"]):
+        return False
+    if "date_to" in filters and (num == 0 or num > date_number(filters["date_to"])):
+        return False
+    return True
+
+
+# --------------------------------------------------------------------------- lexical index
+
+
+class LexicalIndex:
+    """BM25 over our bilingual tokens, with the chunk texts and metadata kept beside it.
+
+    Persisted under ``index_dir/lexical`` and tagged with the manifest generation it was built from;
+    rebuilt from Chroma's stored documents when that generation is stale, never per query. Token lists
+    are cached by chunk id, so a rebuild after an incremental ingest tokenizes only the new chunks.
+    """
+
+    def __init__(
+        self,
+        ids: list[str],
+        texts: list[str],
+        metas: list[dict[str, Any]],
+        tokens: list[list[str]],
+        generation: str,
+    ) -> None:
+        import bm25s
+
+        self.ids = ids
+        self.texts = texts
+        self.metas = metas
+        self.tokens = tokens
+        self.generation = generation
+        self.position = {cid: i for i, cid in enumerate(ids)}
+        self.bm25 = bm25s.BM25()
+        if ids:
+            # An empty document would make bm25s choke; "" is its placeholder token.
+            self.bm25.index([t or [""] for t in tokens], show_progress=False)
+            self.vocab: dict[str, int] = dict(self.bm25.vocab_dict)
+            self._data = np.asarray(self.bm25.scores["data"])
+            self._indices = np.asarray(self.bm25.scores["indices"])
+            self._indptr = np.asarray(self.bm25.scores["indptr"])
+            df = np.diff(self._indptr)
+            n = len(ids)
+            # Inverse document frequency per token, for sentence scoring in the answer stage.
+            self.idf = np.log(1.0 + (n - df + 0.5) / (df + 0.5))
+        else:
+            self.vocab = {}
+            self._data = self._indices = self._indptr = np.zeros(0)
+            self.idf = np.zeros(0)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def term_idf(self, term: str) -> float:
+        i = self.vocab.get(term)
+        return float(self.idf[i]) if i is not None and i < len(self.idf) else 0.0
+
+    def scores(self, terms: Iterable[tuple[str, float]]) -> np.ndarray:
+        """BM25 score of every chunk for a weighted query: ``sum_t w_t * bm25(t, chunk)``."""
+        out = np.zeros(len(self.ids), dtype=np.float32)
+        for term, weight in terms:
+            t = self.vocab.get(term)
+            if t is None or t + 1 >= len(self._indptr) or weight == 0:
+                continue
+            lo, hi = self._indptr[t], self._indptr[t + 1]
+            out[self._indices[lo:hi]] += weight * self._data[lo:hi]
+        return out
+
+    def top(
+        self, terms: Sequence[tuple[str, float]], k: int, filters: Mapping[str, Any] | None = None
+    ) -> list[tuple[int, float]]:
+        """Best ``k`` chunk positions with a positive score, after filters."""
+        if not terms or not self.ids:
+            return []
+        s = self.scores(terms)
+        candidates = np.nonzero(s > 0)[0]
+        if filters:
+            candidates = np.array([i for i in candidates if matches(self.metas[i], filters)], dtype=np.int64)
+        if len(candidates) == 0:
+            return []
+        if len(candidates) > k:
+            part = np.argpartition(-s[candidates], k - 1)[:k]
+            candidates = candidates[part]
+        order = candidates[np.argsort(-s[candidates], kind="stable")]
+        return [(int(i), float(s[i])) for i in order]
+
+    # ------------------------------------------------------------------ persistence
+
+    def save(self, directory: Path) -> None:
+        """Write atomically: a half-written index is never picked up."""
+        tmp = directory.with_name(directory.name + ".tmp")
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir(parents=True)
+        with (tmp / "chunks.pkl").open("wb") as fh:
+            pickle.dump(
+                {"ids": self.ids, "texts": self.texts, "metas": self.metas, "tokens": self.tokens},
+                fh,
+                protocol=pickle.HIGHEST_PROTOCOL,
+            )
+        (tmp / "meta.json").write_text(json.dumps({"generation": self.generation, "chunks": len(self.ids)}))
+        old = directory.with_name(directory.name + ".old")
+        if old.exists():
+            shutil.rmtree(old)
+        if directory.exists():
+            directory.rename(old)
+        tmp.rename(directory)
+        if old.exists():
+            shutil.rmtree(old)
+
+    @classmethod
+    def load(cls, directory: Path) -> LexicalIndex | None:
+        try:
+            meta = json.loads((directory / "meta.json").read_text())
+            with (directory / "chunks.pkl").open("rb") as fh:
+                data = pickle.load(fh)  # our own file, written by save() above
+        except (OSError, ValueError, pickle.UnpicklingError, EOFError):
+            return None
+        return cls(data["ids"], data["texts"], data["metas"], data["tokens"], str(meta["generation"]))
+
+    @classmethod
+    def build(cls, store: Store, previous: LexicalIndex | None = None) -> LexicalIndex:
+        """Rebuild from the chunks Chroma stores, reusing the token lists of ``previous``."""
+        cache: dict[str, list[str]] = {}
+        if previous is not None:
+            cache = dict(zip(previous.ids, previous.tokens, strict=True))
+        ids, texts, metas, tokens = [], [], [], []
+        for cid, text, meta in store.iter_chunks():
+            ids.append(cid)
+            texts.append(text)
+            metas.append(meta)
+            toks = cache.get(cid)
+            if toks is None:
+                toks = tokenize(str(meta.get("title", "")) + "\n" + text) if meta.get("chunk_index") == 0 else tokenize(text)
+            tokens.append(toks)
+        return cls(ids, texts, metas, tokens, store.generation())
+
+
+def lexical_dir(index_dir: Path) -> Path:
+    return Path(index_dir) / "lexical"
+
+
+def refresh_lexical(store: Store) -> LexicalIndex:
+    """Bring the persisted lexical index in step with the store (called after every ingest)."""
+    directory = lexical_dir(store.index_dir)
+    previous = LexicalIndex.load(directory)
+    store.reload()
+    generation = store.generation()
+    if previous is not None and previous.generation == generation:
+        return previous
+    index = LexicalIndex.build(store, previous)
+    index.save(directory)
+    return index
+
+
+# --------------------------------------------------------------------------- the retriever
+
+
+@dataclass
+class QueryTerms:
+    """A question analysed for lexical search: its own tokens and its dictionary translation."""
+
+    language: str
+    tokens: list[tuple[str, float]]
+    translated: list[tuple[str, float]]
+
+    @property
+    def all_terms(self) -> list[tuple[str, float]]:
+        return merge_weighted(self.tokens, self.translated)
+
+
+def analyse(question: str) -> QueryTerms:
+    """Tokens of the question (weight 1 each, repeats summed) plus translated terms for the other script."""
+    language = detect_language(question)
+    tokens = merge_weighted((t, 1.0) for t in tokenize(question))
+    translated: list[tuple[str, float]] = []
+    if language in ("zh", "mixed"):
+        translated = translate_zh_to_en(question)
+    if language in ("en", "mixed"):
+        translated = merge_weighted(translated, translate_en_to_zh(question))
+    own = {t for t, _ in tokens}
+    translated = [(t, w) for t, w in translated if t not in own]
+    return QueryTerms(language, tokens, translated)
+
+
+class Retriever:
+    """Dense + lexical + translated-lexical search over one store, fused with weighted RRF."""
+
+    def __init__(self, store: Store, embedder: Embedder, settings: RetrievalSettings | None = None) -> None:
+        self.store = store
+        self.embedder = embedder
+        self.settings = settings or RetrievalSettings()
+        self._lexical: LexicalIndex | None = None
+        self._lock = threading.Lock()
+        self._checked = 0.0
+        self._reranker: Any = None
+
+    # The store may be changed by another process (a shared Chroma server, or an ingest from the CLI
+    # while the UI runs): we look at the manifest generation at most once a second.
+    REFRESH_SECONDS = 1.0
+
+    @property
+    def lexical(self) -> LexicalIndex:
+        now = time.monotonic()
+        if self._lexical is None or now - self._checked > self.REFRESH_SECONDS:
+            with self._lock:
+                if self._lexical is None or now - self._checked > self.REFRESH_SECONDS:
+                    self._checked = now
+                    self._refresh()
+        assert self._lexical is not None
+        return self._lexical
+
+    def _refresh(self) -> None:
+        generation = self.store.stored_generation()
+        if self._lexical is not None and self._lexical.generation == generation:
+            return
+        self.store.reload()
+        directory = lexical_dir(self.store.index_dir)
+        loaded = LexicalIndex.load(directory)
+        if loaded is not None and loaded.generation == self.store.generation():
+            self._lexical = loaded
+            return
+        self._lexical = LexicalIndex.build(self.store, loaded or self._lexical)
+        try:
+            self._lexical.save(directory)
+        except OSError:
+            pass  # a read-only index directory still answers from memory
+
+    def invalidate(self) -> None:
+        """Force a refresh on the next search (after an ingest in this process)."""
+        self._checked = 0.0
+
+    def search(
+        self, question: str, filters: Mapping[str, Any] | None = None, k: int | None = None
+    ) -> tuple[list[Passage], QueryTerms, float]:
+        """Top passages for ``question`` (fused), the analysed query terms, and the best dense similarity."""
+        k = k or self.settings.top_k
+        filters = validate_filters(filters)
+        lexical = self.lexical
+        terms = analyse(question)
+        weights = self.settings.weights
+        rankings: dict[str, list[str]] = {}
+        found: dict[str, tuple[str, dict[str, Any]]] = {}
+        per: dict[str, dict[str, float]] = {}
+
+        best_dense = 0.0
+        if weights.get("dense", 0) > 0 and len(lexical):
+            qvec = self.embedder.encode_queries([question])[0]
+            hits = self.store.query(qvec, self.settings.dense_k, chroma_where(filters))
+            rankings["dense"] = [h[0] for h in hits]
+            for cid, text, meta, sim in hits:
+                found[cid] = (text, meta)
+                per.setdefault(cid, {})["dense"] = sim
+            best_dense = max((h[3] for h in hits), default=0.0)
+        for name, query in (("bm25", terms.tokens), ("translated", terms.translated)):
+            if weights.get(name, 0) <= 0 or not query:
+                continue
+            top = lexical.top(query, self.settings.lexical_k, filters)
+            rankings[name] = [lexical.ids[i] for i, _ in top]
+            for i, score in top:
+                cid = lexical.ids[i]
+                found.setdefault(cid, (lexical.texts[i], lexical.metas[i]))
+                per.setdefault(cid, {})[name] = score
+        fused = rrf(rankings, weights, self.settings.rrf_k)
+        passages = []
+        for cid, score in fused[: max(k, self.settings.rerank_top if self.settings.reranker else k)]:
+            text, meta = found[cid]
+            passages.append(
+                Passage(
+                    chunk_id=cid,
+                    doc_id=str(meta.get("doc_id", "")),
+                    text=text,
+                    start=int(meta.get("start", 0)),
+                    end=int(meta.get("end", 0)),
+                    score=score,
+                    metadata=meta,
+                    sentences=sentences_of(meta),
+                    scores=per.get(cid, {}),
+                )
+            )
+        if self.settings.reranker and passages:
+            passages = self._rerank(question, passages)
+        return passages[:k], terms, best_dense
+
+    def _rerank(self, question: str, passages: list[Passage]) -> list[Passage]:
+        if self._reranker is None:
+            from sentence_transformers import CrossEncoder
+
+            try:
+                self._reranker = CrossEncoder(self.settings.reranker, device=self.embedder.settings.device)
+            except Exception as exc:
+                raise ConfigError(f"cannot load reranker '{self.settings.reranker}': {exc}") from exc
+        scores = self._reranker.predict([(question, p.text) for p in passages], show_progress_bar=False)
+        for p, s in zip(passages, scores, strict=True):
+            p.scores["rerank"] = float(s)
+        return sorted(passages, key=lambda p: -p.scores["rerank"])
+
+
+def hybrid_retriever(retriever: Retriever, filters: Mapping[str, Any] | None = None) -> Any:
+    """A llama-index ``BaseRetriever`` over our hybrid search (for llama-index query/chat engines)."""
+    from llama_index.core.retrievers import BaseRetriever
+    from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
+
+    class HybridRetriever(BaseRetriever):
+        def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
+            passages, _, _ = retriever.search(query_bundle.query_str, filters)
+            return [
+                NodeWithScore(node=TextNode(id_=p.chunk_id, text=p.text, metadata=dict(p.metadata)), score=p.score)
+                for p in passages
+            ]
+
+    return HybridRetriever()

@@ -1,0 +1,175 @@
+"""Shared value types of the pipeline: documents, chunks, citations and answers.
+
+Every span is a pair of character offsets into the *source text* of a file: the decoded text of a
+plain-text file, or the extracted text of a PDF/DOCX/HTML file (see ``documents.source_text``).
+The invariant ``source_text[start:end] == text`` holds for chunks and quotes alike.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Span:
+    """A half-open character range ``[start, end)`` in a source text."""
+
+    start: int
+    end: int
+
+    def __post_init__(self) -> None:
+        if self.start < 0 or self.end < self.start:
+            raise ValueError(f"invalid span [{self.start}, {self.end})")
+
+    def __len__(self) -> int:
+        return self.end - self.start
+
+
+@dataclass
+class Document:
+    """One document: a whole file, or one article of a digest file, or one line of a JSONL file.
+
+    ``text == source_text[offset:offset + len(text)]``; ``skip`` holds spans (absolute, in the source
+    text) of boilerplate lines that stay in the text but are never indexed.
+    """
+
+    doc_id: str
+    text: str
+    source: str
+    offset: int = 0
+    title: str = ""
+    outlet: str = ""
+    date: str = ""  # ISO date (YYYY-MM-DD) or ""
+    language: str = ""  # "zh", "en" or "mixed"
+    skip: list[Span] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def end(self) -> int:
+        return self.offset + len(self.text)
+
+    def metadata(self) -> dict[str, Any]:
+        """Flat metadata as stored with every chunk (str/int/float values only, for Chroma)."""
+        meta: dict[str, Any] = {
+            "doc_id": self.doc_id,
+            "title": self.title,
+            "source": self.source,
+            "outlet": self.outlet,
+            "date": self.date,
+            "language": self.language,
+            "doc_offset": self.offset,
+        }
+        for key, value in self.extra.items():
+            if isinstance(value, str | int | float | bool) and key not in meta:
+                meta[key] = value
+        return meta
+
+
+@dataclass
+class Chunk:
+    """A run of whole sentences of one document; ``start``/``end`` are absolute source-text offsets."""
+
+    doc_id: str
+    index: int
+    text: str
+    start: int
+    end: int
+    sentences: list[Span] = field(default_factory=list)
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def chunk_id(self) -> str:
+        return f"{self.doc_id}::{self.index}"
+
+
+@dataclass
+class Passage:
+    """A retrieved chunk with its scores, as the answer stage sees it."""
+
+    chunk_id: str
+    doc_id: str
+    text: str
+    start: int
+    end: int
+    score: float
+    metadata: dict[str, Any] = field(default_factory=dict)
+    sentences: list[Span] = field(default_factory=list)
+    scores: dict[str, float] = field(default_factory=dict)  # per retriever: dense, bm25, translated...
+
+    @property
+    def title(self) -> str:
+        return str(self.metadata.get("title", ""))
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["sentences"] = [[s.start, s.end] for s in self.sentences]
+        return d
+
+
+@dataclass
+class Citation:
+    """A numbered source (1-based) behind one or more sentences of an answer."""
+
+    n: int
+    doc_id: str
+    chunk_id: str
+    title: str
+    outlet: str
+    date: str
+    source: str
+    text: str  # the whole passage the citation opens
+    passage_start: int
+    passage_end: int
+    quote: str  # the supporting sentence(s) inside the passage
+    start: int  # absolute span of the quote in the source text
+    end: int
+    score: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class AnswerSentence:
+    """One sentence of an answer with the citation numbers that support it."""
+
+    text: str
+    citations: list[int] = field(default_factory=list)
+    supported: bool = True
+
+
+@dataclass
+class Answer:
+    """What ``Assistant.ask`` returns; JSON-serializable through ``to_dict``."""
+
+    question: str
+    standalone_question: str
+    answer: str
+    abstained: bool
+    language: str
+    citations: list[Citation] = field(default_factory=list)
+    sentences: list[AnswerSentence] = field(default_factory=list)
+    related: list[Passage] = field(default_factory=list)  # "possibly related" when abstaining
+    retrieved: list[Passage] = field(default_factory=list)  # top passages in rank order
+    latency_ms: float = 0.0
+    mode: str = "extractive"  # or "llm"
+    notes: list[str] = field(default_factory=list)
+    confidence: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "question": self.question,
+            "standalone_question": self.standalone_question,
+            "answer": self.answer,
+            "abstained": self.abstained,
+            "language": self.language,
+            "citations": [c.to_dict() for c in self.citations],
+            "sentences": [asdict(s) for s in self.sentences],
+            "related": [p.to_dict() for p in self.related],
+            "retrieved": [p.to_dict() for p in self.retrieved],
+            "latency_ms": self.latency_ms,
+            "mode": self.mode,
+            "notes": list(self.notes),
+            "confidence": self.confidence,
+        }

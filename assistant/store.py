@@ -1,0 +1,352 @@
+"""The Chroma index: chunks with their embeddings, and a manifest kept in Chroma beside them.
+
+The manifest (model, dimension, chunker settings, one record per document with its content hash, one
+per file with its byte hash) lives in a second Chroma collection, so several assistant processes that
+share one Chroma server also share one manifest. Chunk ids carry their document's content hash: new
+chunks are written *before* the manifest points at them and old ones deleted *after*, so an ingest
+killed at any moment leaves an index that answers as before (readers ignore chunks the manifest does
+not vouch for) and the next ingest sweeps the leftovers.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import numpy as np
+
+from .errors import ConfigError, IndexLockedError, IndexMismatchError, StoreError
+from .schema import Chunk, Span
+
+SCHEMA_VERSION = 1
+CHUNKS = "assistant_chunks"
+MANIFEST = "assistant_manifest"
+SETTINGS_ID = "__settings__"
+_BATCH = 1000
+
+
+@dataclass
+class DocRecord:
+    """A document as the manifest knows it."""
+
+    doc_id: str
+    hash: str
+    source: str
+    path: str
+    title: str = ""
+    outlet: str = ""
+    date: str = ""
+    language: str = ""
+    chunks: int = 0
+    offset: int = 0
+
+    def to_meta(self) -> dict[str, Any]:
+        return {"kind": "doc", **asdict(self)}
+
+    @classmethod
+    def from_meta(cls, meta: dict[str, Any]) -> DocRecord:
+        fields = cls.__dataclass_fields__
+        return cls(**{k: meta[k] for k in fields if k in meta})
+
+
+@dataclass
+class IndexSettings:
+    """What the vectors in the index were made with; a mismatch means re-ingest."""
+
+    model: str
+    dimension: int
+    chunker: dict[str, Any]
+    version: int = SCHEMA_VERSION
+
+
+def chunk_id(doc_id: str, index: int, doc_hash: str) -> str:
+    return f"{doc_id}::{index}@{doc_hash[:16]}"
+
+
+def date_number(date: str) -> int:
+    """"2025-10-28" -> 20251028 (Chroma compares numbers, not strings); 0 when unknown."""
+    digits = date.replace("-", "")
+    return int(digits) if len(digits) == 8 and digits.isdigit() else 0
+
+
+def parse_chroma_url(url: str) -> tuple[str, int, bool]:
+    parsed = urlparse(url if "://" in url else f"http://{url}")
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise ConfigError(f"--chroma-url must look like http://HOST:PORT, got {url!r}")
+    port = parsed.port or (443 if parsed.scheme == "https" else 8000)
+    return parsed.hostname, port, parsed.scheme == "https"
+
+
+class Store:
+    """Chunks and manifest in Chroma: a local ``PersistentClient`` under ``index_dir/chroma`` by
+    default, or a Chroma server (``HttpClient``) when ``chroma_url`` is given."""
+
+    def __init__(self, index_dir: Path, chroma_url: str | None = None) -> None:
+        import chromadb
+
+        self.index_dir = Path(index_dir)
+        self.chroma_url = chroma_url
+        settings = chromadb.Settings(anonymized_telemetry=False)
+        try:
+            if chroma_url:
+                host, port, ssl = parse_chroma_url(chroma_url)
+                self.client: Any = chromadb.HttpClient(host=host, port=port, ssl=ssl, settings=settings)
+            else:
+                self.index_dir.mkdir(parents=True, exist_ok=True)
+                self.client = chromadb.PersistentClient(path=str(self.index_dir / "chroma"), settings=settings)
+            self.chunks = self.client.get_or_create_collection(
+                CHUNKS, configuration={"hnsw": {"space": "cosine"}}, embedding_function=None
+            )
+            self.manifest = self.client.get_or_create_collection(MANIFEST, embedding_function=None)
+        except ConfigError:
+            raise
+        except Exception as exc:
+            where = chroma_url or str(self.index_dir / "chroma")
+            raise StoreError(f"cannot open the Chroma index at {where}: {type(exc).__name__}: {exc}") from exc
+        self._docs: dict[str, DocRecord] | None = None
+
+    # ------------------------------------------------------------------ manifest
+
+    def settings(self) -> IndexSettings | None:
+        got = self.manifest.get(ids=[SETTINGS_ID], include=["metadatas"])
+        if not got["ids"]:
+            return None
+        meta = got["metadatas"][0]
+        data = json.loads(str(meta["json"]))
+        return IndexSettings(**data)
+
+    def dirty(self) -> bool:
+        got = self.manifest.get(ids=[SETTINGS_ID], include=["metadatas"])
+        return bool(got["ids"]) and bool(got["metadatas"][0].get("dirty", False))
+
+    def write_settings(self, settings: IndexSettings, dirty: bool) -> None:
+        """Record the index settings; when clean, also the generation readers compare against."""
+        meta: dict[str, Any] = {"kind": "settings", "json": json.dumps(asdict(settings), sort_keys=True), "dirty": dirty}
+        if not dirty:
+            meta["generation"] = self.generation()
+        self.manifest.upsert(ids=[SETTINGS_ID], embeddings=[[1.0]], metadatas=[meta])
+
+    def write_settings_clean(self) -> None:
+        """Mark the index clean with the current generation (after a change outside ``ingest``)."""
+        current = self.settings()
+        if current is not None:
+            self.write_settings(current, dirty=False)
+
+    def stored_generation(self) -> str:
+        """The generation the last finished ingest recorded: one cheap read, for change detection."""
+        got = self.manifest.get(ids=[SETTINGS_ID], include=["metadatas"])
+        if got["ids"] and got["metadatas"][0].get("generation"):
+            return str(got["metadatas"][0]["generation"])
+        return self.generation()
+
+    def check_compatible(self, model: str, dimension: int | None, chunker: dict[str, Any] | None) -> None:
+        """Raise ``IndexMismatchError`` when the index was built with other settings."""
+        current = self.settings()
+        if current is None:
+            return
+        where = self.chroma_url or str(self.index_dir)
+        if current.version != SCHEMA_VERSION:
+            raise IndexMismatchError(
+                f"the index at {where} has format version {current.version}, this program uses {SCHEMA_VERSION}: "
+                "re-ingest with `assistant ingest --rebuild`"
+            )
+        if current.model != model or (dimension is not None and current.dimension != dimension):
+            raise IndexMismatchError(
+                f"the index at {where} was built with embedding model '{current.model}' "
+                f"(dimension {current.dimension}), but the configured model is '{model}'"
+                + (f" (dimension {dimension})" if dimension is not None else "")
+                + ": re-ingest with `assistant ingest --rebuild`, or configure the original model"
+            )
+        if chunker is not None and current.chunker != chunker:
+            raise IndexMismatchError(
+                f"the index at {where} was built with chunker settings {current.chunker}, "
+                f"but the configured ones are {chunker}: re-ingest with `assistant ingest --rebuild`"
+            )
+
+    def documents(self) -> dict[str, DocRecord]:
+        """The documents the manifest vouches for, by doc_id (cached until ``reload``)."""
+        if self._docs is None:
+            got = self.manifest.get(where={"kind": "doc"}, include=["metadatas"])
+            self._docs = {m["doc_id"]: DocRecord.from_meta(m) for m in got["metadatas"]}
+        return self._docs
+
+    def reload(self) -> None:
+        self._docs = None
+
+    def generation(self) -> str:
+        """A digest of the manifest: changes whenever any document is added, changed or removed."""
+        h = hashlib.sha256()
+        for doc_id, rec in sorted(self.documents().items()):
+            h.update(f"{doc_id}\0{rec.hash}\n".encode())
+        return h.hexdigest()[:16]
+
+    def file_hashes(self) -> dict[str, str]:
+        got = self.manifest.get(where={"kind": "file"}, include=["metadatas"])
+        return {str(m["path"]): str(m["hash"]) for m in got["metadatas"]}
+
+    def set_file_hash(self, path: str, digest: str) -> None:
+        self.manifest.upsert(
+            ids=[f"file:{path}"], embeddings=[[1.0]], metadatas=[{"kind": "file", "path": path, "hash": digest}]
+        )
+
+    def forget_file(self, path: str) -> None:
+        self.manifest.delete(ids=[f"file:{path}"])
+
+    # ------------------------------------------------------------------ writing
+
+    def add_chunks(self, chunks: Sequence[Chunk], embeddings: np.ndarray, doc_hash: str) -> None:
+        """Write chunks of one document version (not yet visible to readers until ``commit_document``)."""
+        for b in range(0, len(chunks), _BATCH):
+            part = chunks[b : b + _BATCH]
+            self.chunks.upsert(
+                ids=[chunk_id(c.doc_id, c.index, doc_hash) for c in part],
+                embeddings=embeddings[b : b + _BATCH].tolist(),
+                documents=[c.text for c in part],
+                metadatas=[_chunk_meta(c, doc_hash) for c in part],
+            )
+
+    def commit_document(self, record: DocRecord) -> None:
+        """Point the manifest at the new version of a document, then drop its older chunks."""
+        self.manifest.upsert(ids=[f"doc:{record.doc_id}"], embeddings=[[1.0]], metadatas=[record.to_meta()])
+        self.chunks.delete(where={"$and": [{"doc_id": record.doc_id}, {"doc_hash": {"$ne": record.hash}}]})
+        if self._docs is not None:
+            self._docs[record.doc_id] = record
+
+    def remove_document(self, doc_id: str) -> int:
+        """Forget a document: manifest first (readers stop seeing it), then its chunks."""
+        self.manifest.delete(ids=[f"doc:{doc_id}"])
+        got = self.chunks.get(where={"doc_id": doc_id}, include=[])
+        if got["ids"]:
+            self.chunks.delete(ids=got["ids"])
+        if self._docs is not None:
+            self._docs.pop(doc_id, None)
+        return len(got["ids"])
+
+    def sweep(self) -> int:
+        """Delete chunks no manifest record vouches for (left by an interrupted ingest)."""
+        docs = self.documents()
+        got = self.chunks.get(include=["metadatas"])
+        stale = [
+            cid
+            for cid, meta in zip(got["ids"], got["metadatas"], strict=True)
+            if (rec := docs.get(str(meta.get("doc_id")))) is None or rec.hash != meta.get("doc_hash")
+        ]
+        for b in range(0, len(stale), _BATCH):
+            self.chunks.delete(ids=stale[b : b + _BATCH])
+        return len(stale)
+
+    def reset(self) -> None:
+        """Drop everything (``ingest --rebuild``)."""
+        for name in (CHUNKS, MANIFEST):
+            try:
+                self.client.delete_collection(name)
+            except Exception:  # the collection may not exist yet
+                pass
+        self.chunks = self.client.get_or_create_collection(
+            CHUNKS, configuration={"hnsw": {"space": "cosine"}}, embedding_function=None
+        )
+        self.manifest = self.client.get_or_create_collection(MANIFEST, embedding_function=None)
+        self._docs = None
+
+    # ------------------------------------------------------------------ reading
+
+    def count(self) -> int:
+        return int(self.chunks.count())
+
+    def query(
+        self, embedding: np.ndarray, k: int, where: dict[str, Any] | None = None
+    ) -> list[tuple[str, str, dict[str, Any], float]]:
+        """Nearest chunks as (id, text, metadata, cosine similarity), current versions only."""
+        n = max(1, min(k, self.count()))
+        if self.count() == 0:
+            return []
+        res = self.chunks.query(
+            query_embeddings=[embedding.tolist()],
+            n_results=n,
+            where=where or None,
+            include=["documents", "metadatas", "distances"],
+        )
+        docs = self.documents()
+        out = []
+        for cid, text, meta, dist in zip(
+            res["ids"][0], res["documents"][0], res["metadatas"][0], res["distances"][0], strict=True
+        ):
+            rec = docs.get(str(meta.get("doc_id")))
+            if rec is None or rec.hash != meta.get("doc_hash"):
+                continue  # a chunk of an unfinished ingest
+            out.append((cid, text, dict(meta), 1.0 - float(dist)))
+        return out
+
+    def iter_chunks(self, batch: int = 5000) -> Iterator[tuple[str, str, dict[str, Any]]]:
+        """Every current chunk as (id, text, metadata), in pages."""
+        docs = self.documents()
+        offset = 0
+        while True:
+            got = self.chunks.get(include=["documents", "metadatas"], limit=batch, offset=offset)
+            if not got["ids"]:
+                break
+            for cid, text, meta in zip(got["ids"], got["documents"], got["metadatas"], strict=True):
+                rec = docs.get(str(meta.get("doc_id")))
+                if rec is not None and rec.hash == meta.get("doc_hash"):
+                    yield cid, text, dict(meta)
+            offset += len(got["ids"])
+
+    def get_chunks(self, ids: Sequence[str]) -> list[tuple[str, str, dict[str, Any]]]:
+        if not ids:
+            return []
+        got = self.chunks.get(ids=list(ids), include=["documents", "metadatas"])
+        by_id = {cid: (cid, text, dict(meta)) for cid, text, meta in zip(got["ids"], got["documents"], got["metadatas"], strict=True)}
+        return [by_id[i] for i in ids if i in by_id]
+
+    # ------------------------------------------------------------------ locking
+
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Serialize ingests on this machine; a second one fails at once with a clear message."""
+        self.index_dir.mkdir(parents=True, exist_ok=True)
+        path = self.index_dir / ".ingest.lock"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError as exc:
+                raise IndexLockedError(
+                    f"another ingest is running on {self.index_dir} (lock {path}); wait for it to finish"
+                ) from exc
+            os.ftruncate(fd, 0)
+            os.write(fd, str(os.getpid()).encode())
+            yield
+        finally:
+            os.close(fd)
+
+
+def _chunk_meta(chunk: Chunk, doc_hash: str) -> dict[str, Any]:
+    meta = {k: v for k, v in chunk.metadata.items() if isinstance(v, str | int | float | bool)}
+    meta.update(
+        {
+            "doc_id": chunk.doc_id,
+            "doc_hash": doc_hash,
+            "chunk_index": chunk.index,
+            "start": chunk.start,
+            "end": chunk.end,
+            "sentences": json.dumps([[s.start, s.end] for s in chunk.sentences]),
+            "date_num": date_number(str(chunk.metadata.get("date", ""))),
+        }
+    )
+    return meta
+
+
+def sentences_of(meta: dict[str, Any]) -> list[Span]:
+    """The sentence spans stored with a chunk."""
+    raw = meta.get("sentences")
+    if not raw:
+        return []
+    return [Span(int(s), int(e)) for s, e in json.loads(str(raw))]

