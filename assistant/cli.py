@@ -28,7 +28,9 @@ err_console = Console(stderr=True)
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--index", type=Path, help="index directory (env ASSISTANT_INDEX; default: index)")
     parser.add_argument("--corpus", type=Path, help="corpus directory (env ASSISTANT_CORPUS; default: corpus)")
-    parser.add_argument("--chroma-url", help="use a Chroma server, e.g. http://127.0.0.1:8000 (env ASSISTANT_CHROMA_URL)")
+    parser.add_argument(
+        "--chroma-url", help="use a Chroma server, e.g. http://127.0.0.1:8000 (env ASSISTANT_CHROMA_URL)"
+    )
     parser.add_argument("--model", help="sentence-transformers model id or path (env ASSISTANT_EMBEDDING_MODEL)")
     parser.add_argument("--llm-url", help="OpenAI-compatible endpoint for answer synthesis (env ASSISTANT_LLM_URL)")
     parser.add_argument("--llm-model", help="model name at the LLM endpoint (env ASSISTANT_LLM_MODEL)")
@@ -53,8 +55,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("ask", help="answer one question with cited sources")
     p.add_argument("question")
     p.add_argument("--history", action="append", default=[], help="an earlier question (repeatable)")
-    p.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE",
-                   help="doc_id, source, outlet, language, date_from, date_to (repeatable)")
+    p.add_argument(
+        "--filter",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="doc_id, source, outlet, language, date_from, date_to (repeatable)",
+    )
     p.add_argument("--k", type=int, help="passages to retrieve (default 10)")
     p.add_argument("--json", action="store_true", help="print the Answer as JSON")
     _common(p)
@@ -73,8 +80,11 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
 
     p = sub.add_parser("serve", help="serve the web UI and the HTTP API")
-    p.add_argument("--host", default=os.environ.get("ASSISTANT_HOST", "127.0.0.1"),
-                   help="address to bind (default 127.0.0.1; 0.0.0.0 exposes it to the network)")
+    p.add_argument(
+        "--host",
+        default=os.environ.get("ASSISTANT_HOST", "127.0.0.1"),
+        help="address to bind (default 127.0.0.1; 0.0.0.0 exposes it to the network)",
+    )
     p.add_argument("--port", type=int, default=int(os.environ.get("ASSISTANT_PORT", "7860")))
     _common(p)
     return parser
@@ -94,8 +104,11 @@ def _assistant(args: argparse.Namespace) -> Any:
         overrides["retrieval"] = RetrievalSettings(reranker=args.reranker)
     if args.llm_url:
         llm = base.llm
-        overrides["llm"] = LLMSettings(url=args.llm_url, model=args.llm_model or (llm.model if llm else "default"),
-                                       api_key=llm.api_key if llm else os.environ.get("ASSISTANT_LLM_API_KEY", "none"))
+        overrides["llm"] = LLMSettings(
+            url=args.llm_url,
+            model=args.llm_model or (llm.model if llm else "default"),
+            api_key=llm.api_key if llm else os.environ.get("ASSISTANT_LLM_API_KEY", "none"),
+        )
     return Assistant(Config.from_env(**overrides))
 
 
@@ -124,11 +137,20 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
     assistant = _assistant(args)
     if args.if_missing and assistant.store.documents():
-        console.print(f"Index at {assistant.config.chroma_url or assistant.config.index_dir} already built "
-                      f"({len(assistant.store.documents())} documents); skipping ingest.")
+        console.print(
+            f"Index at {assistant.config.chroma_url or assistant.config.index_dir} already built "
+            f"({len(assistant.store.documents())} documents); skipping ingest."
+        )
         return EXIT_OK
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=err_console, transient=True, disable=args.json) as bar:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+        disable=args.json,
+    ) as bar:
         tasks: dict[str, Any] = {}
 
         def progress(stage: str, advance: int, total: int) -> None:
@@ -144,15 +166,23 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         table = Table(title="Ingest summary")
         table.add_column("")
         table.add_column("count", justify="right")
-        for label, value in [("files read", report.files), ("files unchanged", report.files_unchanged),
-                             ("documents added", report.added), ("documents updated", report.updated),
-                             ("documents removed", report.removed), ("documents unchanged", report.unchanged),
-                             ("chunks added", report.chunks_added), ("chunks removed", report.chunks_removed),
-                             ("files skipped (errors)", len(report.errors))]:
+        for label, value in [
+            ("files read", report.files),
+            ("files unchanged", report.files_unchanged),
+            ("documents added", report.added),
+            ("documents updated", report.updated),
+            ("documents removed", report.removed),
+            ("documents unchanged", report.unchanged),
+            ("chunks added", report.chunks_added),
+            ("chunks removed", report.chunks_removed),
+            ("files skipped (errors)", len(report.errors)),
+        ]:
             table.add_row(label, str(value))
         console.print(table)
-        console.print(f"{len(assistant.store.documents())} documents, {assistant.store.count()} chunks in "
-                      f"{assistant.config.chroma_url or assistant.config.index_dir} ({report.seconds:.2f} s)")
+        console.print(
+            f"{len(assistant.store.documents())} documents, {assistant.store.count()} chunks in "
+            f"{assistant.config.chroma_url or assistant.config.index_dir} ({report.seconds:.2f} s)"
+        )
         for error in report.errors:
             err_console.print(f"[yellow]skipped[/] {error.path}: {error.reason}")
     return EXIT_PARTIAL if report.partial else EXIT_OK
@@ -186,8 +216,11 @@ def print_answer(answer: Any) -> None:
         console.print(f"\n[bold]{text['sources']}[/]")
         for c in answer.citations:
             where = ", ".join(x for x in (c.outlet, c.date) if x)
-            console.print(f"[{c.n}] {c.title}" + (f" ({where})" if where else "") + f" — {c.doc_id} "
-                          f"chars {c.start}-{c.end}", markup=False, highlight=False)
+            console.print(
+                f"[{c.n}] {c.title}" + (f" ({where})" if where else "") + f" — {c.doc_id} chars {c.start}-{c.end}",
+                markup=False,
+                highlight=False,
+            )
             console.print(f"    “{c.quote}”", markup=False, highlight=False)
     if answer.abstained and answer.related:
         console.print(f"\n[bold]{text['related']}[/]")
@@ -284,8 +317,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"ingest": cmd_ingest, "docs": cmd_docs, "ask": cmd_ask, "chat": cmd_chat, "eval": cmd_eval,
-            "serve": cmd_serve}
+COMMANDS = {
+    "ingest": cmd_ingest,
+    "docs": cmd_docs,
+    "ask": cmd_ask,
+    "chat": cmd_chat,
+    "eval": cmd_eval,
+    "serve": cmd_serve,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

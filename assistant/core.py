@@ -9,12 +9,12 @@ from pathlib import Path
 from typing import Any
 
 from .answer import extractive_answer, messages
-from .chat import rewrite
+from .chat import entities, rewrite
 from .config import Config
 from .embedding import Embedder
 from .errors import QuestionError, StoreError
 from .ingest import IngestReport, Progress, ingest
-from .retrieval import Retriever, analyse, merge_weighted, refresh_lexical
+from .retrieval import Retriever, analyse, refresh_lexical
 from .schema import Answer
 from .store import DocRecord, Store
 from .text import detect_language, warm_up
@@ -111,13 +111,16 @@ class Assistant:
         if rw.context:
             # Terms carried over from earlier turns find the passage; the new question's own terms
             # should decide which sentences answer it, so the carried ones count half.
-            own = analyse(question)
-            carried = analyse(rw.context)
-            terms.tokens = merge_weighted(own.tokens, [(t, 0.5 * w) for t, w in carried.tokens])
-            terms.translated = merge_weighted(own.translated, [(t, 0.5 * w) for t, w in carried.translated])
-            terms.language = own.language
+            terms = analyse(question).merged(analyse(rw.context).scaled(0.5))
         answer = extractive_answer(
-            question, standalone, passages, terms, best_dense, self.retriever.lexical, self.config.answer
+            question,
+            standalone,
+            passages,
+            terms,
+            best_dense,
+            self.retriever.lexical,
+            self.config.answer,
+            names=entities(question),
         )
         if self.config.llm is not None and not answer.abstained:
             from .llm import synthesize

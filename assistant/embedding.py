@@ -119,9 +119,7 @@ class Embedder:
             dim = int(self.encode_queries(["dimension probe"]).shape[1])
         return int(dim)
 
-    def encode_passages(
-        self, texts: Sequence[str], progress: Callable[[int], None] | None = None
-    ) -> np.ndarray:
+    def encode_passages(self, texts: Sequence[str], progress: Callable[[int], None] | None = None) -> np.ndarray:
         """Embed passages in batches sorted by length; ``progress(n)`` is called after each batch."""
         _, prefix = self.settings.prefixes
         return self._encode([prefix + t for t in texts], progress)

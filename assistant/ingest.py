@@ -94,7 +94,7 @@ def ingest(
     corpus_root: Path = Path("corpus"),
     rebuild: bool = False,
     progress: Progress | None = None,
-    after_change: Callable[[Store], None] | None = None,
+    after_change: Callable[[Store], object] | None = None,
 ) -> IngestReport:
     """Bring the index in step with the files under ``paths``; see the module docstring.
 

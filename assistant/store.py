@@ -72,7 +72,7 @@ def chunk_id(doc_id: str, index: int, doc_hash: str) -> str:
 
 
 def date_number(date: str) -> int:
-    """"2025-10-28" -> 20251028 (Chroma compares numbers, not strings); 0 when unknown."""
+    """ "2025-10-28" -> 20251028 (Chroma compares numbers, not strings); 0 when unknown."""
     digits = date.replace("-", "")
     return int(digits) if len(digits) == 8 and digits.isdigit() else 0
 
@@ -129,7 +129,11 @@ class Store:
 
     def write_settings(self, settings: IndexSettings, dirty: bool) -> None:
         """Record the index settings; when clean, also the generation readers compare against."""
-        meta: dict[str, Any] = {"kind": "settings", "json": json.dumps(asdict(settings), sort_keys=True), "dirty": dirty}
+        meta: dict[str, Any] = {
+            "kind": "settings",
+            "json": json.dumps(asdict(settings), sort_keys=True),
+            "dirty": dirty,
+        }
         if not dirty:
             meta["generation"] = self.generation()
         self.manifest.upsert(ids=[SETTINGS_ID], embeddings=[[1.0]], metadatas=[meta])
@@ -303,7 +307,10 @@ class Store:
         if not ids:
             return []
         got = self.chunks.get(ids=list(ids), include=["documents", "metadatas"])
-        by_id = {cid: (cid, text, dict(meta)) for cid, text, meta in zip(got["ids"], got["documents"], got["metadatas"], strict=True)}
+        by_id = {
+            cid: (cid, text, dict(meta))
+            for cid, text, meta in zip(got["ids"], got["documents"], got["metadatas"], strict=True)
+        }
         return [by_id[i] for i in ids if i in by_id]
 
     # ------------------------------------------------------------------ locking

@@ -88,7 +88,8 @@ ZH_STOPWORDS: frozenset[str] = frozenset(
     """
     的 地 得 了 着 过 是 在 和 与 及 以及 或 或者 而 并 并且 且 也 都 就 还 又 再 才 被 把 将 对 对于 从 向 往
     为 为了 以 于 由 因 因为 所以 但 但是 而且 如果 虽然 等 等等 之 所 之一 其中 中 之中
-    这 那 这个 那个 这些 那些 这里 那里 这样 那样 此 其 其他 它 它们 他 她 他们 她们 我 我们 你 你们 您 该 各 每
+    这 那 这个 那个 这些 那些 这里 那里 这样 那样 此 其 其他
+    它 它们 他 她 他们 她们 我 我们 你 你们 您 该 各 每
     什么 哪 哪些 哪个 哪里 哪儿 谁 怎么 怎样 怎么样 如何 为什么 为何 何 多少 几 几个 是否 是不是 有没有 能否
     吗 呢 吧 啊 呀 嘛 哦 么
     请问 请 有 有关 关于 一个 一些 个 可以 能 会 要 已 已经 曾 曾经 没有 不 没
@@ -154,7 +155,7 @@ def _trigger_chars(cc: Any) -> frozenset[str] | None:
             else:
                 return None
         return frozenset(chars) if chars else None
-    except Exception:  # noqa: BLE001 - any surprise just disables the fast path
+    except Exception:  # any surprise (another package version) just disables the fast path
         return None
 
 
@@ -263,16 +264,19 @@ def _zh_words_bigrams(run: str) -> list[str]:
     and cover the sub-words of long words. Bigrams do not cross a stop word, so 哪些重 yields no 些重.
     """
     out: list[str] = []
-    seen: set[str] = set()
     span: list[str] = []
 
     def flush() -> None:
+        # every bigram occurrence counts (BM25 term frequency), except where it *is* a two-character
+        # word at the same position, which was already emitted as that word
+        pos = 0
+        word_at: set[int] = set()
+        for w in span:
+            if len(w) == 2:
+                word_at.add(pos)
+            pos += len(w)
         joined = "".join(span)
-        for i in range(len(joined) - 1):
-            bigram = joined[i : i + 2]
-            if bigram not in seen:
-                seen.add(bigram)
-                out.append(bigram)
+        out.extend(joined[i : i + 2] for i in range(len(joined) - 1) if i not in word_at)
         span.clear()
 
     for word in _get_jieba().lcut(run):
@@ -280,7 +284,6 @@ def _zh_words_bigrams(run: str) -> list[str]:
             flush()
             continue
         out.append(word)
-        seen.add(word)
         span.append(word)
     flush()
     return out

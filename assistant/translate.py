@@ -66,6 +66,7 @@ SUPPLEMENT: dict[str, tuple[str, ...]] = {
     "实训基地": ("training base", "practical training base"),
     "双师型": ("dual-qualified", "double-qualified"),
     "人才培养": ("talent cultivation", "talent training"),
+    "重点领域": ("key area", "key field", "priority area"),
     "现代学徒制": ("modern apprenticeship",),
     "检验检测": ("inspection and testing",),
     "认证": ("certification", "to certify"),
@@ -108,6 +109,7 @@ _HEADWORDS_USED = 3  # headwords used per English word when translating
 _FIRST_WEIGHT = 2.0  # weight of the first gloss (or headword) relative to each later one
 _LEMMA_PENALTY = 1.0  # en→zh score lost by a candidate found through a guessed lemma
 _OTHER_READING_WEIGHT = 0.5  # glosses of a word's second, third ... reading, relative to the first
+_PHRASE_SHARE = 0.5  # weight of a CC-CEDICT phrase match vs its words translated one by one
 _MAX_MERGE_CHARS = 8  # adjacent jieba words are re-joined into a dictionary term up to this length
 
 
@@ -208,7 +210,9 @@ class Dictionary:
         path = path or cedict_path()
         st = path.stat()
         key = (_FORMAT_VERSION, str(path.resolve()), st.st_size, st.st_mtime_ns, sys.version_info[:2])
-        cache_file = (cache or cache_dir()) / f"cedict-v{_FORMAT_VERSION}-{st.st_size}-{st.st_mtime_ns}.pickle"
+        cache_file = (
+            cache or cache_dir()
+        ) / f"cedict-v{_FORMAT_VERSION}-{st.st_size}-{st.st_mtime_ns}.pickle"
         data = _read_cache(cache_file, key) if use_cache else None
         from_cache = data is not None
         if data is None:
@@ -255,7 +259,7 @@ class Dictionary:
 
 
 def _supplement_index() -> dict[str, list[str]]:
-    """en→zh keys of the supplement's glosses (whole phrase, and each word of one-word glosses)."""
+    """en→zh index of the supplement: each gloss's content words joined -> headwords."""
     index: dict[str, list[str]] = {}
     for hw, glosses in SUPPLEMENT.items():
         for gloss in glosses:
@@ -272,8 +276,8 @@ def _read_cache(cache_file: Path, key: tuple[object, ...]) -> _Parsed | None:
     try:
         with cache_file.open("rb") as f:
             # The cache is written by this module into the user's own cache directory.
-            stored_key, zh_en, en_zh = pickle.load(f)  # noqa: S301
-    except (OSError, pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError):
+            stored_key, zh_en, en_zh = pickle.load(f)
+    except Exception:  # missing, truncated, corrupt or foreign file: parse again
         return None
     if stored_key != key or not isinstance(zh_en, dict) or not isinstance(en_zh, dict):
         return None
@@ -312,9 +316,7 @@ def _parse(path: Path) -> _Parsed:
                 continue
             trad, simp, pinyin, body = m.groups()
             proper = pinyin[:1].isupper()
-            glosses = tuple(
-                dict.fromkeys(g for g in (_clean_gloss(x, proper) for x in body.split("/")) if g)
-            )
+            glosses = tuple(dict.fromkeys(g for g in (_clean_gloss(x, proper) for x in body.split("/")) if g))
             if not glosses:
                 continue
             by_simp.setdefault(simp, []).append(glosses)
@@ -324,7 +326,8 @@ def _parse(path: Path) -> _Parsed:
     # The reading with most glosses first: it is usually the common one (重点 zhong4 "important
     # point/.../key" before chong2 "to recount"); sorted() is stable, so ties keep the file's order.
     zh_en = {
-        hw: _READING_SEP.join("/".join(r) for r in sorted(rs, key=len, reverse=True)) for hw, rs in by_hw.items()
+        hw: _READING_SEP.join("/".join(r) for r in sorted(rs, key=len, reverse=True))
+        for hw, rs in by_hw.items()
     }
     return zh_en, _build_en_zh(by_simp)
 
@@ -341,7 +344,9 @@ def _build_en_zh(by_simp: dict[str, list[tuple[str, ...]]]) -> dict[str, str]:
     for simp, rs in by_simp.items():
         if not _is_cjk_word(simp) or len(simp) > 6:
             continue
-        base = 0.5 * math.log10(freq.get(simp, 0) + 1) - (1.5 if len(simp) == 1 else 0.3 * max(0, len(simp) - 2))
+        base = 0.5 * math.log10(freq.get(simp, 0) + 1) - (
+            1.5 if len(simp) == 1 else 0.3 * max(0, len(simp) - 2)
+        )
         for glosses in rs:
             for pos, gloss in enumerate(glosses):
                 words = _en_words(gloss)
@@ -360,7 +365,9 @@ def _build_en_zh(by_simp: dict[str, list[tuple[str, ...]]]) -> dict[str, str]:
                     if s > slot.get(simp, -math.inf):
                         slot[simp] = s
     return {
-        key: _CAND_SEP.join(f"{h} {cands[h]:.2f}" for h in sorted(cands, key=lambda h: -cands[h])[:_EN_ZH_CAP])
+        key: _CAND_SEP.join(
+            f"{h} {cands[h]:.2f}" for h in sorted(cands, key=lambda h: -cands[h])[:_EN_ZH_CAP]
+        )
         for key, cands in scored.items()
     }
 
@@ -461,43 +468,55 @@ def _ranked(weights: dict[str, float]) -> list[tuple[str, float]]:
     return sorted(weights.items(), key=lambda kv: -kv[1])
 
 
-def translate_zh_to_en(text: str) -> list[tuple[str, float]]:
-    """Weighted English query tokens (stemmed, as ``text.tokenize``) for a Chinese question.
+def translate_zh_to_en_groups(text: str) -> list[list[tuple[str, float]]]:
+    """English query tokens of a Chinese question, one group per source word (its alternatives).
 
-    Each Chinese content word contributes weight 1 over its gloss tokens (its first gloss counting
-    double); words missing from the dictionary are split into known sub-words; latin tokens and
-    numbers already in the question pass through with weight 1. Untranslatable Chinese is dropped.
+    Each Chinese content word gives the tokens of its glosses with weights summing to 1 (its first
+    gloss counting double); words missing from the dictionary are split into known sub-words; latin
+    tokens and numbers already in the question pass through, each as a group of its own.
+    Untranslatable Chinese is dropped.
     """
     if not text:
         return []
     d = get_dictionary()
     text = unicodedata.normalize("NFKC", text)
-    weights: dict[str, float] = {}
+    groups: list[list[tuple[str, float]]] = []
     for kind, run in _text.split_scripts(text):
         if kind != "zh":
-            for tok in _text.tokenize(run):
-                weights[tok] = weights.get(tok, 0.0) + 1.0
+            groups.extend([[(tok, 1.0)] for tok in _text.tokenize(run)])
             continue
         for word in _merge_segments(d, _text.segment_zh(run)):
             if word in _text.ZH_STOPWORDS or word.isspace():
                 continue
-            if word in d and _zh_word_weights(d, word, 1.0, weights):
-                continue
-            parts = _split_known(d, word)
-            for part in parts:
-                _zh_word_weights(d, part, 1.0 / len(parts), weights)
+            weights: dict[str, float] = {}
+            if not (word in d and _zh_word_weights(d, word, 1.0, weights)):
+                parts = _split_known(d, word)
+                for part in parts:
+                    _zh_word_weights(d, part, 1.0 / len(parts), weights)
+            if weights:
+                groups.append(_ranked(weights))
+    return groups
+
+
+def translate_zh_to_en(text: str) -> list[tuple[str, float]]:
+    """Weighted English query tokens (stemmed, as ``text.tokenize``) for a Chinese question: the
+    groups of ``translate_zh_to_en_groups`` merged, so each source word contributes weight 1."""
+    weights: dict[str, float] = {}
+    for group in translate_zh_to_en_groups(text):
+        for tok, w in group:
+            weights[tok] = weights.get(tok, 0.0) + w
     return _ranked(weights)
 
 
 def _lemma_forms(word: str) -> list[str]:
     """The word and crude lemmas: plural -s/-es/-ies, -ing, -ed (with e-restoration, doubling)."""
     forms = [word]
-    if len(word) > 4 and word.endswith("ies"):
-        forms.append(word[:-3] + "y")
-    if len(word) > 3 and word.endswith("es"):
-        forms.append(word[:-2])
     if len(word) > 3 and word.endswith("s") and not word.endswith("ss"):
         forms.append(word[:-1])
+    if len(word) > 3 and word.endswith("es"):
+        forms.append(word[:-2])
+    if len(word) > 4 and word.endswith("ies"):
+        forms.append(word[:-3] + "y")
     for suffix in ("ing", "ed"):
         if len(word) > len(suffix) + 2 and word.endswith(suffix):
             stem = word[: -len(suffix)]
@@ -509,9 +528,9 @@ def _lemma_forms(word: str) -> list[str]:
     return list(dict.fromkeys(f for f in forms if len(f) >= 2))
 
 
-def _en_lookup(d: Dictionary, words: list[str]) -> list[str]:
-    """Headwords for a phrase, best first, pooling the candidates of the lemma forms of its last
-    word: "joined" must reach 加入 ("to join") rather than stop at 缔 ("closely joined")."""
+def _en_lookup(d: Dictionary, words: list[str]) -> list[tuple[str, float]]:
+    """Scored headwords for a phrase, best first, pooling the candidates of the lemma forms of its
+    last word: "joined" must reach 加入 ("to join") rather than stop at 缔 ("closely joined")."""
     pooled: dict[str, float] = {}
     for k, last in enumerate(_lemma_forms(words[-1])):
         # a guessed lemma scores a little lower than the word as written: "training" is 培训 (gloss
@@ -521,7 +540,7 @@ def _en_lookup(d: Dictionary, words: list[str]) -> list[str]:
             score -= penalty
             if score > pooled.get(hw, -math.inf):
                 pooled[hw] = score
-    return sorted(pooled, key=lambda h: -pooled[h])
+    return sorted(pooled.items(), key=lambda kv: -kv[1])
 
 
 def translate_en_to_zh(text: str) -> list[tuple[str, float]]:
@@ -552,22 +571,40 @@ _RAW_WORD_RE = re.compile(r"[^\W_]+(?:['\u2019][^\W_]+)*")
 def _translate_en_run(d: Dictionary, run: str, weights: dict[str, float]) -> None:
     words: list[str] = []
 
+    def add(hws: list[tuple[str, float]], total: float) -> None:
+        items = [
+            (tuple(dict.fromkeys(_text.tokenize(h))), _FIRST_WEIGHT if k == 0 else 1.0)
+            for k, (h, _) in enumerate(hws[:_HEADWORDS_USED])
+        ]
+        _spread(weights, items, total)
+
+    def add_word(word: str, total: float) -> None:
+        hws = _en_lookup(d, [word])
+        if hws:
+            add(hws, total)
+        else:
+            for tok in _text.tokenize(word):  # unknown: pass through (names, rare words)
+                weights[tok] = weights.get(tok, 0.0) + total
+
     def flush() -> None:
         i = 0
         while i < len(words):
-            for n in range(min(3, len(words) - i), 0, -1):
+            for n in range(min(3, len(words) - i), 1, -1):
                 hws = _en_lookup(d, words[i : i + n])
-                if hws:
-                    items = [
-                        (tuple(dict.fromkeys(_text.tokenize(h))), _FIRST_WEIGHT if k == 0 else 1.0)
-                        for k, h in enumerate(hws[:_HEADWORDS_USED])
-                    ]
-                    _spread(weights, items, float(n))
-                    i += n
-                    break
+                if not hws:
+                    continue
+                if hws[0][1] >= _SUPPLEMENT_SCORE - len(SUPPLEMENT):
+                    add(hws, float(n))  # a domain term: trusted whole
+                else:
+                    # a CC-CEDICT phrase may be a rare word ("join alliance" -> 入联, where texts say
+                    # 加入联盟): half the weight to it, half to the words translated one by one
+                    add(hws, n * _PHRASE_SHARE)
+                    for w in words[i : i + n]:
+                        add_word(w, 1.0 - _PHRASE_SHARE)
+                i += n
+                break
             else:
-                for tok in _text.tokenize(words[i]):  # unknown: pass through (names, rare words)
-                    weights[tok] = weights.get(tok, 0.0) + 1.0
+                add_word(words[i], 1.0)
                 i += 1
         words.clear()
 

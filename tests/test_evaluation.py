@@ -22,6 +22,7 @@ from assistant.evaluation import (
     aggregate,
     by_tag,
     check_evidence,
+    dump_gold,
     fold,
     load_gold,
     load_records,
@@ -32,6 +33,7 @@ from assistant.evaluation import (
     score_records,
     supports,
 )
+from assistant.evaluation.__main__ import main as rescore_main
 from assistant.evaluation.report import highlight
 from assistant.evaluation.squad import convert, evidence_span, locate_answer, main, split_sentences
 from assistant.schema import Answer, Citation, Passage
@@ -678,6 +680,13 @@ def test_run_eval_with_fake_asker(tmp_path: Path) -> None:
     assert "<mark>" in (tmp_path / "report.html").read_text("utf-8")
     result.write_json(tmp_path / "report.json")
     assert json.loads((tmp_path / "report.json").read_text("utf-8"))["metrics"]["hit@k"] == 0.0
+
+    # the re-scoring command line
+    dump_gold(items, tmp_path / "gold.jsonl")
+    args = [str(tmp_path / "gold.jsonl"), str(tmp_path / "records.jsonl"), "--k", "1"]
+    assert rescore_main([*args, "--json", str(tmp_path / "rescored.json")]) == 0
+    assert json.loads((tmp_path / "rescored.json").read_text("utf-8"))["metrics"] == report["metrics"]
+    assert rescore_main([str(tmp_path / "gold.jsonl"), str(tmp_path / "missing.jsonl")]) == 2
 
     table = result.table()
     assert isinstance(table, Table) and [c.header for c in table.columns] == [

@@ -256,7 +256,7 @@ def by_tag(items: Sequence[GoldItem], scores: Sequence[QuestionScore]) -> dict[s
 
 @dataclass(frozen=True)
 class MetricInfo:
-    """How to show a metric: its label, kind (``rate``, ``ms``, ``count``, ``number``) and meaning."""
+    """How to show a metric: label, kind (``rate``, ``ms``, ``count``, ``chars``, ``number``), meaning."""
 
     key: str
     label: str
@@ -302,7 +302,7 @@ METRICS: tuple[MetricInfo, ...] = (
     MetricInfo(
         "citations_per_answer", "citations / answer", "number", "mean citations per non-abstained answer"
     ),
-    MetricInfo("median_quote_chars", "median quote chars", "number", "median length of cited quotes"),
+    MetricInfo("median_quote_chars", "median quote chars", "chars", "median length of cited quotes"),
     MetricInfo("latency_p50_ms", "latency p50 (ms)", "ms", "nearest-rank median latency"),
     MetricInfo("latency_p95_ms", "latency p95 (ms)", "ms", "nearest-rank 95th percentile latency"),
     MetricInfo("n", "questions", "count", "questions scored"),

@@ -53,6 +53,8 @@ def _fmt(value: float | None, kind: str) -> str:
         return f"{value:.0f} ms"
     if kind == "rate":
         return f"{value:.3f}"
+    if kind == "chars":
+        return f"{value:.1f}"
     return f"{value:.2f}"
 
 

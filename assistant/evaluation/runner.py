@@ -106,6 +106,8 @@ def format_metric(value: float | None, kind: str) -> str:
         return f"{value:.0f}"
     if kind == "rate":
         return f"{value:.3f}"
+    if kind == "chars":
+        return f"{value:.1f}"
     return f"{value:.2f}"
 
 

