@@ -20,11 +20,13 @@ _CLOSERS = "\"'”’」』）)]》"
 _ZH_END = re.compile(r"(?:[。！？；!?]|…+|\.{3,})[" + re.escape(_CLOSERS) + r"]*")
 # An English full stop ends a sentence only when white space follows.
 _EN_END = re.compile(r"[.!?][" + re.escape(_CLOSERS) + r"]*(?=\s)")
-_CLAUSE_END = re.compile(r"[，,；;：:、]\s*")
+# ASCII , ; : between two digits belong to a number ("30,000", "10:30"), not a clause boundary.
+_CLAUSE_END = re.compile(r"(?:[，；：、]|[,;:](?!\d)|(?<!\d)[,;:])\s*")
 _ABBREVIATIONS = frozenset(
     "co ltd inc corp llc plc mr mrs ms dr prof st no nos vs etc e.g i.e jr sr dept univ gov govt approx "
     "fig figs vol jan feb mar apr jun jul aug sep sept oct nov dec u.s u.k p.r.c".split()
 )
+_ENUMERATOR = re.compile(r"\s*\d{1,3}")
 _WORD_BEFORE = re.compile(r"([A-Za-z][A-Za-z.]*)$")
 _LATIN_WORD = re.compile(r"[A-Za-z0-9]+(?:[.,'’-][A-Za-z0-9]+)*")
 _CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
@@ -85,6 +87,10 @@ def split_sentences(text: str, start: int = 0, end: int | None = None) -> list[S
         cuts.add(m.end())
     for m in _EN_END.finditer(text, start, end):
         if text[m.start()] == "." and _is_abbreviation(text, m.start()):
+            continue
+        # "1. Creating a platform": a list number opening a line is not a sentence of its own.
+        line_start = max(start, text.rfind("\n", start, m.start()) + 1)
+        if text[m.start()] == "." and _ENUMERATOR.fullmatch(text, line_start, m.start()):
             continue
         nxt = _next_visible(text, m.end(), end)
         # "...the U.S. economy": a lower-case continuation means the stop was not a sentence end.

@@ -90,7 +90,7 @@ def _decode_legacy(data: bytes) -> str | None:
 
         best = from_bytes(data).best()
         if best is None:
-            return None
+            return _decode_lenient(data)
         # Mostly valid text with a few broken bytes: decode with the detected encoding, replacing.
         return data.decode(best.encoding, errors="replace")
     candidates.sort(key=lambda c: c[0], reverse=True)
@@ -108,6 +108,20 @@ _COMMON_CHARS = frozenset(
     "爱让认算论百吃义科怎元社术结六功指思非流每青管夫连远资队跟带花快条院变联言权往展该领传近留红治决周保达办运武半候七必城父"
     "強這個們來為國說時會過後對於與學發經長問還進動種實現點當將於職業產業聯盟教育融合區縣"
 )
+
+
+def _decode_lenient(data: bytes) -> str | None:
+    """Text with a few stray bad bytes (strict decoding failed): the most plausible codec, replacing them."""
+    best: tuple[float, str] | None = None
+    for encoding in ("utf-8", "gb18030", "big5"):
+        text = data.decode(encoding, errors="replace")
+        bad = text.count("\ufffd")
+        if not text or bad > max(3, len(text) // 100):
+            continue  # too many invalid sequences: not this encoding (or not text at all)
+        score = _chinese_plausibility(text) - bad / len(text)
+        if best is None or score > best[0]:
+            best = (score, text)
+    return best[1] if best else None
 
 
 def _chinese_plausibility(text: str) -> float:
@@ -200,9 +214,10 @@ def _html_text(html: str) -> str:
     from bs4 import BeautifulSoup
 
     soup = BeautifulSoup(html, "html.parser")
+    # Read the <title> before <head> (which holds it) is dropped with the other invisible parts.
+    title = soup.title.get_text(" ", strip=True) if soup.title else ""
     for tag in soup(["script", "style", "noscript", "template", "head"]):
         tag.decompose()
-    title = soup.title.get_text(" ", strip=True) if soup.title else ""
     text = soup.get_text("\n")
     lines = [re.sub(r"[ \t\u3000]+", " ", line).strip() for line in text.splitlines()]
     body = "\n".join(line for line in lines if line)

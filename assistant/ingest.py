@@ -18,8 +18,10 @@ from .chunking import ChunkerSettings, chunk_document
 from .documents import iter_files, load_file, relative_name, source_text
 from .embedding import Embedder
 from .errors import DocumentError
-from .schema import Document
+from .schema import Chunk, Document
 from .store import DocRecord, IndexSettings, Store
+
+EMBED_BATCH_CHUNKS = 256
 
 # progress(stage, advance, total): stage is "files" or "embed"; total is sent once with advance=0.
 Progress = Callable[[str, int, int], None]
@@ -193,19 +195,35 @@ def ingest(
             store.check_compatible(embedder.settings.model_name, dim, chunker.to_dict())
             store.write_settings(IndexSettings(embedder.settings.model_name, dim, chunker.to_dict()), dirty=True)
 
-        plans = []
+        sources: dict[str, str] = {}
+        plans: list[tuple[Document, str, str, list[Chunk]]] = []
         for doc, h, abs_path in todo:
-            source = _source_for(doc, abs_path)
+            if "line" in doc.extra:
+                source = doc.text  # a JSONL document's offsets refer to its own text
+            else:
+                if abs_path not in sources:
+                    sources[abs_path] = _source_for(doc, abs_path)
+                source = sources[abs_path]
             plans.append((doc, h, abs_path, chunk_document(doc, chunker, source)))
+        sources.clear()
         total_chunks = sum(len(p[3]) for p in plans)
         notify("embed", 0, total_chunks)
-        for doc, h, abs_path, chunks in plans:
-            if chunks:
-                vectors = embedder.encode_passages([c.text for c in chunks], lambda n: notify("embed", n, total_chunks))
-                store.add_chunks(chunks, vectors, h)
-            old = known.get(doc.doc_id)
-            store.commit_document(
-                DocRecord(
+
+        batch: list[tuple[Document, str, str, list[Chunk]]] = []
+
+        def flush() -> None:
+            # Embedding many small documents one by one wastes the batch: we embed across documents,
+            # write their chunks, then point the manifest at all of them in one call.
+            texts = [c.text for plan in batch for c in plan[3]]
+            vectors = embedder.encode_passages(texts, lambda n: notify("embed", n, total_chunks)) if texts else None
+            records: list[DocRecord] = []
+            replaced: list[DocRecord] = []
+            at = 0
+            for doc, h, abs_path, chunks in batch:
+                if chunks and vectors is not None:
+                    store.add_chunks(chunks, vectors[at : at + len(chunks)], h)
+                    at += len(chunks)
+                record = DocRecord(
                     doc_id=doc.doc_id,
                     hash=h,
                     source=doc.source,
@@ -217,13 +235,27 @@ def ingest(
                     chunks=len(chunks),
                     offset=doc.offset,
                 )
-            )
-            report.chunks_added += len(chunks)
-            if old is None:
-                report.added += 1
-            else:
-                report.updated += 1
-                report.chunks_removed += old.chunks
+                records.append(record)
+                old = known.get(doc.doc_id)
+                report.chunks_added += len(chunks)
+                if old is None:
+                    report.added += 1
+                else:
+                    replaced.append(record)
+                    report.updated += 1
+                    report.chunks_removed += old.chunks
+            store.commit_documents(records, replaced)
+            batch.clear()
+
+        pending = 0
+        for plan in plans:
+            batch.append(plan)
+            pending += len(plan[3])
+            if pending >= EMBED_BATCH_CHUNKS:
+                flush()
+                pending = 0
+        if batch:
+            flush()
         for doc_id in removals:
             report.chunks_removed += store.remove_document(doc_id)
             report.removed += 1

@@ -11,7 +11,6 @@ Anchor ids are ``src-{turn}-{n}`` for the citations of turn ``turn`` and ``rel-{
 
 from __future__ import annotations
 
-import html
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
@@ -19,9 +18,11 @@ from typing import Any, Protocol
 from .answer import messages
 from .schema import Answer, Citation, Passage
 
-# Characters Markdown (and KaTeX's $…$) would interpret, as numeric entities; html.escape does & < > " '.
-_MARKUP = {c: f"&#{ord(c)};" for c in "\\`*_[]{}()#+-!|~$:"}
-_MARKUP_TABLE = str.maketrans(_MARKUP)
+# HTML's special characters and those Markdown (and KaTeX's $…$) would interpret, as entities: one
+# pass, so an entity we write is never escaped again.
+_ESCAPES = {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;"}
+_ESCAPES.update({c: f"&#{ord(c)};" for c in "\\`*_[]{}()#+-!|~$:"})
+_ESCAPE_TABLE = str.maketrans(_ESCAPES)
 # "[1]", "[1, 2]" or "[1][2]" after a sentence; full-width commas too.
 _MARKERS = re.compile(r"\[(\d{1,3}(?:\s*[,，]\s*\d{1,3})*)\]")
 # The end of a sentence with the citation markers that follow it: where streaming may pause.
@@ -40,6 +41,8 @@ UI_TEXT: dict[str, dict[str, str]] = {
         "date": "Date",
         "language": "Language",
         "chunks": "Chunks",
+        "documents": "documents",
+        "n_chunks": "chunks",
         "no_docs": "No documents are indexed yet.",
         "unsupported": "not supported by the cited passage",
     },
@@ -55,6 +58,8 @@ UI_TEXT: dict[str, dict[str, str]] = {
         "date": "日期",
         "language": "语言",
         "chunks": "段落数",
+        "documents": "个文档",
+        "n_chunks": "个段落",
         "no_docs": "尚未索引任何文档。",
         "unsupported": "引用的段落不支持此句",
     },
@@ -68,7 +73,7 @@ def ui_text(lang: str) -> dict[str, str]:
 
 def esc(text: object) -> str:
     """Escape ``text`` for HTML and neutralize Markdown/LaTeX syntax; newlines become ``<br>``."""
-    escaped = html.escape(str(text), quote=True).translate(_MARKUP_TABLE)
+    escaped = str(text).translate(_ESCAPE_TABLE)
     return escaped.replace("\r\n", "\n").replace("\n", "<br>")
 
 
@@ -146,7 +151,8 @@ def render_answer(answer: Answer, turn: int, text: str | None = None) -> str:
     msg = messages(answer.language)
     lab = ui_text(answer.language)
     body = answer.answer if text is None else text
-    parts = ['<div class="answer">']
+    state = "complete" if text is None else "streaming"  # lets tests and scripts wait for the end
+    parts = [f'<div class="answer {state}">']
     if answer.standalone_question.strip() != answer.question.strip():
         parts.append(
             f'<div class="searched">{esc(msg["searched"])}: <q>{esc(answer.standalone_question)}</q></div>'
@@ -166,7 +172,7 @@ def render_answer(answer: Answer, turn: int, text: str | None = None) -> str:
             snippet = p.text[:160] + ("…" if len(p.text) > 160 else "")
             parts.append(
                 f'<li><a class="rel-ref" href="#{target}" data-target="{target}">{esc(title)}</a> '
-                f'<span class="doc-id">({esc(p.doc_id)})</span>: <span class="snippet">{esc(snippet)}</span></li>'
+                f'<span class="doc-id">&#40;{esc(p.doc_id)}&#41;</span>: <span class="snippet">{esc(snippet)}</span></li>'
             )
         parts.append("</ul></div>")
     parts.append("</div>")
@@ -257,7 +263,8 @@ def render_documents(docs: Sequence[DocLike], lang: str = "en") -> str:
     )
     total = sum(int(d.chunks) for d in docs)
     return (
-        f'<div class="docs-table"><div class="docs-count">{len(docs)} · {total} {esc(lab["chunks"])}</div>'
+        f'<div class="docs-table"><div class="docs-count">{len(docs)} {esc(lab["documents"])} · {total} '
+        f'{esc(lab["n_chunks"])}</div>'
         f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table></div>"
     )
 

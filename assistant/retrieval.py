@@ -80,12 +80,17 @@ class RetrievalSettings:
     dense_k: int = 40
     lexical_k: int = 40
     rrf_k: int = 5  # a small k lets the leading list's first ranks decide (measured: 60 blurred them)
-    # Fusion weights by question language, measured on eval/gold.jsonl: for English questions over
-    # English text BM25 leads and the (English-only) dense model adds recall; for Chinese questions
-    # the default dense model and the Chinese tokens (which only meet Chinese headlines) add noise,
-    # and the dictionary-translated query carries the search.
-    weights: Mapping[str, float] = field(default_factory=lambda: {"dense": 0.3, "bm25": 1.0, "translated": 0.1})
-    weights_zh: Mapping[str, float] = field(default_factory=lambda: {"dense": 0.2, "bm25": 0.6, "translated": 1.0})
+    # Fusion weights, measured on eval/gold.jsonl (Chinese questions over English text) and CMRC 2018
+    # trial (Chinese over Chinese): BM25 on the question's own tokens leads when the passages are in the
+    # question's script; the dictionary-translated query leads when they are in the other one. So the
+    # two lexical weights follow the share of indexed chunks written in the question's script ("same"):
+    #   bm25 = lexical_floor + (1 - lexical_floor) * same,  translated = translated_floor + (1 - ...) * (1 - same)
+    # The default dense model is English-only: it adds recall to English questions, little to Chinese.
+    # ``weights`` set explicitly (e.g. for a multilingual model) replaces all of this.
+    weights: Mapping[str, float] | None = None
+    dense_weight: Mapping[str, float] = field(default_factory=lambda: {"en": 0.3, "zh": 0.2})
+    lexical_floor: float = 0.6
+    translated_floor: float = 0.1
     reranker: str | None = None  # a sentence-transformers CrossEncoder id or path; off by default
     rerank_top: int = 20
     # Lexical rerank of the fused top passages by their best sentence's coverage of the question:
@@ -103,23 +108,33 @@ class RetrievalSettings:
                 raise ConfigError(f"{name} must be between 1 and 1000, got {value}")
         if not 0 <= self.rrf_k <= 1000:
             raise ConfigError(f"rrf_k must be between 0 and 1000, got {self.rrf_k}")
-        for weights in (self.weights, self.weights_zh):
-            unknown = set(weights) - {"dense", "bm25", "translated"}
+        if self.weights is not None:
+            unknown = set(self.weights) - {"dense", "bm25", "translated"}
             if unknown:
                 raise ConfigError(f"unknown fusion weights {sorted(unknown)}; known: dense, bm25, translated")
-            bad = {k: v for k, v in weights.items() if v < 0}
+            bad = {k: v for k, v in self.weights.items() if v < 0}
             if bad:
                 raise ConfigError(f"fusion weights must be >= 0, got {bad}")
+        for name in ("lexical_floor", "translated_floor"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ConfigError(f"{name} must be between 0 and 1, got {getattr(self, name)}")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        d["weights"] = dict(self.weights)
-        d["weights_zh"] = dict(self.weights_zh)
+        d["weights"] = dict(self.weights) if self.weights is not None else None
+        d["dense_weight"] = dict(self.dense_weight)
         return d
 
-    def weights_for(self, language: str) -> Mapping[str, float]:
-        """The fusion weights for a question in ``language`` ("zh", "en" or "mixed")."""
-        return self.weights_zh if language == "zh" else self.weights
+    def weights_for(self, language: str, same_share: float) -> dict[str, float]:
+        """Fusion weights for a question in ``language`` when ``same_share`` of the chunks are in its script."""
+        if self.weights is not None:
+            return dict(self.weights)
+        lang = "zh" if language == "zh" else "en"
+        return {
+            "dense": self.dense_weight.get(lang, 0.0),
+            "bm25": self.lexical_floor + (1 - self.lexical_floor) * same_share,
+            "translated": self.translated_floor + (1 - self.translated_floor) * (1 - same_share),
+        }
 
 
 def validate_filters(filters: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -203,6 +218,7 @@ class LexicalIndex:
         self.tokens = tokens
         self.generation = generation
         self.position = {cid: i for i, cid in enumerate(ids)}
+        self._language_counts: dict[str, int] | None = None
         self.bm25 = bm25s.BM25()
         if ids:
             # An empty document would make bm25s choke; "" is its placeholder token.
@@ -222,6 +238,20 @@ class LexicalIndex:
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    def script_share(self, language: str) -> float:
+        """Share of chunks written in the script of ``language`` ("zh" or else English); mixed counts half."""
+        if not self.ids:
+            return 1.0
+        counts = self._language_counts
+        if counts is None:
+            counts = {}
+            for meta in self.metas:
+                lang = str(meta.get("language", "en"))
+                counts[lang] = counts.get(lang, 0) + 1
+            self._language_counts = counts
+        key = "zh" if language == "zh" else "en"
+        return (counts.get(key, 0) + 0.5 * counts.get("mixed", 0)) / len(self.ids)
 
     def term_idf(self, term: str) -> float:
         i = self.vocab.get(term)
@@ -499,7 +529,7 @@ class Retriever:
         filters = validate_filters(filters)
         lexical = self.lexical
         terms = analyse(question)
-        weights = self.settings.weights_for(terms.language)
+        weights = self.settings.weights_for(terms.language, lexical.script_share(terms.language))
         rankings: dict[str, list[str]] = {}
         found: dict[str, tuple[str, dict[str, Any]]] = {}
         per: dict[str, dict[str, float]] = {}

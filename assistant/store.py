@@ -219,10 +219,23 @@ class Store:
 
     def commit_document(self, record: DocRecord) -> None:
         """Point the manifest at the new version of a document, then drop its older chunks."""
-        self.manifest.upsert(ids=[f"doc:{record.doc_id}"], embeddings=[[1.0]], metadatas=[record.to_meta()])
-        self.chunks.delete(where={"$and": [{"doc_id": record.doc_id}, {"doc_hash": {"$ne": record.hash}}]})
+        self.commit_documents([record], [record])
+
+    def commit_documents(self, records: Sequence[DocRecord], replaced: Sequence[DocRecord] = ()) -> None:
+        """Point the manifest at new document versions (one write), then drop the older chunks of
+        the ``replaced`` ones (documents that had a previous version)."""
+        for b in range(0, len(records), _BATCH):
+            part = records[b : b + _BATCH]
+            self.manifest.upsert(
+                ids=[f"doc:{r.doc_id}" for r in part],
+                embeddings=[[1.0]] * len(part),
+                metadatas=[r.to_meta() for r in part],
+            )
+        for record in replaced:
+            self.chunks.delete(where={"$and": [{"doc_id": record.doc_id}, {"doc_hash": {"$ne": record.hash}}]})
         if self._docs is not None:
-            self._docs[record.doc_id] = record
+            for record in records:
+                self._docs[record.doc_id] = record
 
     def remove_document(self, doc_id: str) -> int:
         """Forget a document: manifest first (readers stop seeing it), then its chunks."""

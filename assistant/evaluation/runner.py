@@ -37,6 +37,8 @@ __all__ = [
 
 # Above this many tags, ``EvalResult.table`` shows one row per tag instead of one column per tag.
 MAX_TAG_COLUMNS = 5
+# Tags shown first in the terminal table when present (language, conversation, abstention, cross-document).
+PREFERRED_TAGS = ("en", "zh", "followup", "unanswerable", "multi-doc")
 
 
 class Asker(Protocol):
@@ -163,34 +165,25 @@ class EvalResult:
         """Write the self-contained HTML report (inline CSS and SVG, no network)."""
         Path(path).write_text(self.render_html(title), encoding="utf-8")
 
-    def table(self, title: str | None = None) -> Table:
-        """A rich table: one row per metric and a column per tag, or one row per tag when tags are many."""
-        tags = [t for t in self.metrics if t != "all"]
-        if len(tags) <= MAX_TAG_COLUMNS:
-            table = Table(title=title or f"Evaluation (k={self.k}, n={len(self.records)})")
-            table.add_column("metric")
-            for group in ["all", *tags]:
-                table.add_column(group, justify="right")
-            for info in METRICS:
-                table.add_row(
-                    metric_label(info, self.k),
-                    *(format_metric(self.metrics[g].get(info.key), info.kind) for g in ["all", *tags]),
-                )
-            return table
-        shown = [
-            info for info in METRICS if info.kind != "count" and info.key != "citation_precision_passage"
-        ]
+    def table(self, title: str | None = None, tags: Sequence[str] | None = None) -> Table:
+        """A rich table, one row per metric: overall plus a column for each of a few tags.
+
+        By default the tags shown are the most frequent ones (up to MAX_TAG_COLUMNS) so the table fits
+        a terminal; every tag is in ``to_json()`` and the HTML report.
+        """
+        if tags is None:
+            counts = {t: m.get("n") or 0 for t, m in self.metrics.items() if t != "all"}
+            preferred = [t for t in PREFERRED_TAGS if t in counts]
+            rest = sorted((t for t in counts if t not in preferred), key=lambda t: (-float(counts[t]), t))
+            tags = (preferred + rest)[:MAX_TAG_COLUMNS]
         table = Table(title=title or f"Evaluation (k={self.k}, n={len(self.records)})")
-        table.add_column("tag")
-        table.add_column("n", justify="right")
-        for info in shown:
-            table.add_column(metric_label(info, self.k), justify="right")
+        table.add_column("metric")
         for group in ["all", *tags]:
-            m = self.metrics[group]
+            table.add_column(group, justify="right")
+        for info in METRICS:
             table.add_row(
-                group,
-                format_metric(m.get("n"), "count"),
-                *(format_metric(m.get(i.key), i.kind) for i in shown),
+                metric_label(info, self.k),
+                *(format_metric(self.metrics[g].get(info.key), info.kind) for g in ["all", *tags]),
             )
         return table
 

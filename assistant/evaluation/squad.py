@@ -319,7 +319,8 @@ def convert(
         raise ValueError("max_chars must be positive")
     data = read_squad(file)
     name = dataset or dataset_name(file, data)
-    questions = squad_questions(data)
+    # A handful of upstream questions are empty strings (one in CMRC 2018 trial): nothing to ask.
+    questions = [q for q in squad_questions(data) if q.question]
     language = detect_language(q.question for q in questions[:500])
     passages_data = data
     passage_language = detect_language(q.context for q in questions[:200])

@@ -1,0 +1,612 @@
+"""Gradio web UI: chat with cited sources, the document list, staff management and evaluation.
+
+``build_app(assistant)`` returns the ``gr.Blocks``; ``assistant serve`` (``make run``) mounts it
+beside the JSON API (see ``assistant/server.py``). HTML comes from ``assistant.render``, which
+escapes all document text. Run directly: ``python ui.py [--host H] [--port P]``.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from assistant.errors import AssistantError, DocumentError
+from assistant.render import (
+    answer_plain_text,
+    esc,
+    metrics_rows,
+    render_answer,
+    render_documents,
+    render_notice,
+    render_sources,
+    stream_prefixes,
+)
+from assistant.schema import Answer
+from assistant.server import (
+    MAX_UPLOAD_BYTES,
+    UPLOAD_SUFFIXES,
+    admin_password,
+    check_password,
+    friendly_error,
+    guard_for,
+    save_upload,
+)
+
+log = logging.getLogger("assistant.ui")
+
+STREAM_DELAY = 0.05  # seconds between streamed sentences
+MAX_GOLD_BYTES = 5 * 1024 * 1024
+
+# (English, Chinese) for every label the language toggle changes.
+TEXT: dict[str, tuple[str, str]] = {
+    "title": ("## Industry–Education Alliance Assistant\nAsk in English or Chinese; every answer cites its "
+              "sources.", "## 产教联盟智能助手\n可用中文或英文提问，每个回答都附有引用来源。"),
+    "tab_chat": ("Chat", "问答"),
+    "tab_docs": ("Documents", "文档"),
+    "tab_eval": ("Evaluation", "评测"),
+    "chatbot": ("Conversation", "对话"),
+    "question": ("Your question", "你的问题"),
+    "question_ph": ("e.g. What is the Suzhou standardized alliance?", "例如：常州检验检测认证产教联盟何时成立？"),
+    "ask": ("Ask", "提问"),
+    "clear": ("New conversation", "新对话"),
+    "filters": ("Filters", "筛选"),
+    "f_doc": ("Documents", "文档"),
+    "f_outlet": ("Outlets", "媒体"),
+    "f_language": ("Document language", "文档语言"),
+    "f_from": ("From date (YYYY-MM-DD)", "起始日期（YYYY-MM-DD）"),
+    "f_to": ("To date (YYYY-MM-DD)", "截止日期（YYYY-MM-DD）"),
+    "copy": ("Answer with sources (use the copy button)", "回答及来源（点击复制按钮）"),
+    "sources": ("Sources", "来源"),
+    "refresh": ("Refresh", "刷新"),
+    "staff": ("Staff", "教职工管理"),
+    "password": ("Staff password", "管理密码"),
+    "login": ("Log in", "登录"),
+    "logout": ("Log out", "退出"),
+    "upload": ("Add documents (.txt .md .html .htm .pdf .docx .jsonl, up to 20 MB each)",
+               "添加文档（.txt .md .html .htm .pdf .docx .jsonl，每个不超过 20 MB）"),
+    "upload_btn": ("Upload and index", "上传并索引"),
+    "delete_doc": ("Document to delete", "要删除的文档"),
+    "delete_file": ("Also delete its file from the corpus folder", "同时从语料目录删除文件"),
+    "delete_btn": ("Delete document", "删除文档"),
+    "rebuild": ("Rebuild from scratch", "从头重建索引"),
+    "reindex_btn": ("Re-index corpus", "重新索引语料"),
+    "gold": ("Gold questions (JSONL)", "标准问题集（JSONL）"),
+    "k": ("k (passages scored)", "k（评分的段落数）"),
+    "run_eval": ("Run evaluation", "运行评测"),
+    "metrics": ("Metrics", "指标"),
+    "report_file": ("HTML report", "HTML 报告"),
+    "lang": ("Language · 语言", "Language · 语言"),
+}
+
+MSG: dict[str, tuple[str, str]] = {
+    "denied": ("Staff login required.", "需要管理员登录。"),
+    "bad_password": ("Wrong password.", "密码错误。"),
+    "logged_in": ("Logged in: management enabled.", "已登录：可以管理文档。"),
+    "logged_out": ("Logged out.", "已退出。"),
+    "no_files": ("Choose one or more files first.", "请先选择文件。"),
+    "no_doc": ("Choose a document first.", "请先选择文档。"),
+    "no_gold": ("Upload a gold JSONL file first.", "请先上传标准问题集 JSONL 文件。"),
+    "empty_q": ("Please ask a question.", "请输入问题。"),
+}
+
+EXAMPLES_STUDENTS = [
+    ["What is the Suzhou standardized industry-education alliance?"],
+    ["常州检验检测认证产教联盟是什么时候成立的？"],
+    ["Which fields will the Suzhou standardization training bases focus on?"],
+    ["人工智能如何改变技工教育？"],
+]
+EXAMPLES_STAFF = [
+    ["Which institutions co-lead the Changzhou testing and certification alliance?"],
+    ["南海区产教联盟的目标是什么？"],
+    ["What are the five strategic focus areas of the Changzhou alliance?"],
+    ["“十五五”期间职业教育有哪些发展趋势？"],
+]
+
+CSS = """
+.answer .searched{color:#5a6372;font-size:.85em;margin-bottom:.35em}
+.answer .abstained{color:#7a4b00}
+.answer .note{color:#8a5a00;font-size:.8em;margin-top:.3em}
+.answer .related{margin-top:.5em;font-size:.9em}
+.answer .related ul{margin:.2em 0;padding-left:1.2em}
+sup.fn{font-size:.75em;white-space:nowrap}
+a.fn-ref,a.rel-ref{cursor:pointer;text-decoration:none;font-weight:600}
+.sources-panel{max-height:640px;overflow:auto}
+.sources-panel.empty{color:#8a93a0;padding:.5em}
+.panel-head{font-weight:700;margin:.3em 0}
+.src{border:1px solid #dde1e6;border-radius:6px;padding:.5em .7em;margin:.5em 0;transition:background .4s}
+.src.active,.src:target{border-color:#3b6ea8;box-shadow:0 0 0 2px #3b6ea855;background:#f3f7fc}
+.src-head{font-weight:600}.src-n{color:#3b6ea8}
+.src-meta{color:#5a6372;font-size:.8em;margin:.15em 0}
+.src-text{margin:.3em 0 0;padding:.3em .6em;border-left:3px solid #c3c9d2;font-size:.88em;
+  max-height:16em;overflow:auto;color:inherit}
+.src-text mark{background:#ffe28a;color:#1d2330}
+.docs-table table{border-collapse:collapse;font-size:.88em;width:100%}
+.docs-table th,.docs-table td{border:1px solid #dde1e6;padding:.3em .5em;text-align:left;vertical-align:top}
+.docs-table td.num{text-align:right}
+.docs-count{color:#5a6372;margin-bottom:.3em}
+.notice{padding:.4em .7em;border-radius:5px;margin:.3em 0}
+.notice-error{background:#fdecea;color:#8a1c12}.notice-info{background:#eef4fb}.notice-ok{background:#e8f5ec}
+iframe.eval-report{width:100%;height:900px;border:1px solid #dde1e6;border-radius:6px;background:#fff}
+"""
+
+# Footnotes: scroll to the source in the panel and mark it, whatever the chat's Markdown does to links.
+HEAD = """
+<script>
+document.addEventListener('click', function (e) {
+  var a = e.target && e.target.closest ? e.target.closest('a.fn-ref, a.rel-ref') : null;
+  if (!a) return;
+  var id = a.getAttribute('data-target') || (a.getAttribute('href') || '').replace(/^#/, '');
+  var el = id ? document.getElementById(id) : null;
+  e.preventDefault();
+  e.stopPropagation();
+  if (!el) return;
+  document.querySelectorAll('.src.active').forEach(function (x) { x.classList.remove('active'); });
+  el.classList.add('active');
+  el.scrollIntoView({behavior: 'smooth', block: 'center'});
+}, true);
+</script>
+"""
+
+# Browser language by default: the first event of a page sets the toggle from navigator.language.
+LANG_JS = "() => ((navigator.language || 'en').toLowerCase().startsWith('zh') ? 'zh' : 'en')"
+
+
+def theme() -> gr.themes.Base:
+    """The UI theme (passed to ``gr.mount_gradio_app`` or ``launch``)."""
+    fonts = ["system-ui", "Noto Sans CJK SC", "WenQuanYi Zen Hei", "PingFang SC", "sans-serif"]
+    return gr.themes.Soft(primary_hue="blue", font=fonts, font_mono=["ui-monospace", "monospace"])
+
+
+def _configured_password() -> str | None:
+    return admin_password()
+
+
+def t(key: str, lang: str) -> str:
+    """A label in ``lang``."""
+    en, zh = TEXT[key] if key in TEXT else MSG[key]
+    return zh if lang == "zh" else en
+
+
+def build_filters(doc_ids: Sequence[str] | None, outlets: Sequence[str] | None, language: str | None,
+                  date_from: str | None, date_to: str | None) -> dict[str, Any]:
+    """The filter widgets' values as ``Assistant.ask`` filters (empty ones left out)."""
+    filters: dict[str, Any] = {}
+    if doc_ids:
+        filters["doc_id"] = list(doc_ids)
+    if outlets:
+        filters["outlet"] = list(outlets)
+    if language:
+        filters["language"] = language
+    if date_from and date_from.strip():
+        filters["date_from"] = date_from.strip()
+    if date_to and date_to.strip():
+        filters["date_to"] = date_to.strip()
+    return filters
+
+
+def _progress_callback(progress: gr.Progress, lang: str) -> Callable[[str, int, int], None]:
+    done: dict[str, int] = {}
+    labels = {"files": ("Reading files", "读取文件"), "embed": ("Embedding chunks", "向量化段落")}
+
+    def callback(stage: str, advance: int, total: int) -> None:
+        done[stage] = done.get(stage, 0) + advance
+        en, zh = labels.get(stage, (stage, stage))
+        progress((done[stage], total or None), desc=zh if lang == "zh" else en)
+
+    return callback
+
+
+def _report_text(report: Any, lang: str) -> str:
+    zh = lang == "zh"
+    line = (f"新增 {report.added}，更新 {report.updated}，删除 {report.removed}，未变 {report.unchanged} 个文档"
+            f"（{report.chunks_added} 个新段落，{report.seconds:.1f} 秒）。" if zh else
+            f"{report.added} added, {report.updated} updated, {report.removed} removed, {report.unchanged} "
+            f"unchanged documents ({report.chunks_added} new chunks, {report.seconds:.1f} s).")
+    skipped = "; ".join(f"{e.path}: {e.reason}" for e in report.errors)
+    if skipped:
+        line += (" 跳过：" if zh else " Skipped: ") + skipped
+    return line
+
+
+class _ProgressAsker:
+    """Wraps the assistant for ``run_eval``: a read lock per question and a progress bar."""
+
+    def __init__(self, assistant: Any, progress: gr.Progress, total: int) -> None:
+        self.assistant = assistant
+        self.guard = guard_for(assistant)
+        self.progress = progress
+        self.total = total
+        self.done = 0
+
+    def ask(self, question: str, history: list[str] | None = None, filters: dict[str, Any] | None = None) -> Answer:
+        self.progress((self.done, self.total), desc="evaluating")
+        try:
+            with self.guard.read():
+                answer: Answer = self.assistant.ask(question, history=history, filters=filters)
+            return answer
+        finally:
+            self.done += 1
+
+
+def build_app(assistant: Any, admin_password: str | None = None) -> gr.Blocks:
+    """The Gradio app over ``assistant``; staff controls exist only when a password is configured.
+
+    ``admin_password`` None reads ``ASSISTANT_ADMIN_PASSWORD``; "" turns management off.
+    """
+    password = _configured_password() if admin_password is None else (admin_password or None)
+    guard = guard_for(assistant)
+    corpus_dir = Path(assistant.config.corpus_dir)
+    labelled: list[tuple[Any, str, str]] = []  # (component, property, TEXT key) for the language toggle
+
+    def L(component: Any, prop: str, key: str) -> Any:  # noqa: N802 - reads as a wrapper in the layout
+        labelled.append((component, prop, key))
+        return component
+
+    def doc_choices() -> tuple[list[tuple[str, str]], list[str]]:
+        with guard.read():
+            docs = assistant.documents()
+        choices = [(f"{(d.title or d.doc_id)[:60]} — {d.doc_id}", d.doc_id) for d in docs]
+        outlets = sorted({d.outlet for d in docs if d.outlet})
+        return choices, outlets
+
+    with gr.Blocks(title="Alliance Assistant · 产教联盟助手", analytics_enabled=False) as demo:
+        history = gr.State([])  # earlier questions of this conversation (server side, per session)
+        last_answer = gr.State(None)
+        is_admin = gr.State(False)  # set only by a correct password, checked by every staff handler
+
+        with gr.Row(equal_height=True):
+            L(gr.Markdown(TEXT["title"][0], elem_id="title"), "value", "title")
+            lang = L(gr.Radio([("English", "en"), ("中文", "zh")], value="en", label=TEXT["lang"][0],
+                              elem_id="lang-toggle", scale=0, min_width=200), "label", "lang")
+
+        with gr.Tabs():
+            with L(gr.Tab(TEXT["tab_chat"][0], id="chat", elem_id="tab-chat"), "label", "tab_chat"):
+                with gr.Row():
+                    with gr.Column(scale=3):
+                        chatbot = L(gr.Chatbot(elem_id="chatbot", height=520, latex_delimiters=[], buttons=[],
+                                               feedback_options=None, sanitize_html=True, label=TEXT["chatbot"][0],
+                                               show_label=False),
+                                    "label", "chatbot")
+                        with gr.Row():
+                            question = L(L(gr.Textbox(label=TEXT["question"][0], placeholder=TEXT["question_ph"][0],
+                                                      elem_id="question", scale=5, lines=1, max_lines=4),
+                                           "label", "question"), "placeholder", "question_ph")
+                            ask_btn = L(gr.Button(TEXT["ask"][0], variant="primary", elem_id="ask-btn",
+                                                  scale=1, min_width=80), "value", "ask")
+                            clear_btn = L(gr.Button(TEXT["clear"][0], elem_id="clear-btn", scale=1, min_width=80),
+                                          "value", "clear")
+                        with L(gr.Accordion(TEXT["filters"][0], open=False, elem_id="filters"), "label", "filters"):
+                            with gr.Row():
+                                f_doc = L(gr.Dropdown([], multiselect=True, label=TEXT["f_doc"][0],
+                                                      elem_id="filter-doc"), "label", "f_doc")
+                                f_outlet = L(gr.Dropdown([], multiselect=True, label=TEXT["f_outlet"][0],
+                                                         elem_id="filter-outlet"), "label", "f_outlet")
+                            with gr.Row():
+                                f_lang = L(gr.Dropdown([("—", ""), ("中文 zh", "zh"), ("English en", "en"),
+                                                        ("mixed", "mixed")], value="", label=TEXT["f_language"][0],
+                                                       elem_id="filter-language"), "label", "f_language")
+                                f_from = L(gr.Textbox(label=TEXT["f_from"][0], placeholder="2025-01-01",
+                                                      elem_id="filter-from"), "label", "f_from")
+                                f_to = L(gr.Textbox(label=TEXT["f_to"][0], placeholder="2025-12-31",
+                                                    elem_id="filter-to"), "label", "f_to")
+                        gr.Examples(EXAMPLES_STUDENTS, inputs=[question], label="For students · 学生常见问题",
+                                    elem_id="examples-students")
+                        gr.Examples(EXAMPLES_STAFF, inputs=[question], label="For staff · 教职工常见问题",
+                                    elem_id="examples-staff")
+                    with gr.Column(scale=2):
+                        sources = gr.HTML(render_sources(None, 0), elem_id="sources")
+                        copy_box = L(gr.Textbox(label=TEXT["copy"][0], lines=5, max_lines=12, interactive=False,
+                                                buttons=["copy"], elem_id="copy-box"), "label", "copy")
+
+            with L(gr.Tab(TEXT["tab_docs"][0], id="docs", elem_id="tab-docs"), "label", "tab_docs"):
+                docs_html = gr.HTML(elem_id="docs-table")
+                refresh_btn = L(gr.Button(TEXT["refresh"][0], elem_id="refresh-docs", size="sm"), "value", "refresh")
+                if password:
+                    with L(gr.Accordion(TEXT["staff"][0], open=False, elem_id="staff"), "label", "staff"):
+                        with gr.Row():
+                            pw_box = L(gr.Textbox(type="password", label=TEXT["password"][0],
+                                                  elem_id="staff-password", scale=3), "label", "password")
+                            login_btn = L(gr.Button(TEXT["login"][0], elem_id="staff-login", scale=1),
+                                          "value", "login")
+                        staff_msg = gr.HTML(elem_id="staff-status")
+                        with gr.Column(visible=False, elem_id="staff-controls") as staff_controls:
+                            uploads = L(gr.File(file_count="multiple", file_types=list(UPLOAD_SUFFIXES),
+                                                type="filepath", label=TEXT["upload"][0], elem_id="upload"),
+                                        "label", "upload")
+                            upload_btn = L(gr.Button(TEXT["upload_btn"][0], variant="primary", elem_id="upload-btn"),
+                                           "value", "upload_btn")
+                            with gr.Row():
+                                del_doc = L(gr.Dropdown([], label=TEXT["delete_doc"][0], elem_id="delete-doc",
+                                                        scale=3), "label", "delete_doc")
+                                del_file = L(gr.Checkbox(False, label=TEXT["delete_file"][0], elem_id="delete-file"),
+                                             "label", "delete_file")
+                                del_btn = L(gr.Button(TEXT["delete_btn"][0], variant="stop", elem_id="delete-btn",
+                                                      scale=1), "value", "delete_btn")
+                            with gr.Row():
+                                rebuild = L(gr.Checkbox(False, label=TEXT["rebuild"][0], elem_id="rebuild"),
+                                            "label", "rebuild")
+                                reindex_btn = L(gr.Button(TEXT["reindex_btn"][0], elem_id="reindex-btn"),
+                                                "value", "reindex_btn")
+                                logout_btn = L(gr.Button(TEXT["logout"][0], elem_id="staff-logout", size="sm"),
+                                               "value", "logout")
+
+            with L(gr.Tab(TEXT["tab_eval"][0], id="eval", elem_id="tab-eval"), "label", "tab_eval"):
+                with gr.Row():
+                    gold = L(gr.File(file_types=[".jsonl"], type="filepath", label=TEXT["gold"][0],
+                                     elem_id="gold-file"), "label", "gold")
+                    with gr.Column():
+                        eval_k = L(gr.Slider(1, 20, value=5, step=1, label=TEXT["k"][0], elem_id="eval-k"),
+                                   "label", "k")
+                        run_btn = L(gr.Button(TEXT["run_eval"][0], variant="primary", elem_id="run-eval"),
+                                    "value", "run_eval")
+                eval_status = gr.HTML(elem_id="eval-status")
+                metrics = L(gr.Dataframe(label=TEXT["metrics"][0], interactive=False, elem_id="eval-metrics"),
+                            "label", "metrics")
+                report_file = L(gr.File(label=TEXT["report_file"][0], interactive=False, elem_id="eval-file"),
+                                "label", "report_file")
+                report_view = gr.HTML(elem_id="eval-report")
+
+        # ------------------------------------------------------------------ chat
+
+        def respond(text: str, messages: list[dict[str, Any]], past: list[str], ui_lang: str,
+                    doc_ids: list[str] | None, outlets: list[str] | None, language: str | None,
+                    date_from: str | None, date_to: str | None) -> Iterator[tuple[Any, ...]]:
+            """Ask, then stream the answer sentence by sentence; errors become an inline message."""
+            messages = list(messages or [])
+            text = (text or "").strip()
+            if not text:
+                gr.Warning(t("empty_q", ui_lang))
+                yield messages, gr.update(), past, gr.update(), gr.update(), gr.update()
+                return
+            messages.append({"role": "user", "content": f'<div class="user-q">{esc(text)}</div>'})
+            try:
+                with guard.read():
+                    answer: Answer = assistant.ask(
+                        text, history=past, filters=build_filters(doc_ids, outlets, language, date_from, date_to)
+                    )
+            except Exception as exc:
+                if not isinstance(exc, AssistantError):
+                    log.exception("ask failed")
+                message = friendly_error(exc, ui_lang)
+                gr.Warning(message)
+                messages.append({"role": "assistant", "content": render_notice(message)})
+                yield messages, "", past, gr.update(), gr.update(), gr.update()
+                return
+            turn = len(past) + 1
+            past = [*past, text]
+            panel = render_sources(answer, turn, ui_lang)  # first, so footnotes work while streaming
+            messages.append({"role": "assistant", "content": ""})
+            for prefix in stream_prefixes(answer.answer)[:-1]:
+                messages[-1] = {"role": "assistant", "content": render_answer(answer, turn, text=prefix)}
+                yield messages, "", past, answer, panel, ""
+                time.sleep(STREAM_DELAY)
+            messages[-1] = {"role": "assistant", "content": render_answer(answer, turn)}
+            yield messages, "", past, answer, panel, answer_plain_text(answer, ui_lang)
+
+        chat_inputs = [question, chatbot, history, lang, f_doc, f_outlet, f_lang, f_from, f_to]
+        chat_outputs = [chatbot, question, history, last_answer, sources, copy_box]
+        ask_btn.click(respond, chat_inputs, chat_outputs, api_visibility="private")
+        question.submit(respond, chat_inputs, chat_outputs, api_visibility="private")
+
+        def clear(ui_lang: str) -> tuple[Any, ...]:
+            return [], [], None, render_sources(None, 0, ui_lang), "", ""
+
+        clear_btn.click(clear, [lang], [chatbot, history, last_answer, sources, copy_box, question],
+                        api_visibility="private")
+
+        def ask_api(text: str) -> dict[str, Any]:
+            """Gradio client endpoint: one question, no history; returns ``Answer.to_dict()``."""
+            try:
+                with guard.read():
+                    result: dict[str, Any] = assistant.ask(text).to_dict()
+            except AssistantError as exc:
+                raise gr.Error(friendly_error(exc)) from None
+            return result
+
+        gr.api(ask_api, api_name="ask")
+
+        # ------------------------------------------------------------------ language
+
+        def relabel(ui_lang: str, answer: Answer | None, past: list[str]) -> list[Any]:
+            updates: list[Any] = []
+            for _, prop, key in labelled:
+                change: dict[str, Any] = {prop: t(key, ui_lang)}
+                updates.append(gr.update(**change))
+            updates.append(render_sources(answer, len(past), ui_lang))
+            return updates
+
+        lang.change(relabel, [lang, last_answer, history], [c for c, _, _ in labelled] + [sources],
+                    api_visibility="private")
+
+        # ------------------------------------------------------------------ documents
+
+        def refresh_docs(ui_lang: str) -> tuple[Any, ...]:
+            try:
+                with guard.read():
+                    docs = assistant.documents()
+            except AssistantError as exc:
+                return (render_notice(friendly_error(exc, ui_lang)), gr.update(), gr.update())
+            choices, outlets = doc_choices()
+            return (render_documents(docs, ui_lang), gr.update(choices=choices), gr.update(choices=outlets))
+
+        refresh_outputs = [docs_html, f_doc, f_outlet]
+        refresh_btn.click(refresh_docs, [lang], refresh_outputs, api_visibility="private")
+        demo.load(None, None, [lang], js=LANG_JS)
+        demo.load(refresh_docs, [lang], refresh_outputs, api_visibility="private")
+
+        # ------------------------------------------------------------------ staff management
+
+        if password:
+            def denied(ui_lang: str) -> str:
+                gr.Warning(t("denied", ui_lang))
+                return render_notice(t("denied", ui_lang))
+
+            def delete_choices() -> Any:
+                return gr.update(choices=doc_choices()[0], value=None)
+
+            def login(given: str, ui_lang: str) -> tuple[Any, ...]:
+                if check_password(given, password):
+                    return (True, gr.update(visible=True), render_notice(t("logged_in", ui_lang), "ok"), "",
+                            delete_choices())
+                time.sleep(1.0)  # slows down guessing
+                return (False, gr.update(visible=False), render_notice(t("bad_password", ui_lang)), "",
+                        gr.update(choices=[]))
+
+            login_btn.click(login, [pw_box, lang], [is_admin, staff_controls, staff_msg, pw_box, del_doc],
+                            api_visibility="private", concurrency_limit=1)
+            pw_box.submit(login, [pw_box, lang], [is_admin, staff_controls, staff_msg, pw_box, del_doc],
+                          api_visibility="private", concurrency_limit=1)
+
+            def logout(ui_lang: str) -> tuple[Any, ...]:
+                return False, gr.update(visible=False), render_notice(t("logged_out", ui_lang), "info"), \
+                    gr.update(choices=[])
+
+            logout_btn.click(logout, [lang], [is_admin, staff_controls, staff_msg, del_doc], api_visibility="private")
+
+            def upload(files: list[str] | None, admin: bool, ui_lang: str,
+                       progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:  # noqa: B008 - Gradio's idiom
+                if not admin:
+                    return denied(ui_lang), gr.update(), gr.update()
+                if not files:
+                    return render_notice(t("no_files", ui_lang)), gr.update(), gr.update()
+                saved: list[Path] = []
+                problems: list[str] = []
+                for f in files:
+                    src = Path(f)
+                    try:
+                        saved.append(save_upload(src, src.name, corpus_dir, MAX_UPLOAD_BYTES))
+                    except DocumentError as exc:
+                        problems.append(f"{exc.path}: {exc.reason}")
+                    except OSError as exc:
+                        problems.append(f"{src.name}: {exc.strerror or exc}")
+                message = ""
+                if saved:
+                    try:
+                        with guard.write():
+                            report = assistant.ingest(saved, progress=_progress_callback(progress, ui_lang))
+                        message = _report_text(report, ui_lang)
+                    except Exception as exc:
+                        if not isinstance(exc, AssistantError):
+                            log.exception("ingest failed")
+                        problems.append(friendly_error(exc, ui_lang))
+                names = ", ".join(p.name for p in saved)
+                parts = [render_notice(f"{names}: {message}", "ok")] if saved and message else []
+                parts += [render_notice(p) for p in problems]
+                return "".join(parts), None, delete_choices()
+
+            upload_btn.click(upload, [uploads, is_admin, lang], [staff_msg, uploads, del_doc],
+                             api_visibility="private", concurrency_limit=1
+                             ).then(refresh_docs, [lang], refresh_outputs, api_visibility="private")
+
+            def delete(doc_id: str | None, remove_file: bool, admin: bool, ui_lang: str) -> tuple[Any, ...]:
+                if not admin:
+                    return denied(ui_lang), gr.update()
+                if not doc_id:
+                    return render_notice(t("no_doc", ui_lang)), gr.update()
+                try:
+                    with guard.write():
+                        records = {d.doc_id: d for d in assistant.documents()}
+                        rec = records.get(doc_id)
+                        removed = assistant.delete_document(doc_id)
+                        note = ""
+                        if rec is not None and remove_file:
+                            others = [d for d in records.values() if d.doc_id != doc_id]
+                            note = _remove_file(rec.path, corpus_dir, others, ui_lang)
+                except Exception as exc:
+                    if not isinstance(exc, AssistantError):
+                        log.exception("delete failed")
+                    return render_notice(friendly_error(exc, ui_lang)), gr.update()
+                done = (f"已删除 {doc_id}（{removed} 个段落）。" if ui_lang == "zh"
+                        else f"Deleted {doc_id} ({removed} chunks).")
+                return render_notice(f"{done} {note}".strip(), "ok"), delete_choices()
+
+            del_btn.click(delete, [del_doc, del_file, is_admin, lang], [staff_msg, del_doc],
+                          api_visibility="private", concurrency_limit=1
+                          ).then(refresh_docs, [lang], refresh_outputs, api_visibility="private")
+
+            def reindex(full: bool, admin: bool, ui_lang: str,
+                        progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:  # noqa: B008 - Gradio's idiom
+                if not admin:
+                    return denied(ui_lang), gr.update()
+                try:
+                    with guard.write():
+                        report = assistant.ingest(None, rebuild=full,
+                                                  progress=_progress_callback(progress, ui_lang))
+                except Exception as exc:
+                    if not isinstance(exc, AssistantError):
+                        log.exception("re-index failed")
+                    return render_notice(friendly_error(exc, ui_lang)), gr.update()
+                return render_notice(_report_text(report, ui_lang), "ok"), delete_choices()
+
+            reindex_btn.click(reindex, [rebuild, is_admin, lang], [staff_msg, del_doc],
+                              api_visibility="private", concurrency_limit=1
+                              ).then(refresh_docs, [lang], refresh_outputs, api_visibility="private")
+
+        # ------------------------------------------------------------------ evaluation
+
+        def run_evaluation(path: str | None, k: float, ui_lang: str,
+                           progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:  # noqa: B008 - Gradio's idiom
+            from assistant.evaluation import load_gold, run_eval
+
+            if not path:
+                return render_notice(t("no_gold", ui_lang)), None, None, ""
+            try:
+                if Path(path).stat().st_size > MAX_GOLD_BYTES:
+                    raise DocumentError(Path(path).name, f"larger than {MAX_GOLD_BYTES // 2**20} MB")
+                items = load_gold(path)
+                asker = _ProgressAsker(assistant, progress, len(items))
+                result = run_eval(asker, items, k=int(k), progress=False)
+            except Exception as exc:
+                if not isinstance(exc, AssistantError | ValueError):
+                    log.exception("evaluation failed")
+                message = friendly_error(exc, ui_lang) if isinstance(exc, AssistantError) else str(exc)
+                return render_notice(message), None, None, ""
+            report = result.render_html(title="Evaluation report")
+            out = Path(tempfile.mkdtemp(prefix="assistant-eval-")) / "eval-report.html"
+            out.write_text(report, encoding="utf-8")
+            header, rows = metrics_rows(result.metrics)
+            frame = f'<iframe class="eval-report" sandbox="" srcdoc="{html.escape(report, quote=True)}"></iframe>'
+            done = f"{len(items)} questions, k={int(k)}" if ui_lang != "zh" else f"{len(items)} 个问题，k={int(k)}"
+            return render_notice(done, "ok"), {"headers": header, "data": rows}, str(out), frame
+
+        run_btn.click(run_evaluation, [gold, eval_k, lang], [eval_status, metrics, report_file, report_view],
+                      api_visibility="private", concurrency_limit=1)
+
+    return demo
+
+
+def _remove_file(path: str, corpus_dir: Path, others: Sequence[Any], lang: str) -> str:
+    """Delete a document's file when it is inside the corpus folder and holds no other document."""
+    file = Path(path)
+    zh = lang == "zh"
+    if any(d.path == path for d in others):
+        return "该文件还包含其他文档，已保留。" if zh else "Its file holds other documents and was kept."
+    try:
+        file.resolve().relative_to(corpus_dir.resolve())
+    except ValueError:
+        return "文件不在语料目录中，已保留。" if zh else "Its file is outside the corpus folder and was kept."
+    file.unlink(missing_ok=True)
+    return "文件已删除。" if zh else "Its file was deleted."
+
+
+if __name__ == "__main__":
+    import argparse
+
+    from assistant.core import Assistant
+    from assistant.embedding import offline_env
+    from assistant.server import serve
+
+    offline_env()
+    parser = argparse.ArgumentParser(description="Serve the web UI and the JSON API.")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0: the whole network)")
+    parser.add_argument("--port", type=int, default=7860)
+    parser.add_argument("--index", default="index")
+    args = parser.parse_args()
+    serve(Assistant.open(args.index), host=args.host, port=args.port)
