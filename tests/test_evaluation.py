@@ -708,7 +708,8 @@ def test_run_eval_errors_and_wide_table() -> None:
     assert isinstance(result, EvalResult)
     assert result.metrics["all"]["n_errors"] == 1 and "backend down" in result.records[3]["error"]
     assert result.metrics["all"]["abstention_recall"] == pytest.approx(6 / 7)
-    table = result.table()  # 7 tags: one row per tag
-    assert table.columns[0].header == "tag" and table.row_count == 8
+    table = result.table()  # 7 tags: only the 5 most frequent get a column, beside "all"
+    assert [c.header for c in table.columns] == ["metric", "all", "t0", "t1", "t2", "t3", "t4"]
+    assert [c.header for c in result.table(tags=["t6"]).columns] == ["metric", "all", "t6"]
     with pytest.raises(ValueError):
         run_eval(FakeAsker(), items, k=11, progress=False)
