@@ -25,6 +25,7 @@ _EN_REFERENCE = re.compile(
 _EN_ELLIPSIS = re.compile(r"^\s*(and|also|what about|how about|and what|what else|or|then|so)\b", re.IGNORECASE)
 _ZH_REFERENCE = re.compile(r"(其|它|它们|他们|她们|他|她|该|这|那|此|上述|前者|后者|那里|这里|那儿|这儿|对方|本)")
 _ZH_ELLIPSIS = re.compile(r"(^(那|还有|另外|以及|和|而|那么)|呢[？?]?\s*$)")
+_ZH_GENERIC = re.compile(r"^(联盟|共同体|学校|学院|企业|公司|大学|项目|平台|基地|会议|论坛|校友会|协会)")
 _CAPITALIZED = re.compile(r"(?<![\w'])([A-Z][a-zA-Z]+(?:[- ][A-Z][a-zA-Z]+)*)")
 # Capitalized words that start questions or are not names.
 _NOT_NAMES = frozenset(
@@ -42,6 +43,9 @@ def needs_context(question: str) -> bool:
         return False
     if detect_language(q) in ("zh", "mixed"):
         if _ZH_REFERENCE.search(q) or _ZH_ELLIPSIS.search(q):
+            return True
+        # "联盟里有多少家企业？": a bare generic noun with no name of its own means the one just discussed.
+        if _ZH_GENERIC.search(q) and not entities(q):
             return True
     if _EN_REFERENCE.search(q) or _EN_ELLIPSIS.search(q):
         return True

@@ -79,10 +79,14 @@ __all__ = [
 SUPPORT_THRESHOLD = 0.55  # on LEXICAL_WEIGHT * lexical + (1 - LEXICAL_WEIGHT) * dense
 LEXICAL_THRESHOLD = 0.42  # on lexical alone, when the embedding model cannot compare the texts
 LEXICAL_WEIGHT = 0.5
-# A two-sentence quote must beat the best single sentence by this much to be preferred.
-PAIR_MARGIN = 0.05
-# The dense term is computed for this many sentences of a passage, those with the best lexical coverage.
-DENSE_CANDIDATES = 4
+# Among supporting windows, each extra sentence costs this much: the quote is the shortest that supports.
+RUN_PENALTY = 0.05
+# A window may span one passage sentence per this many content words of the checked sentence (at least
+# two, at most MAX_RUN).
+WORDS_PER_SENTENCE = 4
+MAX_RUN = 8
+# The dense term is computed for at most this many sentences of a passage (best lexical overlap first).
+DENSE_CANDIDATES = 12
 MAX_TOKENS = 1024  # a cap on the reply; answers are a few sentences
 NO_ANSWER = "NO_ANSWER"
 
@@ -447,35 +451,44 @@ class _Checker:
         self.assistant = assistant
         self.lexical = assistant.retriever.lexical
 
-    def windows(self, passage: Passage) -> tuple[list[_Window], list[_Window]]:
-        """The passage's sentences and adjacent pairs, leaving out sentences that address the model."""
-        singles: list[_Window] = []
-        last = -2
-        pairs: list[_Window] = []
-        for i, span in enumerate(passage_sentences(passage)):
+    def sentences(self, passage: Passage) -> list[list[_Window]]:
+        """The passage's sentences as windows, in runs not broken by a sentence addressing the model."""
+        runs: list[list[_Window]] = [[]]
+        for span in passage_sentences(passage):
             text = passage.text[span.start - passage.start : span.end - passage.start]
             tokens = frozenset(tokenize(text))
-            if not tokens or looks_like_instruction(text):
-                continue
-            singles.append(_Window(span, text, tokens, (len(singles),)))
-            if last == i - 1:
-                a, b = singles[-2], singles[-1]
-                joined = Span(a.span.start, b.span.end)
-                pairs.append(
-                    _Window(
-                        joined,
-                        passage.text[joined.start - passage.start : joined.end - passage.start],
-                        a.tokens | b.tokens,
-                        (len(singles) - 2, len(singles) - 1),
+            if looks_like_instruction(text):
+                runs.append([])
+            elif tokens:
+                runs[-1].append(_Window(span, text, tokens, (sum(len(r) for r in runs),)))
+        return [r for r in runs if r]
+
+    def windows(self, passage: Passage, longest: int) -> list[_Window]:
+        """Every run of 1..``longest`` adjacent eligible sentences of the passage."""
+        out: list[_Window] = []
+        for run in self.sentences(passage):
+            for i in range(len(run)):
+                for j in range(i, min(len(run), i + longest)):
+                    if i == j:
+                        out.append(run[i])
+                        continue
+                    span = Span(run[i].span.start, run[j].span.end)
+                    out.append(
+                        _Window(
+                            span,
+                            passage.text[span.start - passage.start : span.end - passage.start],
+                            frozenset().union(*(w.tokens for w in run[i : j + 1])),
+                            tuple(w.parts[0] for w in run[i : j + 1]),
+                        )
                     )
-                )
-            last = i
-        return singles, pairs
+        return out
 
     def evidence_tokens(self, passage: Passage) -> set[str]:
         """Tokens of the passage outside instruction-like sentences, plus its title and date."""
-        singles, _ = self.windows(passage)
-        tokens: set[str] = set().union(*(w.tokens for w in singles)) if singles else set()
+        tokens: set[str] = set()
+        for run in self.sentences(passage):
+            for w in run:
+                tokens |= w.tokens
         meta = passage.metadata
         tokens |= set(tokenize(f"{meta.get('title', '')} {meta.get('date', '')}"))
         return tokens
@@ -508,61 +521,57 @@ class _Checker:
     def support(self, sentence: str, passage: Passage) -> Support | None:
         """The best-supporting window of ``passage`` for ``sentence``; None if nothing can support it.
 
-        Every window gets its lexical coverage; the dense term is computed for the DENSE_CANDIDATES
-        sentences with the best coverage (and the pairs made of them: a pair's vector is the
-        normalized sum of its sentences' vectors), which keeps the check to a few embeddings.
+        Windows are runs of adjacent sentences, at most ``max(2, words // WORDS_PER_SENTENCE)`` long
+        (a sentence listing six items may draw on six lines of a list; a short claim may not gather
+        its words from all over the passage). The dense term needs the embeddings of the window's
+        sentences: those of the DENSE_CANDIDATES sentences with some lexical overlap are computed
+        (best first), a run's vector is the normalized sum of its sentences' vectors.
         """
-        singles, pairs = self.windows(passage)
-        if not singles:
-            return None
         terms = support_terms(sentence)
+        words = len(terms.groups) if terms.language in ("zh", "mixed") else len(terms.tokens)
+        longest = max(2, min(MAX_RUN, words // WORDS_PER_SENTENCE))
+        windows = self.windows(passage, longest)
+        if not windows:
+            return None
         has_terms = bool(terms.tokens or terms.groups)
-
-        def lexical(w: _Window) -> float:
-            return term_coverage(terms, w.tokens, self.lexical) if has_terms else 0.0
-
-        lex = {id(w): lexical(w) for w in [*singles, *pairs]}
-        with_dense = [w for w in singles if self.dense_applies(sentence, w.text)]
-        with_dense.sort(key=lambda w: -lex[id(w)])
-        chosen = {w.parts[0] for w in with_dense[:DENSE_CANDIDATES]}
+        lex = [term_coverage(terms, w.tokens, self.lexical) if has_terms else 0.0 for w in windows]
+        applies = [self.dense_applies(sentence, w.text) for w in windows]
+        singles = sorted(
+            (k for k, w in enumerate(windows) if len(w.parts) == 1 and applies[k] and lex[k] > 0),
+            key=lambda k: -lex[k],
+        )[:DENSE_CANDIDATES]
         vectors: dict[int, np.ndarray] = {}
-        if chosen:
-            ordered = sorted(chosen)
-            for i, v in zip(ordered, self._embed([singles[i].text for i in ordered]), strict=True):
-                vectors[i] = v
+        query: np.ndarray | None = None
+        if singles:
+            texts = [windows[k].text for k in singles]
+            vectors = {windows[k].parts[0]: v for k, v in zip(singles, self._embed(texts), strict=True)}
             query = self.assistant.embedder.encode_queries([sentence])[0]
 
-        best_single: Support | None = None
-        best_pair: Support | None = None
-        for w in [*singles, *pairs]:
-            score, threshold, cos = lex[id(w)], LEXICAL_THRESHOLD, None
-            if self.dense_applies(sentence, w.text):
-                if not all(i in vectors for i in w.parts):
-                    continue  # not among the candidates
+        candidates: list[tuple[float, Support]] = []
+        for w, lexical, dense_ok in zip(windows, lex, applies, strict=True):
+            score, threshold, cos = lexical, LEXICAL_THRESHOLD, None
+            if dense_ok:
+                if query is None or not all(i in vectors for i in w.parts):
+                    continue  # no lexical overlap: cannot reach the threshold
                 vec = np.sum([vectors[i] for i in w.parts], axis=0)
                 norm = float(np.linalg.norm(vec))
                 cos = max(float(vec @ query) / norm, 0.0) if norm > 0 else 0.0
-                score = LEXICAL_WEIGHT * score + (1 - LEXICAL_WEIGHT) * cos
+                score = max(lexical, LEXICAL_WEIGHT * lexical + (1 - LEXICAL_WEIGHT) * cos)
                 threshold = SUPPORT_THRESHOLD
-            cand = Support(
+            sup = Support(
                 round(score, 4),
-                round(lex[id(w)], 4),
+                round(lexical, 4),
                 None if cos is None else round(cos, 4),
                 threshold,
                 w.span.start,
                 w.span.end,
                 w.text,
             )
-            if len(w.parts) > 1:
-                if best_pair is None or cand.margin > best_pair.margin:
-                    best_pair = cand
-            elif best_single is None or cand.margin > best_single.margin:
-                best_single = cand
-        if best_single is None:
-            return best_pair
-        if best_pair is not None and best_pair.margin > best_single.margin + PAIR_MARGIN:
-            return best_pair
-        return best_single
+            candidates.append((sup.margin - RUN_PENALTY * (len(w.parts) - 1), sup))
+        if not candidates:
+            return None
+        supported = [c for c in candidates if c[1].supported]
+        return max(supported or candidates, key=lambda c: c[0])[1]
 
 
 def support(assistant: Assistant, sentence: str, passage: Passage) -> Support | None:

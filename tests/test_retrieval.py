@@ -1,0 +1,211 @@
+"""Hybrid retrieval and grounded answers on the sample corpus (real model, real Chroma), plus the pure
+maths (RRF, coverage) with exact values."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from assistant.answer import expected_types, missing_types
+from assistant.config import Config
+from assistant.core import Assistant
+from assistant.documents import source_text
+from assistant.errors import ConfigError, QuestionError
+from assistant.retrieval import (
+    RetrievalSettings,
+    analyse,
+    chroma_where,
+    matches,
+    merge_weighted,
+    rrf,
+    validate_filters,
+)
+from assistant.schema import Passage
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+# --------------------------------------------------------------------------- pure functions
+
+
+def test_rrf_exact_values() -> None:
+    fused = rrf({"a": ["x", "y", "z"], "b": ["y", "w"]}, {"a": 1.0, "b": 2.0}, k=1)
+    scores = dict(fused)
+    assert scores["x"] == pytest.approx(1 / 2)
+    assert scores["y"] == pytest.approx(1 / 3 + 2 / 2)
+    assert scores["z"] == pytest.approx(1 / 4)
+    assert scores["w"] == pytest.approx(2 / 3)
+    assert [d for d, _ in fused] == ["y", "w", "x", "z"]
+
+
+def test_rrf_default_weights_ties_and_zero_weight() -> None:
+    fused = rrf({"a": ["p", "q"], "b": ["q", "p"]}, k=60)
+    assert fused[0][1] == pytest.approx(fused[1][1]) == pytest.approx(1 / 61 + 1 / 62)
+    assert [d for d, _ in fused] == ["p", "q"]  # ties keep first appearance
+    assert rrf({"a": ["p"], "b": ["q"]}, {"a": 0.0}, k=0) == [("q", 1.0)]
+    with pytest.raises(ValueError):
+        rrf({"a": ["p"]}, k=-1)
+
+
+def test_merge_weighted_sums_repeats_in_order() -> None:
+    assert merge_weighted([("a", 1.0), ("b", 0.5)], [("b", 0.25), ("c", 2.0)]) == [
+        ("a", 1.0),
+        ("b", 0.75),
+        ("c", 2.0),
+    ]
+
+
+def test_weights_follow_the_script_share() -> None:
+    s = RetrievalSettings()
+    assert s.weights_for("zh", 0.0) == {"dense": 0.2, "bm25": pytest.approx(0.6), "translated": pytest.approx(1.0)}
+    assert s.weights_for("zh", 1.0) == {"dense": 0.2, "bm25": pytest.approx(1.0), "translated": pytest.approx(0.1)}
+    assert s.weights_for("en", 1.0)["bm25"] == pytest.approx(1.0)
+    fixed = RetrievalSettings(weights={"dense": 1.0, "bm25": 0.0, "translated": 0.0})
+    assert fixed.weights_for("zh", 0.3) == {"dense": 1.0, "bm25": 0.0, "translated": 0.0}
+
+
+def test_settings_validation_names_the_value() -> None:
+    with pytest.raises(ConfigError, match="top_k must be between 1 and 1000, got 0"):
+        RetrievalSettings(top_k=0)
+    with pytest.raises(ConfigError, match="unknown fusion weights"):
+        RetrievalSettings(weights={"sparse": 1.0})
+    with pytest.raises(ConfigError, match=r"-1"):
+        RetrievalSettings(weights={"dense": -1.0})
+
+
+def test_filters_validated_and_translated() -> None:
+    f = validate_filters({"outlet": "Xin Hua Ri Bao", "date_from": "2025-10-26", "language": ["en", "zh"]})
+    assert chroma_where(f) == {
+        "$and": [
+            {"outlet": "Xin Hua Ri Bao"},
+            {"language": {"$in": ["en", "zh"]}},
+            {"date_num": {"$gte": 20251026}},
+        ]
+    }
+    assert matches({"outlet": "Xin Hua Ri Bao", "language": "en", "date_num": 20251026}, f)
+    assert not matches({"outlet": "Xin Hua Ri Bao", "language": "en", "date_num": 20251025}, f)
+    with pytest.raises(ConfigError, match="unknown filter 'colour'"):
+        validate_filters({"colour": "red"})
+    with pytest.raises(ConfigError, match="YYYY-MM-DD"):
+        validate_filters({"date_to": "last week"})
+
+
+def test_chinese_question_gets_english_translation_groups() -> None:
+    terms = analyse("常州检验检测认证产教联盟的五个重点方向是什么？")
+    assert terms.language == "zh"
+    translated = {t for t, _ in terms.translated}
+    assert {"changzhou", "allianc"} <= translated
+    # one group per Chinese word: 常州 is a group of its own
+    assert any(alts == [("changzhou", 1.0)] for _, alts in terms.groups)
+
+
+def test_expected_answer_types() -> None:
+    assert expected_types("南海区产教联盟的联系电话是多少？") == ["phone"]
+    assert expected_types("What is the membership fee of the Changzhou alliance?") == ["money"]
+    assert expected_types("How have the starting salaries changed?") == []  # no amount asked
+    assert expected_types("Who leads the alliance?") == []
+    p = Passage("c", "d", "Call 0757-86228888 for details.", 0, 31, 1.0)
+    assert missing_types("联系电话是多少？", [p]) == []
+    assert missing_types("What is the e-mail address?", [p]) == ["email"]
+
+
+# --------------------------------------------------------------------------- on the sample corpus
+
+
+@pytest.fixture(scope="module")
+def assistant(tmp_path_factory: pytest.TempPathFactory) -> Assistant:
+    tmp = tmp_path_factory.mktemp("retrieval")
+    shutil.copytree(ROOT / "corpus", tmp / "corpus")
+    a = Assistant(Config(index_dir=tmp / "index", corpus_dir=tmp / "corpus"))
+    a.ingest()
+    return a
+
+
+def _source(a: Assistant, source: str) -> str:
+    return source_text(a.config.corpus_dir / source)
+
+
+@pytest.mark.slow
+def test_english_answer_with_exact_citations(assistant: Assistant) -> None:
+    answer = assistant.ask("How many standardization training bases will Suzhou establish in the first phase?")
+    assert not answer.abstained
+    assert "14 standardization training bases" in answer.answer
+    assert [c.n for c in answer.citations] == list(range(1, len(answer.citations) + 1))
+    for c in answer.citations:
+        assert f"[{c.n}]" in answer.answer
+        text = _source(assistant, c.source)
+        assert text[c.start : c.end] == c.quote  # exact span of the quote in the file
+        assert text[c.passage_start : c.passage_end] == c.text
+        assert c.quote in c.text
+    assert "[0]" not in answer.answer
+
+
+@pytest.mark.slow
+def test_chinese_question_finds_english_passage(assistant: Assistant) -> None:
+    answer = assistant.ask("东昌府区葫芦种植面积有多大？")
+    assert not answer.abstained and answer.language == "zh"
+    assert "30,000 acres" in " ".join(c.quote for c in answer.citations)
+    assert answer.retrieved[0].doc_id == "003_bbf56349fcc5548d.txt#1"
+
+
+@pytest.mark.slow
+def test_traditional_chinese_question(assistant: Assistant) -> None:
+    answer = assistant.ask("蘇州第一階段將建設多少個標準化培訓基地？")
+    assert not answer.abstained
+    assert any(p.doc_id == "001_19f0403027cb6d52.txt" for p in answer.retrieved[:3])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("question", "message"),
+    [
+        ("What is the recipe for a chocolate cake?", "I could not find this in the alliance documents."),
+        ("深圳有哪些产教融合联盟？", "在联盟文档中没有找到相关内容。"),
+        ("南海区产教联盟的联系电话是多少？", "在联盟文档中没有找到相关内容。"),
+        ("What is the membership fee of the Changzhou alliance?", "I could not find this in the alliance documents."),
+    ],
+)
+def test_abstains_off_topic_and_absent_facts(assistant: Assistant, question: str, message: str) -> None:
+    answer = assistant.ask(question)
+    assert answer.abstained
+    assert answer.answer == message
+    assert answer.citations == [] and answer.related  # closest passages offered instead
+    assert answer.notes  # the reason is recorded
+
+
+@pytest.mark.slow
+def test_follow_up_uses_history(assistant: Assistant) -> None:
+    answer = assistant.ask(
+        "那里有多少家企业参与？", history=["佛山南海区产教联盟在哪里成立？"]
+    )
+    assert answer.standalone_question != answer.question
+    assert "南海" in answer.standalone_question
+    assert answer.retrieved[0].doc_id == "004_0a64f4667a42ecd1.txt"
+
+
+@pytest.mark.slow
+def test_filters_restrict_results(assistant: Assistant) -> None:
+    answer = assistant.ask("industry-education integration", filters={"outlet": "Xin Hua Ri Bao"})
+    assert answer.retrieved and {p.metadata["outlet"] for p in answer.retrieved} == {"Xin Hua Ri Bao"}
+    answer = assistant.ask("industry-education integration", filters={"date_from": "2025-10-27"})
+    assert all(p.metadata["date"] >= "2025-10-27" for p in answer.retrieved)
+
+
+@pytest.mark.slow
+def test_bad_questions(assistant: Assistant) -> None:
+    with pytest.raises(QuestionError):
+        assistant.ask("   ")
+    long = assistant.ask("Suzhou alliance " * 2000)
+    assert any("truncated" in n for n in long.notes)
+    for q in ("?!?!", "🙂🙂", "'; DROP TABLE chunks; --", "<script>alert(1)</script>"):
+        answer = assistant.ask(q)
+        assert answer.answer  # a sensible answer or an abstention, never an exception
+
+
+@pytest.mark.slow
+def test_answer_is_json_serializable(assistant: Assistant) -> None:
+    data = json.loads(json.dumps(assistant.ask("Who co-leads the Changzhou alliance?").to_dict()))
+    assert data["citations"][0]["n"] == 1 and data["retrieved"]
