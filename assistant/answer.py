@@ -85,6 +85,16 @@ class Candidate:
     score: float
 
 
+# The sources' own reference marks ("... 1.6 billion RMB [1][4].") would read as our citations.
+_SOURCE_REFS = re.compile(r"\s*(?:\[\d{1,3}\])+")
+
+
+def display_text(sentence: str) -> str:
+    """A quoted sentence as shown in the answer: the source's own "[1][4]" reference marks removed
+    (the citation's ``quote`` keeps the exact text)."""
+    return _SOURCE_REFS.sub("", sentence).strip()
+
+
 def sentence_text(passage: Passage, span: Span) -> str:
     return passage.text[span.start - passage.start : span.end - passage.start]
 
@@ -300,7 +310,7 @@ def extractive_answer(
         n = len(citations) + 1
         citations.append(build_citation(n, cand))
         sentences.append(AnswerSentence(text=cand.text, citations=[n]))
-    body = " ".join(f"{s.text} [{s.citations[0]}]" for s in sentences)
+    body = " ".join(f"{display_text(s.text)} [{s.citations[0]}]" for s in sentences)
     return Answer(
         question=question,
         standalone_question=standalone,

@@ -30,6 +30,8 @@ _ENUMERATOR = re.compile(r"\s*\d{1,3}")
 _WORD_BEFORE = re.compile(r"([A-Za-z][A-Za-z.]*)$")
 _LATIN_WORD = re.compile(r"[A-Za-z0-9]+(?:[.,'’-][A-Za-z0-9]+)*")
 _CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
+# A Latin word or a number that a hard cut must not split ("2.744", "2.5+1.5", "92.3%", "30,000").
+_UNBREAKABLE = re.compile(r"[A-Za-z0-9]+(?:[.,'’+-][A-Za-z0-9]+)*%?")
 
 
 @dataclass(frozen=True)
@@ -122,9 +124,17 @@ def _next_visible(text: str, pos: int, end: int) -> int | None:
     return pos if pos < end else None
 
 
+_BULLET = "-–•·*"
+
+
 def _strip(text: str, start: int, end: int) -> Span | None:
     while start < end and text[start].isspace():
         start += 1
+    # A list bullet ("- The gourd industry…") is not part of the sentence a citation quotes.
+    while start + 1 < end and text[start] in _BULLET and text[start + 1].isspace():
+        start += 2
+        while start < end and text[start].isspace():
+            start += 1
     while end > start and text[end - 1].isspace():
         end -= 1
     if start >= end:
@@ -172,10 +182,21 @@ def _hard_split(text: str, span: Span, max_tokens: int) -> list[Span]:
             out.append(Span(pos, span.end))
             break
         cut = text.rfind(" ", pos + 1, limit)
-        cut = limit if cut <= pos else cut
+        cut = _word_boundary(text, pos, limit, span.end) if cut <= pos else cut
         out.append(Span(pos, cut))
         pos = cut
     return out
+
+
+def _word_boundary(text: str, pos: int, limit: int, end: int) -> int:
+    """``limit``, unless it falls inside a Latin word or a number ("2.744", "92.3%", "IoT"): then the
+    start of that word (or its end, when the word starts the piece)."""
+    for m in _UNBREAKABLE.finditer(text, pos, end):
+        if m.start() >= limit:
+            break
+        if m.start() < limit < m.end():
+            return m.start() if m.start() > pos else m.end()
+    return limit
 
 
 def _overlaps(span: Span, skip: Iterable[Span]) -> bool:

@@ -101,6 +101,7 @@ _MARKER = re.compile(
 _LEADING_MARKERS = re.compile(r"^(?:\s*" + _MARKER.pattern + r")+", re.IGNORECASE)
 _SPACE_BEFORE_PUNCT = re.compile(r"\s+([.,;:!?。，；：！？、)）])")
 _THINK = re.compile(r"<think>.*?(?:</think>|$)", re.DOTALL | re.IGNORECASE)
+_LIST_MARK = re.compile(r"^\s*(?:\d{1,2}|[A-Za-z]|[ivxIVX]{1,4})\s*[.)、]?\s*$")
 _LIST_PREFIX = re.compile(r"^(?:[-*•·]\s+|\d{1,2}[.)、]\s+|#+\s+)")
 
 # Statements that the passages do not hold the answer (the model was asked to say NO_ANSWER instead).
@@ -135,6 +136,13 @@ _META_TOKENS: frozenset[str] = frozenset(
     )
     + ["根据", "段落", "文档", "资料", "材料", "提到", "指出", "显示", "表示", "报道", "文中", "所述"]
 )
+_MONTHS: dict[str, int] = {
+    tokenize(name)[0]: n
+    for n, name in enumerate(
+        "january february march april may june july august september october november december".split(), start=1
+    )
+    if tokenize(name)
+}
 _NO_ANSWER = re.compile(r"\bNO[_ ]ANSWER\b")
 _DIGITS = re.compile(r"\d")
 _CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
@@ -459,7 +467,7 @@ class _Checker:
             tokens = frozenset(tokenize(text))
             if looks_like_instruction(text):
                 runs.append([])
-            elif tokens:
+            elif tokens and not _LIST_MARK.match(text):  # "1." alone on its line is no sentence
                 runs[-1].append(_Window(span, text, tokens, (sum(len(r) for r in runs),)))
         return [r for r in runs if r]
 
@@ -491,6 +499,8 @@ class _Checker:
                 tokens |= w.tokens
         meta = passage.metadata
         tokens |= set(tokenize(f"{meta.get('title', '')} {meta.get('date', '')}"))
+        # an English month is a number to a Chinese sentence ("March 21" ~ "3月21日")
+        tokens |= {str(n) for stem, n in _MONTHS.items() if stem in tokens}
         return tokens
 
     def _embed(self, texts: list[str]) -> list[np.ndarray]:

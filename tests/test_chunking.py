@@ -177,6 +177,14 @@ def covered(chunks: list[Chunk]) -> set[int]:
     return {i for c in chunks for s in c.sentences for i in range(s.start, s.end)}
 
 
+BULLETS = "-–•·*"
+
+
+def ignorable(text: str, i: int) -> bool:
+    """White space, or a list bullet ("- item"), which sentences leave out."""
+    return text[i].isspace() or (text[i] in BULLETS and i + 1 < len(text) and text[i + 1].isspace())
+
+
 @dataclass
 class CorpusChunks:
     docs: list[Document]
@@ -206,12 +214,12 @@ def test_every_chunk_of_the_sample_corpus_is_exact(corpus_chunks: CorpusChunks) 
 
 
 def test_corpus_chunks_cover_every_word(corpus_chunks: CorpusChunks) -> None:
-    """Nothing but white space and boilerplate lines is left out of the chunks."""
+    """Nothing but white space, list bullets and boilerplate lines is left out of the chunks."""
     for doc in corpus_chunks.docs:
         source = corpus_chunks.sources[doc.source]
         seen = covered(corpus_chunks.chunks[doc.doc_id])
         skipped = {i for s in doc.skip for i in range(s.start, s.end)}
-        missing = [i for i in range(doc.offset, doc.end) if not source[i].isspace() and i not in seen | skipped]
+        missing = [i for i in range(doc.offset, doc.end) if not ignorable(source, i) and i not in seen | skipped]
         assert not missing, (doc.doc_id, source[missing[0] : missing[0] + 40])
 
 
@@ -351,7 +359,7 @@ def test_chunk_offsets_are_absolute_for_a_document_deep_in_a_file() -> None:
 
 _ZH = "产教融合联盟职业院校企业人才培养山东常州学生就业率万人年"
 _WORDS = ["alliance", "school", "Shandong", "the", "AI", "IoT", "Co.,", "Ltd.", "U.S.", "Dr.", "e.g.", "Inc."]
-_PUNCT = [".", "!", "?", "。", "！", "？", "；", "…", "……", "...", ",", "，", "、", ":", "：", "“", "”", '"', "(", ")", "》"]
+_PUNCT = [".", "!", "?", "。", "！", "？", "；", "…", "……", "...", ",", "，", "、", ":", "：", "“", "”", '"', "(", ")", "》", "- "]
 _SPACE = [" ", " ", " ", "  ", "\n", "\r\n", "\t", "\u3000", "\n\n", " \n "]
 
 
@@ -404,9 +412,9 @@ def test_property_sentence_spans(sample: tuple[str, list[tuple[int, int]]]) -> N
         assert "\n" not in piece  # line breaks always end a sentence
     for a, b in zip(spans, spans[1:], strict=False):
         assert a.end <= b.start  # ordered, non-overlapping
-    # Only white space is left between sentences: nothing is lost.
+    # Only white space (and list bullets) is left between sentences: nothing is lost.
     seen = {i for s in spans for i in range(s.start, s.end)}
-    assert all(text[i].isspace() for i in range(len(text)) if i not in seen)
+    assert all(ignorable(text, i) for i in range(len(text)) if i not in seen)
     # A number is never cut in two.
     for a, b in numbers:
         assert any(s.start <= a and b <= s.end for s in spans), text[a:b]
@@ -429,7 +437,7 @@ def test_property_chunk_spans(
     chunks = chunk_document(doc, ChunkerSettings(max_tokens, overlap, min_tokens), source)
     check_chunks(source, doc, chunks)
     seen = covered(chunks)
-    assert all(source[i].isspace() for i in range(doc.offset, doc.end) if i not in seen)
+    assert all(ignorable(source, i) for i in range(doc.offset, doc.end) if i not in seen)
     if not body.strip():
         assert chunks == []
     # Even an over-long sentence cut at clause marks or hard-cut keeps every number whole.
