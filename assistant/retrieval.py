@@ -440,20 +440,35 @@ def _top_idf(lexical: LexicalIndex) -> float:
     return math.log(1.0 + (len(lexical) + 0.5) / 0.5) if len(lexical) else 1.0
 
 
-def coverage(terms: Sequence[tuple[str, float]], tokens: set[str] | frozenset[str], lexical: LexicalIndex) -> float:
+def coverage(
+    terms: Sequence[tuple[str, float]],
+    tokens: set[str] | frozenset[str],
+    lexical: LexicalIndex,
+    topic: frozenset[str] = frozenset(),
+    discount: float = 0.0,
+) -> float:
     """IDF-weighted share of the query terms found in ``tokens``. Terms absent from the index count
-    with the highest IDF: a question about something the documents never mention is not covered."""
+    with the highest IDF: a question about something the documents never mention is not covered.
+    Terms in ``topic`` (what the whole document is about) weigh ``1 - discount``."""
     total = matched = 0.0
     top = _top_idf(lexical)
     for term, weight in terms:
         idf = lexical.term_idf(term) if term in lexical.vocab else top
+        if term in topic:
+            idf *= 1.0 - discount
         total += weight * idf
         if term in tokens:
             matched += weight * idf
     return matched / total if total > 0 else 0.0
 
 
-def group_coverage(groups: Sequence[TermGroup], tokens: set[str] | frozenset[str], lexical: LexicalIndex) -> float:
+def group_coverage(
+    groups: Sequence[TermGroup],
+    tokens: set[str] | frozenset[str],
+    lexical: LexicalIndex,
+    topic: frozenset[str] = frozenset(),
+    discount: float = 0.0,
+) -> float:
     """Like ``coverage``, for translated words: a word counts as found when any of its glosses is
     (weighted by that gloss's relative weight)."""
     total = matched = 0.0
@@ -461,16 +476,26 @@ def group_coverage(groups: Sequence[TermGroup], tokens: set[str] | frozenset[str
     for importance, alts in groups:
         known = [(t, r) for t, r in alts if t in lexical.vocab]
         idf = sum(r * lexical.term_idf(t) for t, r in known) / sum(r for _, r in known) if known else top
+        if topic and any(t in topic for t, _ in alts):
+            idf *= 1.0 - discount
         total += importance * idf
         best = max((r for t, r in alts if t in tokens), default=0.0)
         matched += importance * idf * best
     return matched / total if total > 0 else 0.0
 
 
-def term_coverage(terms: QueryTerms, tokens: set[str] | frozenset[str], lexical: LexicalIndex) -> float:
+def term_coverage(
+    terms: QueryTerms,
+    tokens: set[str] | frozenset[str],
+    lexical: LexicalIndex,
+    topic: frozenset[str] = frozenset(),
+    discount: float = 0.0,
+) -> float:
     """How much of the question ``tokens`` cover: directly, or through the translation."""
-    own = coverage(terms.tokens, tokens, lexical)
-    return max(own, group_coverage(terms.groups, tokens, lexical)) if terms.groups else own
+    own = coverage(terms.tokens, tokens, lexical, topic, discount)
+    if not terms.groups:
+        return own
+    return max(own, group_coverage(terms.groups, tokens, lexical, topic, discount))
 
 
 class Retriever:
