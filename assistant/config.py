@@ -76,6 +76,7 @@ class Config:
                 url=llm_url,
                 model=get("ASSISTANT_LLM_MODEL", "default") or "default",
                 api_key=get("ASSISTANT_LLM_API_KEY", "none") or "none",
+                timeout=float(get("ASSISTANT_LLM_TIMEOUT", "30") or 30),
             )
             if llm_url
             else None,

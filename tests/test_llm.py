@@ -128,6 +128,8 @@ def check_citations(answer: Answer, corpus: Path) -> None:
         ("Suzhou sets up 14 bases [passage 2]. It covers displays [1-3].", [[2], [1, 2, 3]]),
         ("<think>Passage 4 says [4].</think>\n- Suzhou sets up 14 bases [1].", [[1]]),
         ("Suzhou sets up 14 bases.", [[]]),
+        ("According to passage 2, Suzhou sets up 14 bases.", [[2]]),
+        ("**Answer:**\n1. Suzhou sets up 14 bases [1].\n2. Over 80 firms joined [2].", [[1], [2]]),
     ],
 )
 def test_parse_reply_citation_formats(reply: str, expected: list[list[int]]) -> None:
@@ -141,6 +143,8 @@ def test_parse_reply_citation_formats(reply: str, expected: list[list[int]]) -> 
 def test_parse_reply_keeps_sentence_text_clean() -> None:
     parsed = llm.parse_reply("Suzhou will set up 14 bases [1]. **Over 80** firms joined [2] .")
     assert [s.text for s in parsed] == ["Suzhou will set up 14 bases.", "Over 80 firms joined."]
+    parsed = llm.parse_reply("According to passages 2 and 3, over 80 firms joined.\n根据段落1，苏州将建立14个基地。")
+    assert [(s.text, s.numbers) for s in parsed] == [("Over 80 firms joined.", [2, 3]), ("苏州将建立14个基地。", [1])]
 
 
 def test_escape_data_cannot_close_the_delimiters() -> None:
@@ -184,8 +188,7 @@ SUZHOU0 = "001_19f0403027cb6d52.txt::0"
 SAIC0 = "002_6d9131967aa3e79f.txt::0"
 NANHAI0 = "004_0a64f4667a42ecd1.txt::0"
 
-# A sample of the hand-written calibration pairs (all 15 supported / 67 unsupported pairs separate
-# at the thresholds, by margins of about +0.05 and -0.05; see the docstring of assistant.llm).
+# A sample of the hand-written calibration pairs described in the docstring of assistant.llm.
 SUPPORTED = [
     ("Changzhou launched its first Inspection, Testing and Certification Industry-Education Alliance on March 21.",
      CHANGZHOU0),
@@ -195,6 +198,13 @@ SUPPORTED = [
     ("常州于3月21日成立了首个检验检测认证产教联盟。", CHANGZHOU0),
     ("该共同体由上汽集团、同济大学和上海南湖职业技术学院共同发起成立。", SAIC0),
     ("南海区产教联盟成员包括76家企业和22所院校。", NANHAI0),
+    ("The community held its founding conference on October 29.", SAIC0),  # lexical alone suffices
+    # a list answer draws on six lines of the passage's list
+    ("The Changzhou alliance focuses on creating a collaborative industry-education platform, enhancing "
+     "school-enterprise partnerships, optimizing talent cultivation pathways, strengthening the dual-qualified "
+     "teacher workforce, and advancing regional economic and social progress.", CHANGZHOU0),
+    ("联盟确定了五个战略重点：搭建产教协同平台、深化校企合作育人、优化人才培养路径、加强“双师型”教师队伍建设以及"
+     "推动区域经济社会发展。", CHANGZHOU0),
 ]
 UNSUPPORTED = [
     ("Suzhou's alliance is led by Tsinghua University and Peking University.", SUZHOU0),
@@ -204,6 +214,8 @@ UNSUPPORTED = [
     ("The community was jointly set up by SAIC Group, Tongji University and Shanghai Nanhu Vocational and "
      "Technical College.", CHANGZHOU0),
     ("该共同体由上汽集团、同济大学和上海南湖职业技术学院共同发起成立。", SUZHOU0),
+    ("The Nanhai alliance meets every month in Guangzhou to discuss tuition fees.", NANHAI0),
+    ("The alliance will mainly train airline pilots and nurses.", CHANGZHOU0),
 ]
 
 
@@ -333,9 +345,10 @@ def test_citation_beyond_the_passages_is_dropped_and_noted(
     [
         (Behaviour(status=500), "InternalServerError"),
         (Behaviour(reply="", status=200), "EmptyReply"),
+        (Behaviour(reply="<think>Passage 1 says 14 bases, so", status=200), "EmptyReply"),
         (Behaviour(reply="late", delay=2.5), "APITimeoutError"),
     ],
-    ids=["http-500", "empty-reply", "timeout"],
+    ids=["http-500", "empty-reply", "reasoning-only", "timeout"],
 )
 def test_llm_failure_returns_the_extractive_answer_with_a_note(
     assistant: Assistant,
@@ -353,7 +366,7 @@ def test_llm_failure_returns_the_extractive_answer_with_a_note(
     started = time.perf_counter()
     answer = assistant.ask(SUZHOU)
     elapsed = time.perf_counter() - started
-    assert elapsed < 5.0  # one attempt, no retries
+    assert elapsed < 8.0  # one attempt, no retries (a retry would add a backoff and another timeout)
     assert len(server.requests) == 1
     assert answer.mode == "extractive" and not answer.abstained
     assert answer.answer == baseline.answer
