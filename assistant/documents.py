@@ -8,6 +8,7 @@ reported as a ``DocumentError`` with its path and reason; the caller skips it an
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -19,7 +20,9 @@ from .schema import Document, Span
 from .text import detect_language
 
 SUPPORTED_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm", ".pdf", ".docx", ".jsonl")
-MAX_FILE_BYTES = 200 * 1024 * 1024
+# Larger files are reported and skipped: reading them whole would not bound memory, and embedding
+# them (tens of thousands of chunks) would take hours on a CPU. Split big collections into files.
+MAX_FILE_BYTES = int(float(os.environ.get("ASSISTANT_MAX_FILE_MB", "20")) * 1024 * 1024)
 
 # Page furniture scraped along with the articles: never indexed (compared after stripping
 # white space and the trailing "|" of a share bar, case-folded).
@@ -29,7 +32,8 @@ BOILERPLATE_LINES = frozenset(
 
 # "Zhong Guo Xin Wen Wang· 2025-10-28 05:25": an outlet and a publication time under a headline.
 OUTLET_LINE = re.compile(
-    r"^\s*(?P<outlet>[^\n]{1,80}?)\s*[·•・]\s*(?P<date>\d{4}-\d{2}-\d{2})(?:[ T]+(?P<time>\d{1,2}:\d{2}(?::\d{2})?))?\s*$"
+    r"^\s*(?P<outlet>[^\n]{1,80}?)\s*[·•・]\s*(?P<date>\d{4}-\d{2}-\d{2})"
+    r"(?:[ T]+(?P<time>\d{1,2}:\d{2}(?::\d{2})?))?\s*$"
 )
 _CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 _LATIN_WORD = re.compile(r"[A-Za-z]+")
@@ -148,7 +152,9 @@ def source_text(path: Path) -> str:
     if size == 0:
         raise DocumentError(str(path), "empty file")
     if size > MAX_FILE_BYTES:
-        raise DocumentError(str(path), f"file too large ({size} bytes > {MAX_FILE_BYTES})")
+        raise DocumentError(
+            str(path), f"file too large ({size / 1048576:.1f} MB; the limit is {MAX_FILE_BYTES / 1048576:.0f} MB)"
+        )
     if suffix == ".pdf":
         return _pdf_text(path)
     if suffix == ".docx":
@@ -363,6 +369,9 @@ def _split_digest(text: str, rel: str, lines: list[_Line], outlets: dict[int, re
     return docs
 
 
+_RECORD_FIELDS = ("title", "outlet", "date", "language")
+
+
 def _split_jsonl(text: str, rel: str) -> list[Document]:
     """One document per JSON line: ``{"text": ..., "title": ..., "outlet": ..., "date": ...}``.
 
@@ -397,7 +406,7 @@ def _split_jsonl(text: str, rel: str) -> list[Document]:
                 outlet=str(record.get("outlet", "")),
                 date=_iso_date(str(record.get("date", ""))),
                 language=str(record.get("language", "")) or detect_language(body),
-                extra={"line": n, **{k: v for k, v in meta.items() if k not in ("title", "outlet", "date", "language")}},
+                extra={"line": n, **{k: v for k, v in meta.items() if k not in _RECORD_FIELDS}},
             )
         )
     if not docs and bad:
