@@ -124,7 +124,7 @@ a.fn-ref,a.rel-ref{cursor:pointer;text-decoration:none;font-weight:600}
 .src.active,.src:target{border-color:#3b6ea8;box-shadow:0 0 0 2px #3b6ea855;background:#f3f7fc}
 .src-head{font-weight:600}.src-n{color:#3b6ea8}
 .src-meta{color:#5a6372;font-size:.8em;margin:.15em 0}
-.src-text{margin:.3em 0 0;padding:.3em .6em;border-left:3px solid #c3c9d2;font-size:.88em;
+.src-text{position:relative;margin:.3em 0 0;padding:.3em .6em;border-left:3px solid #c3c9d2;font-size:.88em;
   max-height:16em;overflow:auto;color:inherit}
 .src-text mark{background:#ffe28a;color:#1d2330}
 .docs-table table{border-collapse:collapse;font-size:.88em;width:100%}
@@ -151,6 +151,21 @@ document.addEventListener('click', function (e) {
   el.classList.add('active');
   el.scrollIntoView({behavior: 'smooth', block: 'center'});
 }, true);
+// Scroll each passage so its highlighted quote is in view (once per rendered passage).
+function revealMarks() {
+  document.querySelectorAll('.src-text').forEach(function (box) {
+    var m = box.querySelector('mark');
+    if (!m || box.dataset.revealed) return;
+    box.dataset.revealed = '1';
+    box.scrollTop = Math.max(0, m.offsetTop - 24);
+  });
+}
+var revealPending = false;
+new MutationObserver(function () {
+  if (revealPending) return;
+  revealPending = true;
+  requestAnimationFrame(function () { revealPending = false; revealMarks(); });
+}).observe(document.documentElement, {childList: true, subtree: true});
 </script>
 """
 
@@ -422,8 +437,8 @@ def build_app(assistant: Any, admin_password: str | None = None) -> gr.Blocks:
             updates.append(render_sources(answer, len(past), ui_lang))
             return updates
 
-        lang.change(relabel, [lang, last_answer, history], [c for c, _, _ in labelled] + [sources],
-                    api_visibility="private")
+        relabelled = lang.change(relabel, [lang, last_answer, history], [c for c, _, _ in labelled] + [sources],
+                                 api_visibility="private")
 
         # ------------------------------------------------------------------ documents
 
@@ -438,6 +453,7 @@ def build_app(assistant: Any, admin_password: str | None = None) -> gr.Blocks:
 
         refresh_outputs = [docs_html, f_doc, f_outlet]
         refresh_btn.click(refresh_docs, [lang], refresh_outputs, api_visibility="private")
+        relabelled.then(refresh_docs, [lang], refresh_outputs, api_visibility="private")  # table headers
         demo.load(None, None, [lang], js=LANG_JS)
         demo.load(refresh_docs, [lang], refresh_outputs, api_visibility="private")
 

@@ -25,6 +25,12 @@ console = Console()
 err_console = Console(stderr=True)
 
 
+def _warn(label: str, message: str, sep: str = ":") -> None:
+    """One line on stderr; the message is never parsed as markup nor wrapped (it may quote user input)."""
+    err_console.print(f"[bold red]{label}{sep}[/] ", end="")
+    err_console.print(message, markup=False, highlight=False, soft_wrap=True)
+
+
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--index", type=Path, help="index directory (env ASSISTANT_INDEX; default: index)")
     parser.add_argument("--corpus", type=Path, help="corpus directory (env ASSISTANT_CORPUS; default: corpus)")
@@ -184,7 +190,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             f"{assistant.config.chroma_url or assistant.config.index_dir} ({report.seconds:.2f} s)"
         )
         for error in report.errors:
-            err_console.print(f"[yellow]skipped[/] {error.path}: {error.reason}")
+            _warn("skipped", f"{error.path}: {error.reason}", sep="")
     return EXIT_PARTIAL if report.partial else EXIT_OK
 
 
@@ -270,7 +276,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
         try:
             print_answer(session.ask(line))
         except AssistantError as exc:
-            err_console.print(f"[red]{exc}[/]")
+            _warn("error", str(exc))
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -284,7 +290,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     corpus_texts = _corpus_texts(assistant)
     missing = check_evidence(items, corpus_texts)
     for qid, quote in missing:
-        err_console.print(f"[yellow]evidence not found verbatim in the corpus[/] {qid}: {quote[:80]!r}")
+        _warn("evidence not found verbatim in the corpus", f"{qid}: {quote[:80]!r}")
     assistant.warm_up()
     result = run_eval(assistant, items, k=args.k, progress=not args.no_progress)
     console.print(result.table())
@@ -335,7 +341,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except AssistantError as exc:
-        err_console.print(f"[red]error:[/] {exc}", markup=True, highlight=False)
+        _warn("error", str(exc))
         return EXIT_ERROR
     except KeyboardInterrupt:
         err_console.print("interrupted; the index stays as it was before the interrupted step")

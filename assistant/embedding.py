@@ -69,7 +69,7 @@ class EmbeddingSettings:
     @property
     def prefixes(self) -> tuple[str, str]:
         """(query prefix, passage prefix); E5-style models want "query: " / "passage: "."""
-        e5 = "e5" in self.model_name.lower().replace("_", "-").split("/")[-1]
+        e5 = "e5" in self.model_name.lower().replace("_", "-").rstrip("/\\").split("/")[-1]
         q = self.query_prefix if self.query_prefix is not None else ("query: " if e5 else "")
         p = self.passage_prefix if self.passage_prefix is not None else ("passage: " if e5 else "")
         return q, p

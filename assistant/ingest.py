@@ -107,13 +107,15 @@ def ingest(
     report = IngestReport()
     notify: Progress = progress or (lambda stage, advance, total: None)
     with store.lock():
+        # Another process (sharing a Chroma server) may have changed the manifest since we read it.
+        store.reload()
         if rebuild:
             store.reset()
         store.check_compatible(embedder.settings.model_name, None, chunker.to_dict())
         was_dirty = store.dirty()
         if was_dirty:
             # A previous ingest stopped half-way: its unvouched chunks go first.
-            store.sweep()
+            report.swept = store.sweep()
         known = store.documents()
         file_hashes = store.file_hashes()
 

@@ -172,7 +172,8 @@ def render_answer(answer: Answer, turn: int, text: str | None = None) -> str:
             snippet = p.text[:160] + ("…" if len(p.text) > 160 else "")
             parts.append(
                 f'<li><a class="rel-ref" href="#{target}" data-target="{target}">{esc(title)}</a> '
-                f'<span class="doc-id">&#40;{esc(p.doc_id)}&#41;</span>: <span class="snippet">{esc(snippet)}</span></li>'
+                f'<span class="doc-id">&#40;{esc(p.doc_id)}&#41;</span>: '
+                f'<span class="snippet">{esc(snippet)}</span></li>'
             )
         parts.append("</ul></div>")
     parts.append("</div>")

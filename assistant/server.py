@@ -2,8 +2,12 @@
 
 Routes: ``POST /api/ask``, ``GET /api/documents``, ``GET /api/health`` (OpenAPI docs at ``/api/docs``).
 Malformed requests get a 4xx JSON ``{"error": "..."}``, never a stack trace. The server binds
-127.0.0.1 unless told otherwise (``assistant serve --host 0.0.0.0`` exposes it to the network: put
-it behind a reverse proxy with TLS and set ``ASSISTANT_ADMIN_PASSWORD`` only then with care).
+127.0.0.1 unless told otherwise: ``assistant serve --host 0.0.0.0`` (or ``ASSISTANT_HOST``) exposes
+it to the network, where it belongs behind a reverse proxy with TLS, since the staff password
+(``ASSISTANT_ADMIN_PASSWORD``) travels in the clear over plain HTTP.
+
+Staff management (upload, delete, re-index) exists only when ``ASSISTANT_ADMIN_PASSWORD`` is set; the
+UI shows it after a correct password, and every management handler checks the session's flag again.
 
 Concurrency: questions run in parallel (the assistant's caches are guarded by its own locks), while
 ingest, delete and re-index take an exclusive lock (``guard_for``), since they rewrite the manifest
@@ -415,6 +419,8 @@ def serve(assistant: Any, host: str = "127.0.0.1", port: int = 7860, admin_passw
     import uvicorn
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    import bm25s  # noqa: F401 - it sets its logger to DEBUG on import; quiet it afterwards
+
     logging.getLogger("bm25s").setLevel(logging.WARNING)
     assistant.warm_up()
     app = create_app(assistant, admin_password=admin_password)

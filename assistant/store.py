@@ -135,6 +135,7 @@ class Store:
             "dirty": dirty,
         }
         if not dirty:
+            self.reload()  # the generation of the manifest as the server has it, not as we cached it
             meta["generation"] = self.generation()
         self.manifest.upsert(ids=[SETTINGS_ID], embeddings=[[1.0]], metadatas=[meta])
 

@@ -40,9 +40,7 @@ def expected_chunks(corpus: Path, chunker: ChunkerSettings | None = None) -> dic
     """Chunks per doc_id that an ingest of ``corpus`` must store (computed without any index)."""
     result = load_paths([corpus], corpus)
     assert not result.errors, result.errors
-    return {
-        doc.doc_id: len(chunk_document(doc, chunker, source_text(corpus / doc.source))) for doc in result.documents
-    }
+    return {doc.doc_id: len(chunk_document(doc, chunker, source_text(corpus / doc.source))) for doc in result.documents}
 
 
 def cli_env() -> dict[str, str]:
@@ -52,12 +50,17 @@ def cli_env() -> dict[str, str]:
     return env
 
 
-def run_cli(*args: str | Path, cwd: Path, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str | Path, cwd: Path, timeout: float = 180, columns: int | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run ``python -m assistant.cli ARGS`` with the virtualenv's interpreter."""
+    env = cli_env()
+    if columns is not None:
+        env["COLUMNS"] = str(columns)
     return subprocess.run(
         [sys.executable, "-m", "assistant.cli", *map(str, args)],
         cwd=cwd,
-        env=cli_env(),
+        env=env,
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -183,8 +183,12 @@ def test_wrong_method_and_unknown_route(client: httpx.Client) -> None:
 
 
 def test_concurrent_questions(client: httpx.Client, server: LiveServer) -> None:
-    questions = ["What is the Suzhou alliance?", "常州检验检测认证产教联盟是什么时候成立的？",
-                 "What are the five strategic focus areas of the Changzhou alliance?", "南海区产教联盟的目标是什么？"] * 2
+    questions = [
+        "What is the Suzhou alliance?",
+        "常州检验检测认证产教联盟是什么时候成立的？",
+        "What are the five strategic focus areas of the Changzhou alliance?",
+        "南海区产教联盟的目标是什么？",
+    ] * 2
 
     def ask(q: str) -> int:
         with httpx.Client(base_url=server.url, timeout=60) as c:

@@ -86,7 +86,12 @@ def page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
     pg = context.new_page()
     errors: list[str] = []
     pg.on("pageerror", lambda exc: errors.append(str(exc)))
-    pg.on("dialog", lambda dialog: (errors.append(f"dialog: {dialog.message}"), dialog.dismiss()))
+
+    def on_dialog(dialog: Any) -> None:
+        errors.append(f"dialog: {dialog.message}")
+        dialog.dismiss()
+
+    pg.on("dialog", on_dialog)
     yield pg
     context.close()
     assert not errors, errors
@@ -110,9 +115,16 @@ def open_app(page: Any, server: LiveServer) -> None:
 def ask(page: Any, question: str) -> Any:
     """Ask through the UI and wait for the complete answer; returns the answer's locator."""
     before = page.locator("#chatbot .answer.complete").count()
+    errors = page.locator("#chatbot .notice-error").count()
     page.fill("#question textarea", question)
     page.click("#ask-btn")
-    page.wait_for_function(f"document.querySelectorAll('#chatbot .answer.complete').length > {before}")
+    page.wait_for_function(
+        f"document.querySelectorAll('#chatbot .answer.complete').length > {before}"
+        f" || document.querySelectorAll('#chatbot .notice-error').length > {errors}"
+    )
+    if page.locator("#chatbot .notice-error").count() > errors:
+        pytest.fail(f"the UI reported an error for {question!r}: "
+                    f"{page.locator('#chatbot .notice-error').last.inner_text()}")
     return page.locator("#chatbot .answer.complete").last
 
 
@@ -160,9 +172,6 @@ def test_answer_with_footnotes_and_highlighted_source(page: Any, public_server: 
     assert quote and quote.split()[0] in answer.inner_text()
     assert active.locator(".src-meta").inner_text().strip()  # doc id (and outlet/date when known)
     shot(page, "02-footnote-source")
-    if os.environ.get("UPDATE_SCREENSHOTS"):
-        (ROOT / "docs").mkdir(exist_ok=True)
-        page.screenshot(path=str(ROOT / "docs" / "screenshot-chat.png"))
 
     # Copy: the text box holds "answer + numbered sources"; its copy button puts it on the clipboard.
     copied_text = page.input_value("#copy-box textarea")
@@ -179,7 +188,12 @@ def test_follow_up_shows_searched_for_then_clear(page: Any, public_server: LiveS
     searched = follow.locator(".searched").inner_text()
     assert searched.startswith("Searched for") and "Suzhou" in searched
     assert "14" in follow.inner_text()
+    follow.locator("a.fn-ref").first.click()
+    page.locator("#sources .src.active mark").wait_for()
     shot(page, "03-follow-up")
+    if os.environ.get("UPDATE_SCREENSHOTS"):  # the README's screenshot
+        (ROOT / "docs").mkdir(exist_ok=True)
+        page.screenshot(path=str(ROOT / "docs" / "screenshot-chat.png"))
     page.click("#clear-btn")
     page.wait_for_function("document.querySelectorAll('#chatbot .answer').length === 0")
     assert page.locator("#sources .src").count() == 0
@@ -235,7 +249,7 @@ def test_no_password_means_no_management_controls(page: Any, public_server: Live
     shot(page, "07-documents-public")
 
 
-def test_staff_upload_is_then_cited(page: Any, staff_server: LiveServer, tmp_path: Path) -> None:
+def test_staff_upload_is_then_cited(page: Any, staff_server: LiveServer, ui_assistant: Any, tmp_path: Path) -> None:
     open_app(page, staff_server)
     open_tab(page, "Documents")
     assert page.locator("#upload").count() == 0  # hidden until a correct password
@@ -250,6 +264,7 @@ def test_staff_upload_is_then_cited(page: Any, staff_server: LiveServer, tmp_pat
                    encoding="utf-8")
     status = upload(page, [doc])
     assert "1 added" in status
+    assert (Path(ui_assistant.config.corpus_dir) / doc.name).is_file()  # saved in the corpus folder
     page.wait_for_function("document.querySelector('#docs-table').innerText.includes('麒麟 海事 alliance.txt')")
     shot(page, "08-staff-upload", full_page=True)
 
@@ -258,6 +273,17 @@ def test_staff_upload_is_then_cited(page: Any, staff_server: LiveServer, tmp_pat
     assert "2024" in answer.inner_text()
     assert "麒麟 海事 alliance.txt" in page.inner_text("#sources")
     shot(page, "09-uploaded-cited")
+
+    # Delete it again, with its file: gone from the table, the corpus folder and the answers.
+    open_tab(page, "Documents")
+    page.locator("#delete-doc input").fill("麒麟")
+    page.get_by_role("option", name="麒麟 海事 alliance.txt").first.click()
+    page.locator("#delete-file input").check()
+    page.click("#delete-btn")
+    page.locator("#staff-status .notice-ok", has_text="Deleted").wait_for()
+    page.wait_for_function("!document.querySelector('#docs-table').innerText.includes('麒麟')")
+    assert not (Path(ui_assistant.config.corpus_dir) / doc.name).exists()
+    shot(page, "10-staff-delete")
 
 
 def test_hostile_document_is_shown_as_text(page: Any, staff_server: LiveServer, tmp_path: Path) -> None:
@@ -280,7 +306,7 @@ def test_hostile_document_is_shown_as_text(page: Any, staff_server: LiveServer, 
     assert page.evaluate("typeof window.__pwned") == "undefined"
     assert page.locator("#chatbot img[src='x'], #sources img[src='x'], #docs-table img").count() == 0
     assert page.locator("#chatbot script, #sources script").count() == 0
-    shot(page, "10-hostile-inert")
+    shot(page, "11-hostile-inert")
     open_tab(page, "Documents")
     assert page.evaluate("typeof window.__pwned") == "undefined"
 
@@ -301,4 +327,6 @@ def test_evaluation_tab_runs_a_gold_file(page: Any, public_server: LiveServer, t
     frame = page.frame_locator("#eval-report iframe.eval-report")
     assert frame.locator("table").count() >= 1
     assert frame.locator("svg").count() >= 1  # the charts
-    shot(page, "11-evaluation", full_page=True)
+    shot(page, "12-evaluation-metrics")
+    page.locator("#eval-report iframe.eval-report").scroll_into_view_if_needed()
+    shot(page, "13-evaluation-report")  # a viewport shot: full-page shots leave iframes blank

@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass
 
 import pytest
+from conftest import CORPUS, CORPUS_DOCS, DIGEST
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -20,8 +21,6 @@ from assistant.chunking import (
 from assistant.documents import is_boilerplate, load_paths, source_text, split_text
 from assistant.errors import ConfigError
 from assistant.schema import Chunk, Document, Span
-
-from conftest import CORPUS, CORPUS_DOCS, DIGEST
 
 
 def sentences(text: str, start: int = 0, end: int | None = None) -> list[str]:
@@ -245,7 +244,7 @@ def test_corpus_sentences_keep_numbers_and_abbreviations_whole(corpus_chunks: Co
         assert not re.fullmatch(r"\d{1,3}\.", t), t  # no list number alone
         assert not t.endswith(("Co.", "Co.,")), t  # "Co., Ltd." is never a sentence end
     digest = corpus_chunks.sources[DIGEST]
-    for a, b, src in spans:
+    for a, _, src in spans:
         if src == DIGEST and 0 < a:
             assert not (digest[a - 1].isdigit() and digest[a].isdigit()), digest[a - 5 : a + 5]
 
@@ -359,7 +358,7 @@ def test_chunk_offsets_are_absolute_for_a_document_deep_in_a_file() -> None:
 
 _ZH = "产教融合联盟职业院校企业人才培养山东常州学生就业率万人年"
 _WORDS = ["alliance", "school", "Shandong", "the", "AI", "IoT", "Co.,", "Ltd.", "U.S.", "Dr.", "e.g.", "Inc."]
-_PUNCT = [".", "!", "?", "。", "！", "？", "；", "…", "……", "...", ",", "，", "、", ":", "：", "“", "”", '"', "(", ")", "》", "- "]
+_PUNCT = '. ! ? 。 ！ ？ ； … …… ... , ， 、 : ： “ ” " ( ) 》'.split() + ["- "]
 _SPACE = [" ", " ", " ", "  ", "\n", "\r\n", "\t", "\u3000", "\n\n", " \n "]
 
 

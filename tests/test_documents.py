@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from conftest import CORPUS, CORPUS_DOCS, CORPUS_FILES, DIGEST
 
 from assistant.documents import (
     SUPPORTED_SUFFIXES,
@@ -25,8 +26,6 @@ from assistant.documents import (
     split_text,
 )
 from assistant.errors import AssistantError, DocumentError
-
-from conftest import CORPUS, CORPUS_DOCS, CORPUS_FILES, DIGEST
 
 ZH = "产教融合联盟在常州成立。\n联盟由职业院校和企业共同发起，推动人才培养与产业需求对接。\n学校与企业共建实训基地。\n"
 ZH_TRADITIONAL = "產教融合聯盟在臺北成立。\n聯盟由職業學校與企業共同發起，推動人才培養與產業需求對接。\n"
@@ -298,7 +297,9 @@ def test_html_title_is_kept(tmp_path: Path) -> None:
 
 def test_gbk_html(tmp_path: Path) -> None:
     path = tmp_path / "gbk.html"
-    path.write_bytes("<html><body><p>产教融合联盟在常州成立。</p><p>学校与企业共建实训基地。</p></body></html>".encode("gbk"))
+    path.write_bytes(
+        "<html><body><p>产教融合联盟在常州成立。</p><p>学校与企业共建实训基地。</p></body></html>".encode("gbk")
+    )
     [doc] = load_file(path, tmp_path)
     assert doc.text == "产教融合联盟在常州成立。\n学校与企业共建实训基地。"
 
@@ -315,8 +316,14 @@ def test_markdown_title_without_hashes(tmp_path: Path) -> None:
 def test_jsonl_one_document_per_line(tmp_path: Path) -> None:
     path = tmp_path / "records.jsonl"
     lines = [
-        {"id": "a1", "text": "常州成立产教融合联盟。", "title": "联盟成立", "outlet": "Chang Zhou Ri Bao",
-         "date": "2025年3月21日", "region": "江苏"},
+        {
+            "id": "a1",
+            "text": "常州成立产教融合联盟。",
+            "title": "联盟成立",
+            "outlet": "Chang Zhou Ri Bao",
+            "date": "2025年3月21日",
+            "region": "江苏",
+        },
         {"text": "The alliance trains technicians.", "date": "2025/10/01"},
         {"content": "Second key name for the text.", "language": "en"},
     ]
@@ -327,7 +334,12 @@ def test_jsonl_one_document_per_line(tmp_path: Path) -> None:
     docs = load_file(path, tmp_path)
     assert [d.doc_id for d in docs] == ["records.jsonl#a1", "records.jsonl#3", "records.jsonl#4"]
     first, second, third = docs
-    assert (first.title, first.outlet, first.date, first.language) == ("联盟成立", "Chang Zhou Ri Bao", "2025-03-21", "zh")
+    assert (first.title, first.outlet, first.date, first.language) == (
+        "联盟成立",
+        "Chang Zhou Ri Bao",
+        "2025-03-21",
+        "zh",
+    )
     assert first.extra["region"] == "江苏" and first.extra["line"] == 1
     assert first.metadata()["region"] == "江苏"
     assert second.date == "2025-10-01" and second.title == "The alliance trains technicians."

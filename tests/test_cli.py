@@ -1,0 +1,219 @@
+"""The command line in real subprocesses (``python -m assistant.cli``), against tmp indexes.
+
+``assistant ingest`` runs on a two-file copy of the corpus (one model load); ``docs`` and ``ask`` read
+the session index of the whole corpus built in conftest.py.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from subprocess import CompletedProcess
+
+import pytest
+from conftest import CORPUS_DOCS, DIGEST, IndexedCorpus, copy_corpus, run_cli
+
+from assistant.documents import source_text
+
+TWO_FILES = ["000_7e88f567a7bc938b.txt", "001_19f0403027cb6d52.txt"]
+
+
+def no_traceback(proc: CompletedProcess[str]) -> None:
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stdout
+
+
+@dataclass
+class CliIndex:
+    base: Path
+    corpus: Path
+    index: Path
+    first: CompletedProcess[str]
+
+    def args(self) -> list[str | Path]:
+        return ["--index", self.index, "--corpus", self.corpus]
+
+
+@pytest.fixture(scope="module")
+def cli_index(tmp_path_factory: pytest.TempPathFactory) -> CliIndex:
+    base = tmp_path_factory.mktemp("cli")
+    corpus = copy_corpus(base / "corpus", TWO_FILES)
+    index = base / "index"
+    first = run_cli("ingest", "--index", index, "--corpus", corpus, cwd=base)
+    return CliIndex(base, corpus, index, first)
+
+
+def full_args(idx: IndexedCorpus) -> list[str | Path]:
+    return ["--index", idx.index, "--corpus", idx.corpus]
+
+
+# --------------------------------------------------------------------------- ingest
+
+
+@pytest.mark.slow
+def test_ingest_exits_0_and_prints_the_summary_table(cli_index: CliIndex) -> None:
+    proc = cli_index.first
+    assert proc.returncode == 0, proc.stderr
+    no_traceback(proc)
+    out = proc.stdout
+    assert "Ingest summary" in out
+    rows = {line.strip("│┃ ").split("│")[0].strip(): line for line in out.splitlines() if "│" in line}
+    assert "files read" in rows and rows["files read"].rstrip(" │").endswith("2")
+    assert rows["documents added"].rstrip(" │").endswith("2")
+    assert rows["files skipped (errors)"].rstrip(" │").endswith("0")
+    assert "2 documents" in out and str(cli_index.index) in out.replace("\n", "")
+    assert (cli_index.index / "chroma").is_dir()
+
+
+@pytest.fixture
+def broken_files(cli_index: CliIndex) -> Iterator[list[Path]]:
+    junk = cli_index.corpus / "junk.txt"
+    junk.write_bytes(bytes(range(256)) * 16)
+    empty = cli_index.corpus / "empty.md"
+    empty.write_bytes(b"")
+    yield [junk, empty]
+    junk.unlink()
+    empty.unlink()
+
+
+def test_ingest_with_a_broken_file_exits_1_and_names_it(cli_index: CliIndex, broken_files: list[Path]) -> None:
+    proc = run_cli("ingest", *cli_index.args(), cwd=cli_index.base)
+    assert proc.returncode == 1, (proc.stdout, proc.stderr)
+    no_traceback(proc)
+    err = " ".join(proc.stderr.split())  # rich may wrap long lines
+    assert "skipped junk.txt: undecodable or binary content" in err
+    assert "skipped empty.md: empty file" in err
+    assert "documents unchanged" in proc.stdout
+    # The good documents are still there.
+    docs = run_cli("docs", "--json", *cli_index.args(), cwd=cli_index.base)
+    assert docs.returncode == 0
+    assert sorted(d["doc_id"] for d in json.loads(docs.stdout)) == TWO_FILES
+
+
+def test_ingest_json_report(cli_index: CliIndex) -> None:
+    proc = run_cli("ingest", "--json", *cli_index.args(), cwd=cli_index.base)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert (report["added"], report["updated"], report["unchanged"], report["errors"]) == (0, 0, 2, [])
+    assert report["files_unchanged"] == 2
+
+
+def test_second_ingest_while_locked_exits_2(cli_index: CliIndex) -> None:
+    lock = cli_index.index / ".ingest.lock"
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # as a running ingest holds it
+        proc = run_cli("ingest", *cli_index.args(), cwd=cli_index.base)
+    finally:
+        os.close(fd)
+    assert proc.returncode == 2
+    no_traceback(proc)
+    assert "another ingest is running" in " ".join(proc.stderr.split())
+
+
+def test_other_model_gives_a_mismatch_error(cli_index: CliIndex) -> None:
+    proc = run_cli("docs", "--model", "some-other-model", *cli_index.args(), cwd=cli_index.base)
+    assert proc.returncode == 2
+    no_traceback(proc)
+    err = " ".join(proc.stderr.split())
+    assert "error:" in err and "'all-MiniLM-L6-v2'" in err and "'some-other-model'" in err
+
+
+# --------------------------------------------------------------------------- docs and ask
+
+
+def test_docs_json_lists_the_corpus(indexed_corpus: IndexedCorpus) -> None:
+    proc = run_cli("docs", "--json", *full_args(indexed_corpus), cwd=indexed_corpus.corpus.parent)
+    assert proc.returncode == 0, proc.stderr
+    docs = json.loads(proc.stdout)
+    assert len(docs) == CORPUS_DOCS
+    by_id = {d["doc_id"]: d for d in docs}
+    first = by_id[f"{DIGEST}#1"]
+    assert first["title"] == "产教融合“破题”人才瓶颈 山东职教赋能区域经济提质增效"
+    assert (first["outlet"], first["date"]) == ("Zhong Guo Xin Wen Wang", "2025-10-28")
+    assert (by_id[f"{DIGEST}#7"]["outlet"], by_id[f"{DIGEST}#7"]["date"]) == ("", "")
+    assert by_id[f"{DIGEST}#7"]["title"] == "前瞻“十五五”:我国职业教育发展五大趋势"
+    assert all(d["title"] and d["chunks"] > 0 for d in docs)
+    digest_ids = [d["doc_id"] for d in docs if d["source"] == DIGEST]
+    assert digest_ids == [f"{DIGEST}#{i}" for i in range(1, 11)]  # natural order, #10 last
+
+
+def test_docs_table(indexed_corpus: IndexedCorpus) -> None:
+    proc = run_cli("docs", *full_args(indexed_corpus), cwd=indexed_corpus.corpus.parent, columns=250)
+    assert proc.returncode == 0, proc.stderr
+    assert f"{CORPUS_DOCS} indexed documents" in proc.stdout
+    assert f"{DIGEST}#10" in proc.stdout and "深化专业群产教融合 用科技与创新书写冷链物流新篇" in proc.stdout
+    assert "Jing Ji Ri Bao" in proc.stdout and "2025-10-27" in proc.stdout
+
+
+@pytest.mark.slow
+def test_ask_json_returns_citations(indexed_corpus: IndexedCorpus) -> None:
+    proc = run_cli(
+        "ask",
+        "How many vocational schools does Shandong have?",
+        "--json",
+        *full_args(indexed_corpus),
+        cwd=indexed_corpus.corpus.parent,
+    )
+    assert proc.returncode == 0, proc.stderr
+    no_traceback(proc)
+    answer = json.loads(proc.stdout)
+    assert answer["question"] == "How many vocational schools does Shandong have?"
+    assert answer["answer"] and not answer["abstained"]
+    assert answer["citations"]
+    known = set(indexed_corpus.store.documents())
+    for c in answer["citations"]:
+        assert c["doc_id"] in known
+        src = source_text(indexed_corpus.corpus / c["source"])
+        assert src[c["start"] : c["end"]] == c["quote"]
+        assert src[c["passage_start"] : c["passage_end"]] == c["text"]
+        assert c["quote"] in c["text"]
+    assert any("547" in c["quote"] for c in answer["citations"])
+
+
+def test_unknown_filter_exits_2_without_traceback(indexed_corpus: IndexedCorpus) -> None:
+    proc = run_cli(
+        "ask",
+        "What is the alliance?",
+        "--filter",
+        "bogus=1",
+        *full_args(indexed_corpus),
+        cwd=indexed_corpus.corpus.parent,
+    )
+    assert proc.returncode == 2
+    no_traceback(proc)
+    assert proc.stdout == ""
+    assert proc.stderr.startswith("error: unknown filter 'bogus'")
+
+
+def test_filter_without_equals_exits_2(indexed_corpus: IndexedCorpus) -> None:
+    proc = run_cli("ask", "What?", "--filter", "bogus", *full_args(indexed_corpus), cwd=indexed_corpus.corpus.parent)
+    assert proc.returncode == 2
+    no_traceback(proc)
+    assert proc.stderr.strip() == "error: --filter expects KEY=VALUE, got 'bogus'"
+
+
+def test_unknown_filter_error_is_one_line(indexed_corpus: IndexedCorpus) -> None:
+    proc = run_cli(
+        "ask",
+        "What is the alliance?",
+        "--filter",
+        "bogus=1",
+        *full_args(indexed_corpus),
+        cwd=indexed_corpus.corpus.parent,
+    )
+    assert proc.returncode == 2
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def test_error_text_is_not_parsed_as_markup(indexed_corpus: IndexedCorpus) -> None:
+    proc = run_cli(
+        "ask", "What?", "--filter", "date_from=[/x]", *full_args(indexed_corpus), cwd=indexed_corpus.corpus.parent
+    )
+    assert proc.returncode == 2
+    no_traceback(proc)
+    assert "[/x]" in proc.stderr
