@@ -287,25 +287,29 @@ def abstain_reason(
     return None
 
 
-def build_citation(n: int, cand: Candidate) -> Citation:
-    p = cand.passage
-    meta = p.metadata
+def citation_for(n: int, passage: Passage, quote: str, start: int, end: int, score: float = 0.0) -> Citation:
+    """Citation number ``n`` of ``passage`` with its supporting ``quote`` at ``[start, end)``."""
+    meta = passage.metadata
     return Citation(
         n=n,
-        doc_id=p.doc_id,
-        chunk_id=p.chunk_id,
+        doc_id=passage.doc_id,
+        chunk_id=passage.chunk_id,
         title=str(meta.get("title", "")),
         outlet=str(meta.get("outlet", "")),
         date=str(meta.get("date", "")),
         source=str(meta.get("source", "")),
-        text=p.text,
-        passage_start=p.start,
-        passage_end=p.end,
-        quote=cand.text,
-        start=cand.span.start,
-        end=cand.span.end,
-        score=round(cand.score, 4),
+        text=passage.text,
+        passage_start=passage.start,
+        passage_end=passage.end,
+        quote=quote,
+        start=start,
+        end=end,
+        score=round(score, 4),
     )
+
+
+def build_citation(n: int, cand: Candidate) -> Citation:
+    return citation_for(n, cand.passage, cand.text, cand.span.start, cand.span.end, cand.score)
 
 
 def extractive_answer(

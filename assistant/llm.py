@@ -55,7 +55,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 
-from .answer import messages
+from .answer import citation_for, messages
 from .chunking import split_sentences
 from .embedding import DEFAULT_MODEL
 from .errors import LLMError
@@ -641,23 +641,7 @@ def prompt_passages(answer: Answer, passages: Sequence[Passage], top: int) -> li
 
 
 def _citation(n: int, passage: Passage, sup: Support) -> Citation:
-    meta = passage.metadata
-    return Citation(
-        n=n,
-        doc_id=passage.doc_id,
-        chunk_id=passage.chunk_id,
-        title=str(meta.get("title", "")),
-        outlet=str(meta.get("outlet", "")),
-        date=str(meta.get("date", "")),
-        source=str(meta.get("source", "")),
-        text=passage.text,
-        passage_start=passage.start,
-        passage_end=passage.end,
-        quote=sup.quote,
-        start=sup.start,
-        end=sup.end,
-        score=sup.score,
-    )
+    return citation_for(n, passage, sup.quote, sup.start, sup.end, sup.score)
 
 
 def _fallback(answer: Answer, notes: list[str]) -> Answer:

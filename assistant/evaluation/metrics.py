@@ -311,3 +311,18 @@ METRICS: tuple[MetricInfo, ...] = (
     MetricInfo("n_abstained", "abstained", "count", "answers that abstained"),
     MetricInfo("n_errors", "errors", "count", "questions whose ask() raised (recorded, scored as misses)"),
 )
+
+
+def format_metric(value: float | None, kind: str, missing: str = "—", ms_unit: str = "") -> str:
+    """A metric value as text: rates with 3 decimals, ms and counts as integers, ``missing`` for None."""
+    if value is None:
+        return missing
+    if kind == "count":
+        return str(int(value))
+    if kind == "ms":
+        return f"{value:.0f}{ms_unit}"
+    if kind == "rate":
+        return f"{value:.3f}"
+    if kind == "chars":
+        return f"{value:.1f}"
+    return f"{value:.2f}"

@@ -12,7 +12,7 @@ from html import escape
 from typing import Any
 
 from assistant.evaluation.gold import GoldItem
-from assistant.evaluation.metrics import METRICS, MetricInfo, QuestionScore, supports
+from assistant.evaluation.metrics import METRICS, MetricInfo, QuestionScore, format_metric, supports
 
 __all__ = ["bar_chart_svg", "highlight", "render_html"]
 
@@ -45,17 +45,7 @@ _BAR_COLORS = ("#3b6ea8", "#7aa6d8")
 
 
 def _fmt(value: float | None, kind: str) -> str:
-    if value is None:
-        return "n/a"
-    if kind == "count":
-        return str(int(value))
-    if kind == "ms":
-        return f"{value:.0f} ms"
-    if kind == "rate":
-        return f"{value:.3f}"
-    if kind == "chars":
-        return f"{value:.1f}"
-    return f"{value:.2f}"
+    return format_metric(value, kind, missing="n/a", ms_unit=" ms")
 
 
 def bar_chart_svg(title: str, bars: Sequence[tuple[str, float | None]], kind: str = "rate") -> str:

@@ -21,7 +21,15 @@ from rich.progress import (
 from rich.table import Table
 
 from assistant.evaluation.gold import GoldItem
-from assistant.evaluation.metrics import MAX_RANK, METRICS, MetricInfo, QuestionScore, by_tag, score_record
+from assistant.evaluation.metrics import (
+    MAX_RANK,
+    METRICS,
+    MetricInfo,
+    QuestionScore,
+    by_tag,
+    format_metric,
+    score_record,
+)
 from assistant.schema import Answer
 
 __all__ = [
@@ -96,21 +104,6 @@ def error_record(item: GoldItem, error: BaseException, wall_ms: float) -> dict[s
         "latency_ms": round(wall_ms, 3),
         "error": f"{type(error).__name__}: {error}",
     }
-
-
-def format_metric(value: float | None, kind: str) -> str:
-    """A metric value as text: rates with 3 decimals, ms and counts as integers, ``—`` for None."""
-    if value is None:
-        return "—"
-    if kind == "count":
-        return str(int(value))
-    if kind == "ms":
-        return f"{value:.0f}"
-    if kind == "rate":
-        return f"{value:.3f}"
-    if kind == "chars":
-        return f"{value:.1f}"
-    return f"{value:.2f}"
 
 
 def metric_label(info: MetricInfo, k: int) -> str:
