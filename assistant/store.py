@@ -6,6 +6,11 @@ share one Chroma server also share one manifest. Chunk ids carry their document'
 chunks are written *before* the manifest points at them and old ones deleted *after*, so an ingest
 killed at any moment leaves an index that answers as before (readers ignore chunks the manifest does
 not vouch for) and the next ingest sweeps the leftovers.
+
+We talk to Chroma directly rather than through llama-index's ``ChromaVectorStore``: we need the
+manifest collection, metadata-only reads, ``$ne`` deletes by content hash and paged scans, and the
+node conversion would cost time on every query. ``retrieval.hybrid_retriever`` exposes our search as
+a llama-index ``BaseRetriever`` for llama-index pipelines.
 """
 
 from __future__ import annotations
