@@ -336,7 +336,9 @@ class Store:
 
     @contextmanager
     def lock(self) -> Iterator[None]:
-        """Serialize ingests on this machine; a second one fails at once with a clear message."""
+        """Serialize ingests that use this index directory; a second one fails at once with a clear
+        message. (A file lock: with a shared Chroma server, ingests from other hosts or other index
+        directories are not stopped — run them from one place.)"""
         self.index_dir.mkdir(parents=True, exist_ok=True)
         path = self.index_dir / ".ingest.lock"
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
