@@ -9,13 +9,15 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from subprocess import CompletedProcess
 
 import pytest
-from conftest import CORPUS_DOCS, DIGEST, IndexedCorpus, copy_corpus, run_cli
+from conftest import CORPUS_DOCS, DIGEST, IndexedCorpus, cli_env, copy_corpus, run_cli
 
 from assistant.documents import source_text
 
@@ -217,3 +219,28 @@ def test_error_text_is_not_parsed_as_markup(indexed_corpus: IndexedCorpus) -> No
     assert proc.returncode == 2
     no_traceback(proc)
     assert "[/x]" in proc.stderr
+
+
+# --------------------------------------------------------------------------- chat
+
+
+@pytest.mark.slow
+def test_terminal_chat_follow_up_sources_new_and_quit(indexed_corpus: IndexedCorpus) -> None:
+    script = "Who co-leads the Changzhou alliance?\nWhat think tank will it set up?\n/sources\n/new\n/quit\n"
+    proc = subprocess.run(
+        [sys.executable, "-m", "assistant.cli", "chat", *map(str, full_args(indexed_corpus))],
+        input=script,
+        cwd=indexed_corpus.corpus.parent,
+        env={**cli_env(), "COLUMNS": "400"},
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert proc.returncode == 0, proc.stderr
+    no_traceback(proc)
+    out = proc.stdout
+    assert "SGS-CSTC" in out  # first answer
+    assert "Searched for: Who co-leads the Changzhou alliance? What think tank will it set up?" in out
+    assert "NQ1 Think Tank Center" in out  # the follow-up is answered from the same document
+    assert "000_7e88f567a7bc938b.txt" in out.split("What think tank")[-1]  # /sources lists the passage
+    assert "New conversation." in out
