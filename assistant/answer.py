@@ -246,13 +246,15 @@ def missing_types(question: str, passages: Sequence[Passage], top: int = 2) -> l
 
 def unknown_names(names: Sequence[str], lexical: LexicalIndex) -> list[str]:
     """Names from the question none of whose tokens (or, for Chinese, translations) the corpus has."""
-    from .translate import translate_zh_to_en
+    from .translate import translate_en_to_zh, translate_zh_to_en
 
     out = []
     for name in names:
         if name.isupper() and len(name) <= 6:
             continue  # an acronym ("NEV") may abbreviate words the corpus spells out
-        tokens = [t for t, _ in translate_zh_to_en(name)] if re.search(r"[\u4e00-\u9fff]", name) else tokenize(name)
+        # The name itself, or its dictionary translation (the corpus may be in the other script).
+        chinese = re.search(r"[\u4e00-\u9fff]", name)
+        tokens = [t for t, _ in (translate_zh_to_en(name) if chinese else translate_en_to_zh(name))]
         tokens += tokenize(name)
         if tokens and not any(t in lexical.vocab for t in tokens):
             out.append(name)

@@ -27,7 +27,7 @@ from .errors import ConfigError
 from .schema import Passage, Span
 from .store import Store, date_number, sentences_of
 from .text import detect_language, tokenize
-from .translate import translate_en_to_zh, translate_zh_to_en_groups
+from .translate import translate_en_to_zh_groups, translate_zh_to_en_groups
 
 FILTER_KEYS = ("doc_id", "source", "outlet", "language", "date_from", "date_to")
 
@@ -426,7 +426,10 @@ def analyse(question: str) -> QueryTerms:
             if alts:
                 groups.append((sum(w for _, w in alts), _relative(alts)))
     if language in ("en", "mixed"):
-        groups.extend((w, [(t, 1.0)]) for t, w in translate_en_to_zh(question) if t not in own)
+        for group in translate_en_to_zh_groups(question):
+            alts = [(t, w) for t, w in group if t not in own]
+            if alts:
+                groups.append((sum(w for _, w in alts), _relative(alts)))
     flat: dict[str, float] = {}
     for importance, alts in groups:
         total = sum(r for _, r in alts)
@@ -475,7 +478,9 @@ def group_coverage(
     top = _top_idf(lexical)
     for importance, alts in groups:
         known = [(t, r) for t, r in alts if t in lexical.vocab]
-        idf = sum(r * lexical.term_idf(t) for t, r in known) / sum(r for _, r in known) if known else top
+        # A word whose translations the index never saw may just be untranslatable (a name the
+        # dictionary lacks), not absent: it weighs half as much as an unseen word of the question's own.
+        idf = sum(r * lexical.term_idf(t) for t, r in known) / sum(r for _, r in known) if known else top / 2
         if topic and any(t in topic for t, _ in alts):
             idf *= 1.0 - discount
         total += importance * idf

@@ -543,8 +543,9 @@ def _en_lookup(d: Dictionary, words: list[str]) -> list[tuple[str, float]]:
     return sorted(pooled.items(), key=lambda kv: -kv[1])
 
 
-def translate_en_to_zh(text: str) -> list[tuple[str, float]]:
-    """Weighted Chinese query tokens (as ``text.tokenize``) for an English question.
+def translate_en_to_zh_groups(text: str) -> list[list[tuple[str, float]]]:
+    """Chinese query tokens (as ``text.tokenize``) of an English question, one group per English word
+    or phrase (its alternatives), weights in each group summing to the word's share.
 
     English content words (phrases of up to 3 words first) are looked up unstemmed, with crude
     lemmas; each contributes weight 1 (a phrase: 1 per word) over the tokens of its best headwords
@@ -555,20 +556,29 @@ def translate_en_to_zh(text: str) -> list[tuple[str, float]]:
         return []
     d = get_dictionary()
     text = unicodedata.normalize("NFKC", text)
-    weights: dict[str, float] = {}
+    groups: list[dict[str, float]] = []
     for kind, run in _text.split_scripts(text):
         if kind == "zh":
-            for tok in _text.tokenize(run):
-                weights[tok] = weights.get(tok, 0.0) + 1.0
+            groups.extend({tok: 1.0} for tok in _text.tokenize(run))
             continue
-        _translate_en_run(d, run, weights)
+        _translate_en_run(d, run, groups)
+    return [_ranked(g) for g in groups if g]
+
+
+def translate_en_to_zh(text: str) -> list[tuple[str, float]]:
+    """Weighted Chinese query tokens for an English question: the groups of
+    ``translate_en_to_zh_groups`` merged, so each English word contributes weight 1."""
+    weights: dict[str, float] = {}
+    for group in translate_en_to_zh_groups(text):
+        for tok, w in group:
+            weights[tok] = weights.get(tok, 0.0) + w
     return _ranked(weights)
 
 
 _RAW_WORD_RE = re.compile(r"[^\W_]+(?:['\u2019][^\W_]+)*")
 
 
-def _translate_en_run(d: Dictionary, run: str, weights: dict[str, float]) -> None:
+def _translate_en_run(d: Dictionary, run: str, groups: list[dict[str, float]]) -> None:
     words: list[str] = []
 
     def add(hws: list[tuple[str, float]], total: float) -> None:
@@ -576,15 +586,17 @@ def _translate_en_run(d: Dictionary, run: str, weights: dict[str, float]) -> Non
             (tuple(dict.fromkeys(_text.tokenize(h))), _FIRST_WEIGHT if k == 0 else 1.0)
             for k, (h, _) in enumerate(hws[:_HEADWORDS_USED])
         ]
-        _spread(weights, items, total)
+        group: dict[str, float] = {}
+        _spread(group, items, total)
+        groups.append(group)
 
     def add_word(word: str, total: float) -> None:
         hws = _en_lookup(d, [word])
         if hws:
             add(hws, total)
         else:
-            for tok in _text.tokenize(word):  # unknown: pass through (names, rare words)
-                weights[tok] = weights.get(tok, 0.0) + total
+            # unknown: pass through (names, rare words)
+            groups.append({tok: total for tok in _text.tokenize(word)})
 
     def flush() -> None:
         i = 0
@@ -613,8 +625,7 @@ def _translate_en_run(d: Dictionary, run: str, weights: dict[str, float]) -> Non
         if (raw.isupper() and len(raw) > 1) or any(c.isdigit() for c in raw):
             # acronyms and numbers ("SGS", "AI", "2023", "5G") are written the same in Chinese text
             flush()
-            for tok in _text.tokenize(raw):
-                weights[tok] = weights.get(tok, 0.0) + 1.0
+            groups.extend({tok: 1.0} for tok in _text.tokenize(raw))
             continue
         word = raw.lower().replace("\u2019", "'")
         if word.endswith("'s"):
