@@ -8,6 +8,7 @@ chunks are runs of whole sentences with ``source_text[chunk.start:chunk.end] == 
 from __future__ import annotations
 
 import re
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 
@@ -66,15 +67,34 @@ def estimate_tokens(text: str) -> float:
     return 1.3 * len(_LATIN_WORD.findall(text)) + len(_CJK.findall(text))
 
 
+_LONGEST_ABBREVIATION = max(len(a) for a in _ABBREVIATIONS)
+
+
 def _is_abbreviation(text: str, dot: int) -> bool:
-    m = _WORD_BEFORE.search(text, 0, dot)
-    if not m:
+    """True when the word before the full stop at ``dot`` is an abbreviation or a capital initial.
+
+    The word starts at the first letter of the run of ASCII letters and dots that ends at the stop
+    (what ``_WORD_BEFORE`` matches). It is found by scanning back over that run only: searching from
+    the start of the text for every full stop made sentence splitting quadratic (a 1 MB file took hours).
+    """
+    end = dot - 1 if dot > 0 and text[dot - 1] == "\n" else dot  # ``$`` also matches before a final newline
+    k, first = end, -1
+    while k > 0:
+        ch = text[k - 1]
+        if ch != "." and not ("a" <= ch <= "z" or "A" <= ch <= "Z"):
+            break
+        k -= 1
+        if ch != ".":
+            first = k
+            if end - first > _LONGEST_ABBREVIATION:
+                return False
+    if first < 0:
         return False
-    word = m.group(1).lower()
+    word = text[first:end].lower()
     if word in _ABBREVIATIONS:
         return True
     # Single capital initials ("J. Smith") are not sentence ends.
-    return len(word) == 1 and text[m.start()].isupper()
+    return len(word) == 1 and text[first].isupper()
 
 
 def split_sentences(text: str, start: int = 0, end: int | None = None) -> list[Span]:
@@ -85,13 +105,23 @@ def split_sentences(text: str, start: int = 0, end: int | None = None) -> list[S
     """
     end = len(text) if end is None else end
     cuts: set[int] = set()
+    newlines: list[int] = []
+    pos = start
+    while True:
+        nl = text.find("\n", pos, end)
+        if nl < 0:
+            break
+        newlines.append(nl)
+        pos = nl + 1
     for m in _ZH_END.finditer(text, start, end):
         cuts.add(m.end())
     for m in _EN_END.finditer(text, start, end):
         if text[m.start()] == "." and _is_abbreviation(text, m.start()):
             continue
         # "1. Creating a platform": a list number opening a line is not a sentence of its own.
-        line_start = max(start, text.rfind("\n", start, m.start()) + 1)
+        # (The line start by bisection: scanning back to it for every stop was quadratic on long lines.)
+        before = bisect_left(newlines, m.start())
+        line_start = newlines[before - 1] + 1 if before else start
         if text[m.start()] == "." and _ENUMERATOR.fullmatch(text, line_start, m.start()):
             continue
         nxt = _next_visible(text, m.end(), end)
@@ -99,13 +129,7 @@ def split_sentences(text: str, start: int = 0, end: int | None = None) -> list[S
         if text[m.start()] == "." and nxt is not None and text[nxt].islower():
             continue
         cuts.add(m.end())
-    pos = start
-    while True:
-        nl = text.find("\n", pos, end)
-        if nl < 0:
-            break
-        cuts.add(nl)
-        pos = nl + 1
+    cuts.update(newlines)
     spans: list[Span] = []
     prev = start
     for cut in sorted(cuts) + [end]:
@@ -203,11 +227,31 @@ def _overlaps(span: Span, skip: Iterable[Span]) -> bool:
     return any(span.start < s.end and s.start < span.end for s in skip)
 
 
+class _SkipIndex:
+    """``_overlaps`` by bisection over the merged skip spans (a linear scan per sentence was quadratic
+    in a file with many boilerplate lines)."""
+
+    def __init__(self, skip: Iterable[Span]) -> None:
+        merged: list[list[int]] = []
+        for s in sorted((s for s in skip if s.start < s.end), key=lambda s: s.start):
+            if merged and s.start <= merged[-1][1]:
+                merged[-1][1] = max(merged[-1][1], s.end)
+            else:
+                merged.append([s.start, s.end])
+        self.starts = [m[0] for m in merged]
+        self.ends = [m[1] for m in merged]
+
+    def overlaps(self, span: Span) -> bool:
+        i = bisect_right(self.ends, span.start)
+        return i < len(self.starts) and self.starts[i] < span.end
+
+
 def document_sentences(source: str, doc: Document, settings: ChunkerSettings) -> list[list[Span]]:
     """Runs of indexable sentences of ``doc``; boilerplate lines break a run and are left out."""
     runs: list[list[Span]] = [[]]
+    skip = _SkipIndex(doc.skip)
     for sentence in split_sentences(source, doc.offset, doc.end):
-        if _overlaps(sentence, doc.skip):
+        if skip.overlaps(sentence):
             if runs[-1]:
                 runs.append([])
             continue

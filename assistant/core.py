@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -20,6 +21,8 @@ from .store import DocRecord, Store
 from .text import detect_language, warm_up
 
 MAX_QUESTION_CHARS = 2000
+# Lone UTF-16 surrogates (a Python str can hold them, UTF-8 cannot): the tokenizers raise TypeError.
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class Assistant:
@@ -96,7 +99,7 @@ class Assistant:
         if not isinstance(question, str) or not question.strip():
             raise QuestionError(messages(detect_language(question or ""))["empty"])
         notes: list[str] = []
-        question = question.strip()
+        question = _SURROGATE.sub("\ufffd", question.strip())
         if len(question) > MAX_QUESTION_CHARS:
             question = question[:MAX_QUESTION_CHARS]
             notes.append(f"question truncated to {MAX_QUESTION_CHARS} characters")
@@ -104,7 +107,9 @@ class Assistant:
             raise StoreError(
                 f"the index at {self.config.chroma_url or self.config.index_dir} is empty: run `assistant ingest` first"
             )
-        clean_history = [h.strip() for h in (history or []) if isinstance(h, str) and h.strip()]
+        clean_history = [
+            _SURROGATE.sub("\ufffd", h.strip()) for h in (history or []) if isinstance(h, str) and h.strip()
+        ]
         rw = rewrite(question, clean_history)
         standalone = rw.standalone
         passages, terms, best_dense = self.retriever.search(standalone, filters, k)

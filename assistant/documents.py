@@ -40,6 +40,9 @@ _LATIN_WORD = re.compile(r"[A-Za-z]+")
 _SENTENCE_END = re.compile(r"[.!?。！？]")
 # Control characters other than tab/newline/carriage return make a text file look like binary junk.
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# Lone UTF-16 surrogates (a JSON "\\ud800" escape, a broken PDF text map): not encodable as UTF-8, so the
+# embedding tokenizer and Chroma fail on them. Replaced one for one by U+FFFD (offsets are unchanged).
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass
@@ -71,13 +74,54 @@ def decode_bytes(data: bytes, path: str = "<bytes>") -> str:
         return data.decode("utf-8")
     except UnicodeDecodeError:
         pass
-    text = _decode_legacy(data)
+    text = _decode_mixed_lines(data)
+    if text is None:
+        text = _decode_legacy(data)
     if text is None:
         text = data.decode("utf-8", errors="replace")
     bad = text.count("\ufffd") + len(_CONTROL.findall(text))
     if len(text) and bad / len(text) > 0.1:
         raise DocumentError(path, "undecodable or binary content (not UTF-8, GB18030 or Big5 text)")
     return text
+
+
+_ASCII = bytes(range(128))
+
+
+def _decode_mixed_lines(data: bytes) -> str | None:
+    """A mostly UTF-8 file with some lines in another encoding (a paragraph pasted from a GBK page),
+    decoded line by line; None when most non-ASCII lines are not UTF-8 (decode the file as a whole).
+
+    Decoding such a file as a whole picked GB18030 and turned every UTF-8 line into mojibake.
+    """
+    lines = data.splitlines(keepends=True)
+    decoded: list[str | None] = []
+    utf8 = other = 0  # non-ASCII bytes in lines that are valid UTF-8, and in the others
+    for line in lines:
+        high = len(line.translate(None, _ASCII))
+        try:
+            decoded.append(line.decode("utf-8"))
+            utf8 += high
+        except UnicodeDecodeError:
+            decoded.append(None)
+            other += high
+    if utf8 <= other:
+        return None
+    return "".join(d if d is not None else _decode_line(line) for d, line in zip(decoded, lines, strict=True))
+
+
+def _decode_line(line: bytes) -> str:
+    """One line that is not UTF-8: GB18030 or Big5 when it is valid in one, else UTF-8 with replacements."""
+    candidates: list[tuple[float, str]] = []
+    for encoding in ("gb18030", "big5"):
+        try:
+            text = line.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+        candidates.append((_chinese_plausibility(text), text))
+    if candidates:
+        return max(candidates, key=lambda c: c[0])[1]
+    return line.decode("utf-8", errors="replace")
 
 
 def _decode_legacy(data: bytes) -> str | None:
@@ -138,6 +182,11 @@ def _chinese_plausibility(text: str) -> float:
 # --------------------------------------------------------------------------- source text
 
 
+def too_large_reason(size: int) -> str:
+    """The reason given for a file over ``MAX_FILE_BYTES`` (``ASSISTANT_MAX_FILE_MB``)."""
+    return f"file too large ({size / 1048576:.1f} MB; the limit is {MAX_FILE_BYTES / 1048576:.0f} MB)"
+
+
 def source_text(path: Path) -> str:
     """The text every offset of this file's documents refers to.
 
@@ -152,20 +201,18 @@ def source_text(path: Path) -> str:
     if size == 0:
         raise DocumentError(str(path), "empty file")
     if size > MAX_FILE_BYTES:
-        raise DocumentError(
-            str(path), f"file too large ({size / 1048576:.1f} MB; the limit is {MAX_FILE_BYTES / 1048576:.0f} MB)"
-        )
+        raise DocumentError(str(path), too_large_reason(size))
     if suffix == ".pdf":
-        return _pdf_text(path)
+        return _SURROGATE.sub("\ufffd", _pdf_text(path))
     if suffix == ".docx":
-        return _docx_text(path)
+        return _SURROGATE.sub("\ufffd", _docx_text(path))
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise DocumentError(str(path), f"cannot read: {exc.strerror or exc}") from exc
     text = decode_bytes(data, str(path))
     if suffix in (".html", ".htm"):
-        return _html_text(text)
+        return _SURROGATE.sub("\ufffd", _html_text(text))
     return text
 
 
@@ -337,12 +384,15 @@ def _split_digest(text: str, rel: str, lines: list[_Line], outlets: dict[int, re
         if nxt in outlets or not _is_headline(lines[nxt].text):
             starts.append(i)
     docs: list[Document] = []
+    position = {i: pos for pos, i in enumerate(content)}
     for k, i in enumerate(starts):
         stop = lines[starts[k + 1]].start if k + 1 < len(starts) else len(text)
-        start, end = _trimmed_span(text, lines[i].start, stop, lines)
+        # Only the article's own lines are looked at (scanning every line per article was quadratic).
+        region = lines[i : starts[k + 1]] if k + 1 < len(starts) else lines[i:]
+        start, end = _trimmed_span(text, lines[i].start, stop, region)
         if end <= start:
             continue
-        pos = content.index(i)
+        pos = position[i]
         outlet_idx = content[pos + 1] if pos + 1 < len(content) else None
         outlet = date = ""
         extra: dict[str, Any] = {}
@@ -362,7 +412,7 @@ def _split_digest(text: str, rel: str, lines: list[_Line], outlets: dict[int, re
                 outlet=outlet,
                 date=date,
                 language=detect_language(body),
-                skip=_skip_spans(lines, start, end),
+                skip=_skip_spans(region, start, end),
                 extra=extra,
             )
         )
@@ -387,9 +437,15 @@ def _split_jsonl(text: str, rel: str) -> list[Document]:
         except json.JSONDecodeError as exc:
             bad.append(f"line {n}: invalid JSON ({exc.msg})")
             continue
+        except RecursionError:  # "[[[[…" nested deeper than the parser's recursion limit
+            bad.append(f"line {n}: invalid JSON (nested too deeply)")
+            continue
         if not isinstance(record, dict):
             bad.append(f"line {n}: not a JSON object")
             continue
+        if "\\u" in line:  # a "\\ud800" escape decodes to a lone surrogate: replace it (same length)
+            record = {_SURROGATE.sub("\ufffd", k): _SURROGATE.sub("\ufffd", v) if isinstance(v, str) else v
+                      for k, v in record.items()}
         body = record.get("text", record.get("content"))
         if not isinstance(body, str) or not body.strip():
             bad.append(f"line {n}: no 'text' string")
@@ -434,6 +490,17 @@ def relative_name(path: Path, root: Path | None) -> str:
         except ValueError:
             pass
     return path.as_posix()
+
+
+def link_name(path: Path, root: Path | None) -> str:
+    """Like ``relative_name``, but naming a symlink itself rather than its target (for error reports)."""
+    link = path.parent.resolve() / path.name
+    if root is not None:
+        try:
+            return link.relative_to(root.resolve()).as_posix()
+        except ValueError:
+            pass
+    return link.as_posix()
 
 
 def load_file(path: Path, root: Path | None = None) -> list[Document]:
@@ -484,7 +551,7 @@ def load_paths(paths: Iterable[Path], root: Path | None = None) -> LoadResult:
     for path in iter_files(paths):
         result.files.append(relative_name(path, root))
         if root is not None and path.is_symlink() and not _inside(path.resolve(), root.resolve()):
-            result.errors.append(DocumentError(relative_name(path, None), "symlink points outside the corpus"))
+            result.errors.append(DocumentError(link_name(path, root), "symlink points outside the corpus"))
             continue
         try:
             result.documents.extend(load_file(path, root))

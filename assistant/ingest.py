@@ -14,8 +14,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import documents
 from .chunking import ChunkerSettings, chunk_document
-from .documents import iter_files, load_file, relative_name, source_text
+from .documents import iter_files, link_name, load_file, relative_name, source_text, too_large_reason
 from .embedding import Embedder
 from .errors import DocumentError
 from .schema import Chunk, Document
@@ -142,7 +143,10 @@ def ingest(
             seen_files.add(abs_path)
             try:
                 if path.is_symlink() and not path.resolve().is_relative_to(root):
-                    raise DocumentError(relative_name(path, root), "symlink points outside the corpus")
+                    raise DocumentError(link_name(path, root), "symlink points outside the corpus")
+                size = path.stat().st_size
+                if size > documents.MAX_FILE_BYTES:  # reported without reading (or even hashing) it
+                    raise DocumentError(relative_name(path, root), too_large_reason(size))
                 digest = file_hash(path)
             except DocumentError as exc:
                 report.errors.append(exc)

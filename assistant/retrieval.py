@@ -156,8 +156,19 @@ def validate_filters(filters: Mapping[str, Any] | None) -> dict[str, Any]:
             value = list(value)
         elif not isinstance(value, str):
             raise ConfigError(f"filter {key} must be a string or a list of strings, got {value!r}")
+        if any(not v.isascii() and not _encodable(v) for v in (value if isinstance(value, list) else [value])):
+            raise ConfigError(f"filter {key} is not valid Unicode text (lone surrogate): {value!r}")
         out[key] = value
     return out
+
+
+def _encodable(text: str) -> bool:
+    """False for text holding lone surrogates (Chroma rejects them with an internal error)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def chroma_where(filters: Mapping[str, Any]) -> dict[str, Any] | None:

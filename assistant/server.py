@@ -159,7 +159,7 @@ def save_upload(src: Path, original_name: str, corpus_dir: Path, limit: int = MA
     name = sanitize_filename(original_name)
     size = src.stat().st_size
     if size > limit:
-        raise DocumentError(name, f"file is {size / 1e6:.1f} MB; the limit is {limit / 1e6:.0f} MB")
+        raise DocumentError(name, f"file is {size / 1048576:.1f} MB; the limit is {limit / 1048576:.0f} MB")
     if size == 0:
         raise DocumentError(name, "file is empty")
     corpus_dir.mkdir(parents=True, exist_ok=True)
