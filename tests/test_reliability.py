@@ -36,7 +36,6 @@ Covered elsewhere (referenced, not duplicated):
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import html
 import importlib.util
 import json
@@ -47,18 +46,16 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
 import httpx
-import numpy as np
 import pytest
 from conftest import CORPUS_DOCS, cli_env, copy_corpus, expected_chunks
 from ui_fixtures import LiveServer, open_assistant, sample_index  # noqa: F401 - pytest fixture
@@ -75,7 +72,6 @@ from assistant.store import Store
 
 REPO = Path(__file__).resolve().parent.parent
 GOLD = REPO / "eval" / "gold.jsonl"
-RSS_BOUND = 1.5 * 1024**3  # bytes: a memory bound for an ingest with a 50 MB file in the corpus
 ADMIN = "reliability-staff-pw"
 
 
@@ -142,50 +138,14 @@ def check_chunks(store: Store, corpus: Path, doc_ids: set[str] | None = None) ->
     return per_doc
 
 
-def run_with_peak_rss(args: list[str], cwd: Path, timeout: float) -> tuple[int, str, str, int]:
-    """Run a command; returns (exit code, stdout, stderr, peak RSS in bytes of that very child).
+def run_command(args: list[str], cwd: Path, timeout: float) -> tuple[int, str, str]:
+    """Run a command; returns (exit code, stdout, stderr).
 
-    ``os.wait4`` gives the resource usage of this one child (``RUSAGE_CHILDREN`` would mix in every
-    other child this test process ever waited for)."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen(args, cwd=cwd, env=cli_env(), stdout=out, stderr=err)
-        deadline = time.monotonic() + timeout
-        while True:
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-            if pid:
-                break
-            if time.monotonic() > deadline:
-                proc.kill()
-                pid, status, usage = os.wait4(proc.pid, 0)
-                break
-            time.sleep(0.05)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        err.seek(0)
-        stdout, stderr = out.read().decode(errors="replace"), err.read().decode(errors="replace")
-    return proc.returncode, stdout, stderr, usage.ru_maxrss * 1024  # Linux: kilobytes
-
-
-class HashEmbedder(Embedder):
-    """Deterministic pseudo-random unit vectors instead of the model (same name and dimension).
-
-    For an ingest whose vectors do not matter (the 1 MB line: ~900 chunks would take minutes to
-    embed on two loaded cores); everything else is the real ingest.
-    """
-
-    @property
-    def dimension(self) -> int:
-        return 384
-
-    def encode_passages(self, texts: Any, progress: Callable[[int], None] | None = None) -> np.ndarray:
-        out = np.empty((len(texts), 384), dtype=np.float32)
-        for i, text in enumerate(texts):
-            seed = int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "little")
-            v = np.random.default_rng(seed).normal(size=384)
-            out[i] = v / np.linalg.norm(v)
-        if progress is not None:
-            progress(len(texts))
-        return out
+    No memory figure: a child's ``ru_maxrss`` includes the pages it inherited from this (large) pytest
+    process before exec, and memory targets belong in the benchmarks anyway. That a big file does not
+    cost memory is shown structurally: it is never read (test_oversized_file_is_reported_without_being_read)."""
+    proc = subprocess.run(args, cwd=cwd, env=cli_env(), capture_output=True, timeout=timeout)
+    return proc.returncode, proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace")
 
 
 class NoSleep:
@@ -344,14 +304,13 @@ def write_bad_documents(corpus: Path, outside: Path, huge: bool = True) -> tuple
 def test_bad_documents_are_reported_and_skipped_and_nothing_else_is_lost(restored: Work) -> None:
     """The CLI ingest (a subprocess) over the sample corpus plus every kind of bad file: each broken
     one is named with its reason, the odd-but-valid ones are indexed, the 14 sample documents keep
-    their chunks, and the ingest's peak memory stays bounded although a 50 MB file is present."""
+    their chunks; the 50 MB file among them is refused by its size."""
     outside = restored.corpus.parent / "outside-secret.txt"
     outside.write_text("A secret outside the corpus.\n", encoding="utf-8")
     bad, valid = write_bad_documents(restored.corpus, outside)
-    code, stdout, stderr, rss = run_with_peak_rss(
+    code, stdout, stderr = run_command(
         [sys.executable, "-m", "assistant.cli", "ingest", "--index", str(restored.index), "--corpus",
          str(restored.corpus)], REPO, timeout=600)
-    print(f"\ningest with bad documents: exit {code}, peak RSS {rss / 1048576:.0f} MB")
     assert code == 1, stdout + stderr  # partial: some files were skipped
     assert "Traceback" not in stderr
     skipped = {m.group(1): m.group(2) for m in re.finditer(r"^skipped (.+?): (.+)$", stderr, re.MULTILINE)}
@@ -359,7 +318,6 @@ def test_bad_documents_are_reported_and_skipped_and_nothing_else_is_lost(restore
     for name, reason in bad.items():
         assert reason in skipped[name].lower(), (name, skipped[name])
     assert str(outside) not in stderr  # the link is named, not its target
-    assert rss < RSS_BOUND, f"peak RSS {rss / 1048576:.0f} MB"
 
     with opened_store(restored.index) as store:
         now = manifest(store)
@@ -413,9 +371,9 @@ def test_oversized_file_is_reported_without_being_read(tmp_path: Path, embedder:
 
 
 @pytest.mark.slow
-def test_one_megabyte_single_line_is_ingested_with_exact_spans(tmp_path: Path) -> None:
+def test_one_megabyte_single_line_is_ingested_with_exact_spans(tmp_path: Path, embedder: Embedder) -> None:
     """A valid 1 MB file on one line: chunked (sentence splitting used to be quadratic here — hours),
-    stored and lexically indexed, every chunk at its exact span. Vectors are hashed (see HashEmbedder)."""
+    embedded by the real model, stored and lexically indexed, every chunk at its exact span."""
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     sentence = "The Crane alliance trains technicians, welders and nurses in 12 provinces (e.g. Jiangsu). "
@@ -426,7 +384,7 @@ def test_one_megabyte_single_line_is_ingested_with_exact_spans(tmp_path: Path) -
     expected = chunk_document(doc, None, text)
     assert len(expected) > 100
     with opened_store(tmp_path / "index") as store:
-        report = ingest([corpus], store, HashEmbedder(), corpus_root=corpus, after_change=refresh_lexical)
+        report = ingest([corpus], store, embedder, corpus_root=corpus, after_change=refresh_lexical)
         assert not report.errors and report.added == 1 and report.chunks_added == len(expected)
         per_doc = check_chunks(store, corpus)
     assert per_doc == {"one-line.txt": len(expected)}
@@ -861,7 +819,7 @@ def test_kill_9_during_ingest_never_breaks_the_index(tmp_path: Path, embedder: E
     assert kills >= 5, f"only {kills} of {runs} runs were killed"
 
     final = write_generation(corpus, runs, runs)
-    code, stdout, stderr, _ = run_with_peak_rss(args, REPO, timeout=600)
+    code, stdout, stderr = run_command(args, REPO, timeout=600)
     assert code == 0, stdout + stderr
     expected = expected_chunks(corpus)
     assert set(expected) == sample_ids | final
