@@ -119,6 +119,10 @@ def ingest(
             report.swept = store.sweep()
         known = store.documents()
         file_hashes = store.file_hashes()
+        # Documents by file, once: looking them up per file by scanning all records was files x documents.
+        known_by_path: dict[str, list[DocRecord]] = {}
+        for rec in known.values():
+            known_by_path.setdefault(rec.path, []).append(rec)
 
         files: list[tuple[Path, Path]] = []
         scanned_dirs: list[Path] = []
@@ -158,7 +162,7 @@ def ingest(
                 failed_files.add(abs_path)
                 notify("files", 1, len(files))
                 continue
-            old_docs = [r for r in known.values() if r.path == abs_path]
+            old_docs = known_by_path.get(abs_path, [])
             if not rebuild and file_hashes.get(abs_path) == digest and old_docs:
                 report.files_unchanged += 1
                 report.unchanged += len(old_docs)
@@ -224,11 +228,9 @@ def ingest(
             vectors = embedder.encode_passages(texts, lambda n: notify("embed", n, total_chunks)) if texts else None
             records: list[DocRecord] = []
             replaced: list[DocRecord] = []
-            at = 0
+            if vectors is not None:
+                store.add_chunk_groups([(chunks, h) for _, h, _, chunks in batch if chunks], vectors)
             for doc, h, abs_path, chunks in batch:
-                if chunks and vectors is not None:
-                    store.add_chunks(chunks, vectors[at : at + len(chunks)], h)
-                    at += len(chunks)
                 record = DocRecord(
                     doc_id=doc.doc_id,
                     hash=h,
@@ -265,8 +267,7 @@ def ingest(
         for doc_id in removals:
             report.chunks_removed += store.remove_document(doc_id)
             report.removed += 1
-        for abs_path, digest in new_file_hashes.items():
-            store.set_file_hash(abs_path, digest)
+        store.set_file_hashes(new_file_hashes)
         for abs_path in list(file_hashes):
             if abs_path not in seen_files and any(Path(abs_path).is_relative_to(d) for d in scanned_dirs):
                 if not Path(abs_path).exists():

@@ -407,22 +407,23 @@ def write_synthetic(corpus: Path, names: list[str]) -> None:
 @pytest.fixture
 def crashed_index(tmp_path: Path, embedder: Embedder, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
     """One file ingested, then two more added and that ingest killed (KeyboardInterrupt, as on Ctrl-C)
-    right after the chunks of the second new document were written to Chroma."""
+    right after the chunks of both new documents were written to Chroma (one batched upsert), before
+    the manifest vouched for them."""
     corpus, index = tmp_path / "corpus", tmp_path / "index"
     write_synthetic(corpus, ["a.txt"])
     first = ingest([corpus], Store(index), embedder, SMALL_CHUNKER, corpus_root=corpus)
     assert first.added == 1 and first.chunks_added > 1
     write_synthetic(corpus, ["b.txt", "c.txt"])
-    real_add = Store.add_chunks
+    real_add = Store.add_chunk_groups
     written: list[str] = []
 
-    def add_then_crash(self: Store, chunks: list, embeddings: np.ndarray, doc_hash: str) -> None:
-        real_add(self, chunks, embeddings, doc_hash)
-        written.append(chunks[0].doc_id)
-        if len(written) == 2:
+    def add_then_crash(self: Store, groups: list, embeddings: np.ndarray) -> None:
+        real_add(self, groups, embeddings)
+        written.extend(chunks[0].doc_id for chunks, _ in groups)
+        if len(written) >= 2:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(Store, "add_chunks", add_then_crash)
+    monkeypatch.setattr(Store, "add_chunk_groups", add_then_crash)
     with pytest.raises(KeyboardInterrupt):
         ingest([corpus], Store(index), embedder, SMALL_CHUNKER, corpus_root=corpus)
     monkeypatch.undo()
