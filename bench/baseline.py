@@ -76,8 +76,9 @@ def convert(source: Path, out_dir: Path, limit: int | None) -> QASet:
 
 def run_assistant(qa: QASet, index_dir: Path, embedder: Any = None) -> SideResult:
     """Fresh index: ``Assistant.ingest`` (model loaded beforehand), then every gold question through ``ask``."""
-    from assistant.core import Assistant
     from scale import config_for
+
+    from assistant.core import Assistant
 
     a = Assistant(config_for(index_dir, qa.corpus))
     if embedder is not None:

@@ -100,10 +100,9 @@ def build_with_reused_vectors(index_dir: Path, corpus_dir: Path, known: dict[str
     """Write a level into Chroma with the project's Store API and manifest, in bulk, with re-used vectors.
 
     This does what ``assistant.ingest.ingest`` does for a fresh index (same loader, chunker, document
-    and file hashes, chunk ids and metadata, manifest records, BM25 build), except that chunks are
-    upserted 1,000 at a time instead of once per document: ``ingest`` calls ``Store.add_chunks`` per
-    document, and each Chroma upsert costs 35-140 ms here however small it is (see results.md), which
-    would make a 100k-chunk build take most of an hour. A later ``Assistant.ingest`` of the same
+    and file hashes, chunk ids and metadata, manifest records, BM25 build), except that no model runs
+    (vectors are re-used, see ``ReusedVectors``) and chunks are upserted 1,000 at a time (``ingest``
+    writes one upsert per embedding batch of 256 chunks). A later ``Assistant.ingest`` of the same
     directory reporting every document unchanged checks that the index is what ``ingest`` would write.
     """
     cfg = config_for(index_dir, corpus_dir)

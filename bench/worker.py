@@ -59,10 +59,11 @@ def main() -> None:
         return
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from scale import config_for
+
     from assistant.chat import rewrite
     from assistant.core import Assistant
     from assistant.evaluation import answer_to_record, load_gold, percentile, score_records
-    from scale import config_for
 
     t0 = time.perf_counter()
     assistant = Assistant(config_for(args.index, args.index))
@@ -151,9 +152,10 @@ def profile(args: argparse.Namespace) -> None:
     import pstats
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from scale import config_for
+
     from assistant.core import Assistant
     from assistant.evaluation import load_gold
-    from scale import config_for
 
     out: dict[str, object] = {}
     prof = cProfile.Profile()
