@@ -212,6 +212,13 @@ def render(results: dict[str, Any], plot_name: str | None) -> str:
     out.append(_scale(results, plot_name))
     out.append(_ingest(results))
     out.append(_baseline(results))
+    if results.get("load"):
+        out.append(
+            "## Load test (HTTP API)\n\n`bench/load.py` (also runnable alone): the real server "
+            "(`assistant serve`, 127.0.0.1, Gradio queue concurrency 4) over the sample corpus; 200 questions "
+            "of `eval/gold.jsonl` (with their history) from 20 concurrent clients, every answer checked.\n\n"
+            + results["load"]["markdown"].replace("### Load test", "Load test", 1)
+        )
     out.append(_hotspots(results))
     out.append(_method(results))
     return "\n".join(out).rstrip() + "\n"

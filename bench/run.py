@@ -201,7 +201,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    sizes = sorted({int(x) for x in args.sizes.split(",")}) if args.sizes else (QUICK_SIZES if args.quick else FULL_SIZES)
+    default_sizes = QUICK_SIZES if args.quick else FULL_SIZES
+    sizes = sorted({int(x) for x in args.sizes.split(",")}) if args.sizes else default_sizes
     squad_limit = args.squad_limit or (40 if args.quick else 300)
     cmrc_limit = args.cmrc_limit or (40 if args.quick else None)
     work = args.workdir or Path(tempfile.mkdtemp(prefix="assistant-bench-"))
@@ -322,6 +323,33 @@ def main(argv: list[str] | None = None) -> int:
                     results["baseline"].append(summary)
                     save()
 
+        with stage("load test"):
+            import httpx
+            import load
+            from scale import config_for
+
+            # The HTTP API under 20 concurrent clients, over an index of the sample corpus (bench/load.py).
+            from assistant.core import Assistant
+
+            load_index = work / "index-load"
+            Assistant(config_for(load_index, REPO / "corpus")).ingest()
+            questions = load.gold_questions(GOLD)
+            server = load.start_server(load_index, REPO / "corpus")
+            try:
+                httpx.post(server.url + "/api/ask", json=questions[0], timeout=120).raise_for_status()  # warm
+                lr = load.run_load(server.url, questions, 200, 20, 120, server)
+            finally:
+                server.stop()
+                server.log.unlink(missing_ok=True)
+            cpu = os.cpu_count() or 0
+            results["load"] = {
+                "markdown": load.render_markdown(lr, f"200 questions of gold.jsonl, 20 clients, {cpu} CPUs"),
+                "errors": len(lr.errors),
+                "p95_ms": (lr.latency(95) or 0) * 1000,
+                "peak_rss_mb": (lr.rss_peak or 0) / 1048576,
+            }
+            log(f"load test: {len(lr.errors)} errors, p95 {results['load']['p95_ms']:.0f} ms")
+
         with stage("profile"):
             largest = results["levels"][-1]
             prof = run_worker(Path(largest["index"]), work / "profile.json", ["--profile", "--limit", "60"])
@@ -375,20 +403,17 @@ def findings(results: dict[str, Any]) -> list[str]:
         st = big["worker"]["startup_s"]
         cold = max((c["seconds"] for c in big.get("cold_start") or []), default=None)
         share = {r["where"]: r["share"] for r in (prof.get("start") or {}).get("cumtime", [])}
-        bm25 = share.get("bm25s/__init__.py:index")
         load = share.get("assistant/retrieval.py:load")
         model = share.get("assistant/embedding.py:_load")
         out.append(
-            f"**Start-up at {big['chunks']:,} chunks: the BM25 index is rebuilt from token lists in every process.** "
-            f"Worker start-up: open {st['open']:.1f} s, warm-up {st['warm_up']:.1f} s; cold start to the first answer "
-            f"{report.f(cold, 1)} s. `assistant/retrieval.py:LexicalIndex.load` unpickles ids, texts, metadata and "
-            "*token lists* of every chunk, then `LexicalIndex.__init__` re-runs `bm25s.BM25.index` on them"
-            + (f" (cProfile of open + warm-up: `LexicalIndex.load` {load * 100:.0f}%, of which `bm25s.index` "
-               f"{bm25 * 100:.0f}%; model load {model * 100:.0f}%)" if bm25 and load and model else "")
-            + ". `Retriever._refresh` also compares against `Store.generation()`, which reads every manifest record "
-            "from Chroma. Fix: persist the BM25 score matrix (`bm25s` `save`/`load(mmap=True)`, or the CSC arrays with "
-            "`np.save`) and the vocabulary, keep token lists out of the start-up path (they only serve incremental "
-            "rebuilds: load them lazily when a rebuild needs them), and compare with the cheap `stored_generation()`."
+            f"**Start-up at {big['chunks']:,} chunks.** Worker start-up: open {st['open']:.1f} s, warm-up "
+            f"{st['warm_up']:.1f} s; cold start to the first answer {report.f(cold, 1)} s"
+            + (f" (cProfile of open + warm-up: `LexicalIndex.load` {load * 100:.0f}%, model load "
+               f"{model * 100:.0f}%)" if load and model else "")
+            + ". The BM25 matrix is memory-mapped and the token lists are not read at start-up (before this, "
+            "re-running `bm25s.BM25.index` on every chunk's tokens made a 100k-chunk cold start 23.9 s); what "
+            "remains is unpickling the chunk texts and metadata (`LexicalIndex.load`) and building the id map. "
+            "Next step: keep texts and metadata in Chroma only, or in a columnar file read on demand."
         )
         small = prof.get("start_small") or {}
         sm = {r["where"]: r["share"] for r in small.get("cumtime", [])}
@@ -396,10 +421,12 @@ def findings(results: dict[str, Any]) -> list[str]:
         cold_small = max((c["seconds"] for c in levels[0].get("cold_start") or []), default=None)
         if small_model:
             out.append(
-                f"**Cold start at {small.get('chunks', 0):,} chunks ({report.f(cold_small, 1)} s) is mostly the embedding "
-                f"model**: `assistant/embedding.py:Embedder._load` is {small_model * 100:.0f}% of open + warm-up "
-                "(cProfile), nearly all of it importing sentence-transformers/transformers (`python -X importtime`: "
-                "~4.5 s for `import sentence_transformers` on this CPU) rather than reading the 90 MB of weights. "
+                f"**Cold start at {small.get('chunks', 0):,} chunks ({report.f(cold_small, 1)} s) is mostly the "
+                f"embedding model**: `assistant/embedding.py:Embedder._load` is {small_model * 100:.0f}% of open + "
+                "warm-up (cProfile), nearly all of it importing sentence-transformers/transformers "
+                "(`python -X importtime`: "
+                "~4.5 s for `import sentence_transformers` on this CPU, 1.2 s of it scikit-learn, which "
+                "`sentence_transformers.util` imports) rather than reading the 90 MB of weights. "
                 "Ideas: start loading the model in a background thread when the `Assistant` is created, overlapping "
                 "Chroma/BM25/jieba loading (2 cores); answer the first question lexically while it loads (dense adds "
                 "little to Chinese questions per `RetrievalSettings`); or run the encoder through a lighter runtime "
@@ -407,13 +434,14 @@ def findings(results: dict[str, Any]) -> list[str]:
                 "Runtime) so that `transformers` is not imported on the answer path."
             )
         rss = big["worker"]["peak_rss_mb"]
+        small_rss = (levels[0].get("worker") or {}).get("rss_mb_after_warm_up") or 0.0
         out.append(
             f"**Memory at {big['chunks']:,} chunks: {rss:,.0f} MB peak RSS**, "
-            f"{big['worker']['rss_mb_after_warm_up']:,.0f} MB already after warm-up. Most of it is the lexical index "
-            "held as Python objects: per chunk a token list (~0.6 GB at 100k, measured with `/proc/self/statm` while "
-            "developing), a metadata dict (~0.23 GB) and the text, plus bm25s' build structures; the model, jieba, "
-            "OpenCC and CC-CEDICT are ~0.45 GB. Fix: as above (no token lists at run time, mmap'd BM25 arrays), and "
-            "keep chunk metadata in compact columns (or read the top-k from Chroma) instead of 100k dicts."
+            f"{big['worker']['rss_mb_after_warm_up']:,.0f} MB after warm-up. The model, torch, jieba, OpenCC and "
+            f"CC-CEDICT are most of the {small_rss:,.0f} MB of the smallest level; the rest grows with the index: "
+            "chunk texts and "
+            "a metadata dict per chunk held by the lexical index, Chroma's HNSW index and its caches. (Token lists, "
+            "~0.6 GB at 100k, are no longer held.) Next step: compact metadata columns instead of 100k dicts."
         )
     if prof.get("tottime"):
         tot = {r["where"]: r["share"] for r in prof["tottime"]}
@@ -425,9 +453,8 @@ def findings(results: dict[str, Any]) -> list[str]:
         parts = []
         if count:
             parts.append(
-                f"`assistant/store.py:Store.query` calls `self.count()` twice per question, a Chroma round trip that "
-                f"scans the collection: {count * 100:.0f}% of `ask` time at {prof['chunks']:,} chunks (cache the count "
-                "per manifest generation, or call it once)"
+                f"`assistant/store.py:Store.query` counts the collection once per question (a Chroma round trip): "
+                f"{count * 100:.0f}% of `ask` time at {prof['chunks']:,} chunks"
             )
         if rerank:
             parts.append(
@@ -444,27 +471,18 @@ def findings(results: dict[str, Any]) -> list[str]:
     lv10 = next((lv for lv in levels if lv["target"] == 10000), None) or (levels[-2] if len(levels) > 1 else None)
     if big and big.get("reingest") and lv10 and lv10.get("reingest") and lv10 is not big:
         out.append(
-            f"**Re-ingest of an unchanged corpus** took {lv10['reingest']['median']:.2f} s at {lv10['chunks']:,} chunks "
-            f"and {big['reingest']['median']:.2f} s at {big['chunks']:,}: it reads the whole manifest from Chroma "
-            "(`Store.documents`, `Store.file_hashes`) and, per file, scans every document record "
-            "(`old_docs = [r for r in known.values() if r.path == abs_path]` in `assistant/ingest.py:ingest`, "
-            "files × documents); grouping the records by path once makes that linear."
+            f"**Re-ingest of an unchanged corpus** took {lv10['reingest']['median']:.2f} s at "
+            f"{lv10['chunks']:,} chunks and {big['reingest']['median']:.2f} s at {big['chunks']:,}: it reads the "
+            "whole manifest from Chroma (`Store.documents`, `Store.file_hashes`) and hashes every file; documents "
+            "are grouped by file once (a scan of all records per file made it files × documents before)."
         )
     first = (levels[0].get("worker") or {}).get("first_questions_ms") if levels else None
     if first:
         out.append(
-            f"**The first Chinese question after `warm_up()` is slow**: {first['zh']:.0f} ms (the first English one: "
-            f"{first['en']:.0f} ms) at {levels[0]['chunks']:,} chunks, because `assistant/chat.py:entities` imports "
-            "`jieba.posseg` on first use (it loads jieba's word-tag dictionary, ~0.4 s). Fix: import/initialise "
-            "`jieba.posseg` in `assistant/text.py:warm_up` (the timed passes above ask one Chinese and one English "
-            "question first, so they are not affected)."
+            f"**First questions after `warm_up()`**: {first['zh']:.0f} ms for the first Chinese one, "
+            f"{first['en']:.0f} ms for the first English one, at {levels[0]['chunks']:,} chunks (`warm_up` now also "
+            "loads jieba's part-of-speech tables, which the first Chinese question used to pay for, ~0.4 s)."
         )
-    out.append(
-        "**Chunking** (`assistant/chunking.py:_is_abbreviation`): `_WORD_BEFORE.search(text, 0, dot)` scans from the "
-        "start of the document for every full stop, so splitting is quadratic in document length (it was ~60% of "
-        "chunking time on the generated documents while developing; harmless next to embedding at these sizes, slow "
-        "for a long PDF). Search a bounded window (`max(0, dot - 40)`) instead."
-    )
     return out
 
 
