@@ -61,6 +61,7 @@ class AnswerSettings:
     min_coverage: float = 0.35  # abstain below this IDF-weighted coverage of the question's terms...
     min_dense: float = 0.45  # ...unless the best passage is at least this similar (dense cosine)
     duplicate_overlap: float = 0.7
+    type_cutoff: float = 0.7  # an asked-for fee, phone, e-mail or date must be in a sentence this close to the best
     topic_share: float = 0.34  # a token in this share of a document's candidate sentences is its topic
     topic_discount: float = 0.75  # topic tokens weigh this much less when choosing the sentence
     # Sentence score = focused coverage + these weights times: the question's word pairs found in
@@ -93,6 +94,7 @@ class AnswerSettings:
             "min_coverage",
             "min_dense",
             "duplicate_overlap",
+            "type_cutoff",
             "topic_share",
             "topic_discount",
         ):
@@ -328,10 +330,26 @@ def expected_types(question: str) -> list[str]:
     return found
 
 
-def missing_types(question: str, passages: Sequence[Passage], top: int = 2) -> list[str]:
-    """Expected answer types that none of the ``top`` passages contains."""
+def missing_types(
+    question: str,
+    passages: Sequence[Passage],
+    top: int = 2,
+    candidates: Sequence[Candidate] = (),
+    cutoff: float = 0.7,
+    sentences: int = 5,
+) -> list[str]:
+    """Expected answer types that none of the ``top`` passages contains, or (given ``candidates``,
+    best first) that none of the best-matching sentences (at most ``sentences``, scoring at least
+    ``cutoff`` of the best) contains: "When is the application deadline for the class?" over a
+    passage that dates the class's founding, not a deadline."""
     texts = [p.text for p in passages[:top]]
-    return [t for t in expected_types(question) if not any(ANSWER_TYPES[t][1].search(x) for x in texts)]
+    best = [c.text for c in candidates if c.score >= cutoff * candidates[0].score][:sentences]
+    return [
+        t
+        for t in expected_types(question)
+        if not any(ANSWER_TYPES[t][1].search(x) for x in texts)
+        or (candidates and not any(ANSWER_TYPES[t][1].search(x) for x in best))
+    ]
 
 
 def unknown_names(names: Sequence[str], lexical: LexicalIndex) -> list[str]:
@@ -373,7 +391,7 @@ def abstain_reason(
     unknown = unknown_names(names, lexical)
     if unknown:
         return f"the documents never mention {', '.join(unknown)}"
-    missing = missing_types(question, passages)
+    missing = missing_types(question, passages, candidates=candidates, cutoff=settings.type_cutoff)
     if missing:
         return f"the matching passages hold no {', '.join(missing)}"
     return None
