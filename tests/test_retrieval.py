@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from assistant.answer import Candidate, answer_kind, expected_types, missing_types
+from assistant.answer import Candidate, answer_kind, expected_types, missing_types, with_continuation
 from assistant.config import Config
 from assistant.core import Assistant
 from assistant.documents import source_text
@@ -226,3 +226,16 @@ def test_bad_questions(assistant: Assistant) -> None:
 def test_answer_is_json_serializable(assistant: Assistant) -> None:
     data = json.loads(json.dumps(assistant.ask("Who co-leads the Changzhou alliance?").to_dict()))
     assert data["citations"][0]["n"] == 1 and data["retrieved"]
+
+
+def test_a_continuing_sentence_joins_the_quote() -> None:
+    text = "The company built a new engine. It consumes 4 kg of steam per kWh. Sales began in May."
+    p = Passage("c", "d", text, 0, len(text), 1.0, sentences=[Span(0, 31), Span(32, 66), Span(67, len(text))])
+    first = Candidate(p, 0, Span(0, 31), text[:31], 0.8, 0.8)
+    joined = with_continuation(first, [first])
+    assert joined.text == "The company built a new engine. It consumes 4 kg of steam per kWh."
+    assert (joined.span.start, joined.span.end) == (0, 66)
+    second = Candidate(p, 0, Span(32, 66), text[32:66], 0.5, 0.5)
+    assert with_continuation(second, [second]).text == text[32:66]  # "Sales…" does not continue it
+    assert with_continuation(first, [first, second]).text == text[:31]  # already quoted on its own
+    assert with_continuation(first, [first], max_chars=40).text == text[:31]  # too long together
