@@ -54,7 +54,14 @@ def needs_context(question: str) -> bool:
 
 def entities(text: str) -> list[str]:
     """Names in a question: capitalized English words and jieba's place/person/organization words."""
-    found = [m.group(1) for m in _CAPITALIZED.finditer(text) if m.group(1).split()[0] not in _NOT_NAMES]
+    found = []
+    for m in _CAPITALIZED.finditer(text):
+        # "Is Huawei a member…": the question word is dropped, the name after it kept.
+        words = m.group(1).split(" ")
+        while words and words[0] in _NOT_NAMES:
+            words.pop(0)
+        if words:
+            found.append(" ".join(words))
     if re.search(r"[\u4e00-\u9fff]", text):
         import jieba.posseg as pseg
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from assistant.answer import expected_types, missing_types
+from assistant.answer import Candidate, answer_kind, expected_types, missing_types, with_continuation
 from assistant.config import Config
 from assistant.core import Assistant
 from assistant.documents import source_text
@@ -23,7 +23,7 @@ from assistant.retrieval import (
     rrf,
     validate_filters,
 )
-from assistant.schema import Passage
+from assistant.schema import Passage, Span
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -110,6 +110,23 @@ def test_expected_answer_types() -> None:
     p = Passage("c", "d", "Call 0757-86228888 for details.", 0, 31, 1.0)
     assert missing_types("联系电话是多少？", [p]) == []
     assert missing_types("What is the e-mail address?", [p]) == ["email"]
+
+
+def test_missing_types_looks_at_the_best_matching_sentences() -> None:
+    text = "The class opened on 3 March 2024. Students apply through the college."
+    p = Passage("c", "d", text, 0, len(text), 1.0)
+    opened = Candidate(p, 0, Span(0, 32), text[:32], 0.9, 0.9)
+    apply = Candidate(p, 0, Span(33, len(text)), text[33:], 0.8, 1.0)
+    question = "What is the application deadline?"
+    assert missing_types(question, [p]) == []  # the passage holds a date...
+    assert missing_types(question, [p], candidates=[apply, opened], cutoff=0.95) == ["date"]  # ...not where it matches
+    assert missing_types(question, [p], candidates=[apply, opened], cutoff=0.5) == []
+
+
+def test_answer_kind() -> None:
+    assert answer_kind("How many colleges are members?") == "number"
+    assert answer_kind("南海区产教联盟是什么时候成立的？") == "when"
+    assert answer_kind("Who leads the alliance?") is None
 
 
 # --------------------------------------------------------------------------- on the sample corpus
@@ -209,3 +226,16 @@ def test_bad_questions(assistant: Assistant) -> None:
 def test_answer_is_json_serializable(assistant: Assistant) -> None:
     data = json.loads(json.dumps(assistant.ask("Who co-leads the Changzhou alliance?").to_dict()))
     assert data["citations"][0]["n"] == 1 and data["retrieved"]
+
+
+def test_a_continuing_sentence_joins_the_quote() -> None:
+    text = "The company built a new engine. It consumes 4 kg of steam per kWh. Sales began in May."
+    p = Passage("c", "d", text, 0, len(text), 1.0, sentences=[Span(0, 31), Span(32, 66), Span(67, len(text))])
+    first = Candidate(p, 0, Span(0, 31), text[:31], 0.8, 0.8)
+    joined = with_continuation(first, [first])
+    assert joined.text == "The company built a new engine. It consumes 4 kg of steam per kWh."
+    assert (joined.span.start, joined.span.end) == (0, 66)
+    second = Candidate(p, 0, Span(32, 66), text[32:66], 0.5, 0.5)
+    assert with_continuation(second, [second]).text == text[32:66]  # "Sales…" does not continue it
+    assert with_continuation(first, [first, second]).text == text[:31]  # already quoted on its own
+    assert with_continuation(first, [first], max_chars=40).text == text[:31]  # too long together
