@@ -179,8 +179,9 @@ def render(results: dict[str, Any], plot_name: str | None) -> str:
     if noisy:
         out.append(
             f"> **Noisy machine**: load average {f(load0[0] if load0 else None, 2)} at start, "
-            f"{f(load1[0] if load1 else None, 2)} at the end (other jobs were running), so timings are inflated "
-            "and vary between runs.\n"
+            f"{f(load1[0] if load1 else None, 2)} at the end (above 1.5 on 2 cores; the bench's own processes "
+            "count too, so a high value at the end alone is expected): timings may be inflated and vary between "
+            "runs.\n"
         )
     out.append(
         f"Command: `{run['command']}` — started {run['started']}, took {f(run.get('seconds'), 0)} s "
