@@ -1,8 +1,9 @@
 """Gradio web UI: chat with cited sources, the document list, staff management and evaluation.
 
-``build_app(assistant)`` returns the ``gr.Blocks``; ``assistant serve`` (``make run``) mounts it
-beside the JSON API (see ``assistant/server.py``). HTML comes from ``assistant.render``, which
-escapes all document text. Run directly: ``python ui.py [--host H] [--port P]``.
+``build_app(assistant)`` returns the ``gr.Blocks``; ``create_app`` mounts it beside the library's
+JSON API (``assistant/server.py``) and ``serve`` runs both (``assistant serve``, ``make run``).
+HTML comes from ``assistant.render``, which escapes all document text. Run directly:
+``python ui.py [--host H] [--port P]``.
 """
 
 from __future__ import annotations
@@ -612,12 +613,58 @@ def _remove_file(path: str, corpus_dir: Path, others: Sequence[Any], lang: str) 
     return "文件已删除。" if zh else "Its file was deleted."
 
 
+# --------------------------------------------------------------------------- app and serve
+# The UI mounts itself beside the library's JSON API (``assistant.server.create_api``): the library
+# never imports the UI.
+
+
+def create_app(assistant: Any, admin_password: str | None = None, *, ui: bool = True) -> Any:
+    """The JSON API plus the Gradio UI at ``/``; ``admin_password`` None reads ``ASSISTANT_ADMIN_PASSWORD``."""
+    from assistant.server import MAX_UPLOAD_BYTES as upload_limit
+    from assistant.server import QUEUE_CONCURRENCY, BodyLimit, create_api
+
+    app = create_api(assistant)
+    if ui:
+        blocks = build_app(assistant, admin_password=admin_password)
+        blocks.queue(default_concurrency_limit=QUEUE_CONCURRENCY)  # see QUEUE_CONCURRENCY
+        app = gr.mount_gradio_app(
+            app,
+            blocks,
+            path="/",
+            max_file_size=upload_limit,
+            footer_links=["api"],
+            show_error=False,  # our handlers report errors themselves; never leak exception text
+            css=CSS,
+            head=HEAD,
+            theme=theme(),
+        )
+    app.add_middleware(BodyLimit)
+    return app
+
+
+def serve(assistant: Any, host: str = "127.0.0.1", port: int = 7860, admin_password: str | None = None) -> None:
+    """Warm the models up, then serve the UI and the API with uvicorn until interrupted."""
+    import uvicorn
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    import bm25s  # noqa: F401 - it sets its logger to DEBUG on import; quiet it afterwards
+
+    logging.getLogger("bm25s").setLevel(logging.WARNING)
+    assistant.warm_up()
+    app = create_app(assistant, admin_password=admin_password)
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    print(f"Serving the assistant on http://{shown}:{port}  (API: /api/ask, /api/documents, /api/health)",
+          flush=True)
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"Warning: bound to {host}: the UI and API are reachable from the network.", flush=True)
+    uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
 if __name__ == "__main__":
     import argparse
 
     from assistant.core import Assistant
     from assistant.embedding import offline_env
-    from assistant.server import serve
 
     offline_env()
     parser = argparse.ArgumentParser(description="Serve the web UI and the JSON API.")

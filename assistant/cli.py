@@ -17,7 +17,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from .errors import AssistantError
+from .errors import AssistantError, ConfigError
 
 EXIT_OK, EXIT_PARTIAL, EXIT_ERROR = 0, 1, 2
 
@@ -316,10 +316,28 @@ def _corpus_texts(assistant: Any) -> list[str]:
     return texts
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
-    from .server import serve
+def load_ui() -> Any:
+    """The top-level ``ui`` module (it lives beside the package, in the project root; installed as a
+    module of its own, or found next to the package in a source checkout)."""
+    try:
+        import ui
+    except ModuleNotFoundError:
+        import importlib.util
 
-    serve(_assistant(args), host=args.host, port=args.port)
+        path = Path(__file__).resolve().parent.parent / "ui.py"
+        if not path.is_file():
+            raise ConfigError(f"the web UI module ui.py was not found at {path}") from None
+        spec = importlib.util.spec_from_file_location("ui", path)
+        assert spec is not None and spec.loader is not None
+        ui = importlib.util.module_from_spec(spec)
+        sys.modules["ui"] = ui
+        spec.loader.exec_module(ui)
+    return ui
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    ui = load_ui()
+    ui.serve(_assistant(args), host=args.host, port=args.port)
     return EXIT_OK
 
 

@@ -17,11 +17,9 @@ and the lexical index that questions read.
 from __future__ import annotations
 
 import hmac
-import importlib.util
 import logging
 import os
 import re
-import sys
 import threading
 import unicodedata
 import weakref
@@ -369,64 +367,3 @@ def create_api(assistant: Any) -> FastAPI:
         return JSONResponse({"error": f"no such endpoint: /api/{rest}"}, status_code=404)
 
     return app
-
-
-# --------------------------------------------------------------------------- app and serve
-
-
-def load_ui() -> Any:
-    """The top-level ``ui`` module (it lives beside the package, in the project root)."""
-    try:
-        import ui
-    except ModuleNotFoundError:
-        path = Path(__file__).resolve().parent.parent / "ui.py"
-        if not path.is_file():
-            raise ConfigError(f"the web UI module ui.py was not found at {path}") from None
-        spec = importlib.util.spec_from_file_location("ui", path)
-        assert spec is not None and spec.loader is not None
-        ui = importlib.util.module_from_spec(spec)
-        sys.modules["ui"] = ui
-        spec.loader.exec_module(ui)
-    return ui
-
-
-def create_app(assistant: Any, admin_password: str | None = None, *, ui: bool = True) -> FastAPI:
-    """The JSON API plus the Gradio UI at ``/``; ``admin_password`` None reads ``ASSISTANT_ADMIN_PASSWORD``."""
-    app = create_api(assistant)
-    if ui:
-        import gradio as gr
-
-        ui_module = load_ui()
-        blocks = ui_module.build_app(assistant, admin_password=admin_password)
-        blocks.queue(default_concurrency_limit=QUEUE_CONCURRENCY)  # see QUEUE_CONCURRENCY
-        app = gr.mount_gradio_app(
-            app,
-            blocks,
-            path="/",
-            max_file_size=MAX_UPLOAD_BYTES,
-            footer_links=["api"],
-            show_error=False,  # our handlers report errors themselves; never leak exception text
-            css=ui_module.CSS,
-            head=ui_module.HEAD,
-            theme=ui_module.theme(),
-        )
-    app.add_middleware(BodyLimit)
-    return app
-
-
-def serve(assistant: Any, host: str = "127.0.0.1", port: int = 7860, admin_password: str | None = None) -> None:
-    """Warm the models up, then serve the UI and the API with uvicorn until interrupted."""
-    import uvicorn
-
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    import bm25s  # noqa: F401 - it sets its logger to DEBUG on import; quiet it afterwards
-
-    logging.getLogger("bm25s").setLevel(logging.WARNING)
-    assistant.warm_up()
-    app = create_app(assistant, admin_password=admin_password)
-    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
-    print(f"Serving the assistant on http://{shown}:{port}  (API: /api/ask, /api/documents, /api/health)",
-          flush=True)
-    if host not in ("127.0.0.1", "localhost", "::1"):
-        print(f"Warning: bound to {host}: the UI and API are reachable from the network.", flush=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning")

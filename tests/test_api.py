@@ -13,8 +13,9 @@ import httpx
 import pytest
 from ui_fixtures import SAMPLE_DOCS, LiveServer, open_assistant, sample_index, serve_app  # noqa: F401
 
+from assistant.cli import load_ui
 from assistant.errors import DocumentError
-from assistant.server import ReadWriteLock, check_password, load_ui, sanitize_filename, save_upload
+from assistant.server import ReadWriteLock, check_password, sanitize_filename, save_upload
 
 pytestmark = pytest.mark.slow
 

@@ -420,14 +420,15 @@ def gradio_upload(url: str, name: str, content: bytes) -> httpx.Response:
 
 @pytest.mark.slow
 def test_staff_upload_over_http(restored: Work, embedder: Embedder, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The production app (``create_app``) in a live server, driven like the browser drives it: a
+    """The production app (``ui.create_app``) in a live server, driven like the browser drives it: a
     claimed admin flag is ignored, a wrong password changes nothing, and after a real login the
     uploads with ``../`` names land in corpus/ under sanitized names, broken ones are reported by name
     and reason, bad types and sizes are refused, and the sample documents are untouched."""
     import io
     import zipfile
 
-    from assistant.server import MAX_UPLOAD_BYTES, create_app, load_ui
+    from assistant.cli import load_ui
+    from assistant.server import MAX_UPLOAD_BYTES
 
     ui = load_ui()
     captured: dict[str, Any] = {}
@@ -456,7 +457,7 @@ def test_staff_upload_over_http(restored: Work, embedder: Embedder, monkeypatch:
         "fake.docx": fake_docx.getvalue(),
     }
     with opened_assistant(restored.index, restored.corpus, embedder) as assistant:
-        server = LiveServer(create_app(assistant, admin_password=ADMIN)).start()
+        server = LiveServer(load_ui().create_app(assistant, admin_password=ADMIN)).start()
         try:
             blocks = captured["blocks"]
             paths = {}
@@ -874,13 +875,13 @@ def listening_addresses(port: int) -> set[str]:
 def test_server_binds_loopback_by_default(served: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     import inspect
 
-    from assistant import cli, server
+    from assistant import cli
 
     if Path("/proc/net/tcp").exists():
         assert listening_addresses(served.port) == {"127.0.0.1"}  # started without --host
     monkeypatch.delenv("ASSISTANT_HOST", raising=False)
     assert cli.build_parser().parse_args(["serve"]).host == "127.0.0.1"
-    assert inspect.signature(server.serve).parameters["host"].default == "127.0.0.1"
+    assert inspect.signature(cli.load_ui().serve).parameters["host"].default == "127.0.0.1"
     ui_source = (REPO / "ui.py").read_text(encoding="utf-8")
     assert re.search(r'add_argument\("--host", default="127\.0\.0\.1"', ui_source)
     makefile = (REPO / "Makefile").read_text(encoding="utf-8")
@@ -893,7 +894,8 @@ def test_password_check_is_constant_time_and_used_by_the_login(sample_assistant:
     import hmac
 
     from assistant import server
-    from assistant.server import check_password, load_ui
+    from assistant.cli import load_ui
+    from assistant.server import check_password
 
     compared: list[tuple[bytes, bytes]] = []
     real = hmac.compare_digest

@@ -107,9 +107,9 @@ class LiveServer:
 
 def serve_app(assistant: Any, admin_password: str = "") -> Iterator[LiveServer]:
     """Start the full app (API + UI) for ``assistant``; yields the running server, stops it after."""
-    from assistant.server import create_app
+    from assistant.cli import load_ui
 
-    server = LiveServer(create_app(assistant, admin_password=admin_password)).start()
+    server = LiveServer(load_ui().create_app(assistant, admin_password=admin_password)).start()
     try:
         yield server
     finally:
