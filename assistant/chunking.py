@@ -223,13 +223,9 @@ def _word_boundary(text: str, pos: int, limit: int, end: int) -> int:
     return limit
 
 
-def _overlaps(span: Span, skip: Iterable[Span]) -> bool:
-    return any(span.start < s.end and s.start < span.end for s in skip)
-
-
 class _SkipIndex:
-    """``_overlaps`` by bisection over the merged skip spans (a linear scan per sentence was quadratic
-    in a file with many boilerplate lines)."""
+    """Whether a sentence overlaps a boilerplate span, by bisection over the merged spans (a linear
+    scan per sentence was quadratic in a file with many boilerplate lines)."""
 
     def __init__(self, skip: Iterable[Span]) -> None:
         merged: list[list[int]] = []

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -18,11 +17,9 @@ from .ingest import IngestReport, Progress, ingest
 from .retrieval import Retriever, analyse, refresh_lexical
 from .schema import Answer
 from .store import DocRecord, Store
-from .text import detect_language, warm_up
+from .text import detect_language, replace_surrogates, warm_up
 
 MAX_QUESTION_CHARS = 2000
-# Lone UTF-16 surrogates (a Python str can hold them, UTF-8 cannot): the tokenizers raise TypeError.
-_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class Assistant:
@@ -102,7 +99,7 @@ class Assistant:
         if not isinstance(question, str) or not question.strip():
             raise QuestionError(messages(detect_language(question or ""))["empty"])
         notes: list[str] = []
-        question = _SURROGATE.sub("\ufffd", question.strip())
+        question = replace_surrogates(question.strip())
         if len(question) > MAX_QUESTION_CHARS:
             question = question[:MAX_QUESTION_CHARS]
             notes.append(f"question truncated to {MAX_QUESTION_CHARS} characters")
@@ -111,7 +108,7 @@ class Assistant:
                 f"the index at {self.config.chroma_url or self.config.index_dir} is empty: run `assistant ingest` first"
             )
         clean_history = [
-            _SURROGATE.sub("\ufffd", h.strip()) for h in (history or []) if isinstance(h, str) and h.strip()
+            replace_surrogates(h.strip()) for h in (history or []) if isinstance(h, str) and h.strip()
         ]
         rw = rewrite(question, clean_history)
         standalone = rw.standalone

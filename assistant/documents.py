@@ -17,7 +17,7 @@ from typing import Any
 
 from .errors import DocumentError
 from .schema import Document, Span
-from .text import detect_language
+from .text import detect_language, replace_surrogates
 
 SUPPORTED_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm", ".pdf", ".docx", ".jsonl")
 # Larger files are reported and skipped: reading them whole would not bound memory, and embedding
@@ -40,9 +40,6 @@ _LATIN_WORD = re.compile(r"[A-Za-z]+")
 _SENTENCE_END = re.compile(r"[.!?。！？]")
 # Control characters other than tab/newline/carriage return make a text file look like binary junk.
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-# Lone UTF-16 surrogates (a JSON "\\ud800" escape, a broken PDF text map): not encodable as UTF-8, so the
-# embedding tokenizer and Chroma fail on them. Replaced one for one by U+FFFD (offsets are unchanged).
-_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass
@@ -112,20 +109,12 @@ def _decode_mixed_lines(data: bytes) -> str | None:
 
 def _decode_line(line: bytes) -> str:
     """One line that is not UTF-8: GB18030 or Big5 when it is valid in one, else UTF-8 with replacements."""
-    candidates: list[tuple[float, str]] = []
-    for encoding in ("gb18030", "big5"):
-        try:
-            text = line.decode(encoding)
-        except UnicodeDecodeError:
-            continue
-        candidates.append((_chinese_plausibility(text), text))
-    if candidates:
-        return max(candidates, key=lambda c: c[0])[1]
-    return line.decode("utf-8", errors="replace")
+    best = _best_chinese_decoding(line)
+    return best if best is not None else line.decode("utf-8", errors="replace")
 
 
-def _decode_legacy(data: bytes) -> str | None:
-    """Pick between GB18030 and Big5 (the two legacy encodings of Chinese text we expect)."""
+def _best_chinese_decoding(data: bytes) -> str | None:
+    """The more plausible of the GB18030 and Big5 decodings that succeed; None when neither does."""
     candidates: list[tuple[float, str]] = []
     for encoding in ("gb18030", "big5"):
         try:
@@ -133,16 +122,21 @@ def _decode_legacy(data: bytes) -> str | None:
         except UnicodeDecodeError:
             continue
         candidates.append((_chinese_plausibility(text), text))
-    if not candidates:
+    return max(candidates, key=lambda c: c[0])[1] if candidates else None
+
+
+def _decode_legacy(data: bytes) -> str | None:
+    """Pick between GB18030 and Big5 (the two legacy encodings of Chinese text we expect)."""
+    best = _best_chinese_decoding(data)
+    if best is None:
         from charset_normalizer import from_bytes
 
-        best = from_bytes(data).best()
-        if best is None:
+        match = from_bytes(data).best()
+        if match is None:
             return _decode_lenient(data)
         # Mostly valid text with a few broken bytes: decode with the detected encoding, replacing.
-        return data.decode(best.encoding, errors="replace")
-    candidates.sort(key=lambda c: c[0], reverse=True)
-    return candidates[0][1]
+        return data.decode(match.encoding, errors="replace")
+    return best
 
 
 # The most frequent Chinese characters (simplified and traditional forms): text decoded with the right
@@ -203,16 +197,16 @@ def source_text(path: Path) -> str:
     if size > MAX_FILE_BYTES:
         raise DocumentError(str(path), too_large_reason(size))
     if suffix == ".pdf":
-        return _SURROGATE.sub("\ufffd", _pdf_text(path))
+        return replace_surrogates(_pdf_text(path))
     if suffix == ".docx":
-        return _SURROGATE.sub("\ufffd", _docx_text(path))
+        return replace_surrogates(_docx_text(path))
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise DocumentError(str(path), f"cannot read: {exc.strerror or exc}") from exc
     text = decode_bytes(data, str(path))
     if suffix in (".html", ".htm"):
-        return _SURROGATE.sub("\ufffd", _html_text(text))
+        return replace_surrogates(_html_text(text))
     return text
 
 
@@ -444,7 +438,7 @@ def _split_jsonl(text: str, rel: str) -> list[Document]:
             bad.append(f"line {n}: not a JSON object")
             continue
         if "\\u" in line:  # a "\\ud800" escape decodes to a lone surrogate: replace it (same length)
-            record = {_SURROGATE.sub("\ufffd", k): _SURROGATE.sub("\ufffd", v) if isinstance(v, str) else v
+            record = {replace_surrogates(k): replace_surrogates(v) if isinstance(v, str) else v
                       for k, v in record.items()}
         body = record.get("text", record.get("content"))
         if not isinstance(body, str) or not body.strip():

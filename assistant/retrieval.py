@@ -26,7 +26,7 @@ from .embedding import Embedder
 from .errors import ConfigError
 from .schema import Passage, Span
 from .store import Store, date_number, sentences_of
-from .text import detect_language, tokenize
+from .text import detect_language, has_surrogates, tokenize
 from .translate import translate_en_to_zh_groups, translate_zh_to_en_groups
 
 FILTER_KEYS = ("doc_id", "source", "outlet", "language", "date_from", "date_to")
@@ -156,19 +156,10 @@ def validate_filters(filters: Mapping[str, Any] | None) -> dict[str, Any]:
             value = list(value)
         elif not isinstance(value, str):
             raise ConfigError(f"filter {key} must be a string or a list of strings, got {value!r}")
-        if any(not v.isascii() and not _encodable(v) for v in (value if isinstance(value, list) else [value])):
+        if any(has_surrogates(v) for v in (value if isinstance(value, list) else [value])):
             raise ConfigError(f"filter {key} is not valid Unicode text (lone surrogate): {value!r}")
         out[key] = value
     return out
-
-
-def _encodable(text: str) -> bool:
-    """False for text holding lone surrogates (Chroma rejects them with an internal error)."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def chroma_where(filters: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -376,7 +367,7 @@ class LexicalIndex:
         ):
             return None  # not what save() wrote: rebuilt from Chroma
         return cls(data["ids"], data["texts"], data["metas"], None, str(meta["generation"]),
-                   matrix=(vocab, arrays[0], arrays[1], arrays[2]), tokens_file=directory / "tokens.pkl")
+                   matrix=(vocab, data_, indices, indptr), tokens_file=directory / "tokens.pkl")
 
     @classmethod
     def build(cls, store: Store, previous: LexicalIndex | None = None) -> LexicalIndex:

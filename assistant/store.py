@@ -202,9 +202,6 @@ class Store:
         got = self.manifest.get(where={"kind": "file"}, include=["metadatas"])
         return {str(m["path"]): str(m["hash"]) for m in got["metadatas"]}
 
-    def set_file_hash(self, path: str, digest: str) -> None:
-        self.set_file_hashes({path: digest})
-
     def set_file_hashes(self, hashes: Mapping[str, str]) -> None:
         """Record the byte hash of each file (path -> digest), in as few upserts as possible."""
         items = list(hashes.items())
@@ -220,10 +217,6 @@ class Store:
         self.manifest.delete(ids=[f"file:{path}"])
 
     # ------------------------------------------------------------------ writing
-
-    def add_chunks(self, chunks: Sequence[Chunk], embeddings: np.ndarray, doc_hash: str) -> None:
-        """Write chunks of one document version (not yet visible to readers until ``commit_document``)."""
-        self.add_chunk_groups([(chunks, doc_hash)], embeddings)
 
     def add_chunk_groups(self, groups: Sequence[tuple[Sequence[Chunk], str]], embeddings: np.ndarray) -> None:
         """Write the chunks of several document versions, ``(chunks, doc_hash)`` each, in as few upserts

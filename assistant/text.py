@@ -39,6 +39,18 @@ __all__ = [
 _CJK_CLASS = "\u3007\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f"
 _CJK_RUN_RE = re.compile(f"[{_CJK_CLASS}]+")
 _CJK_CHAR_RE = re.compile(f"[{_CJK_CLASS}]")
+# Lone UTF-16 surrogates (a JSON "\\ud800" escape, a broken PDF text map, a Python str from an API
+# caller): not encodable as UTF-8, so the tokenizers, the embedding model and Chroma fail on them.
+_SURROGATE_RE = re.compile("[\ud800-\udfff]")
+
+
+def replace_surrogates(text: str) -> str:
+    """Lone surrogates replaced one for one by U+FFFD (offsets into the text are unchanged)."""
+    return _SURROGATE_RE.sub("\ufffd", text)
+
+
+def has_surrogates(text: str) -> bool:
+    return _SURROGATE_RE.search(text) is not None
 # Latin words for language detection (ASCII and full-width letters; digits do not count).
 _LATIN_WORD_RE = re.compile(r"[A-Za-z\uff21-\uff3a\uff41-\uff5a]+")
 

@@ -162,13 +162,7 @@ def build_with_reused_vectors(index_dir: Path, corpus_dir: Path, known: dict[str
             flush()
         t = time.perf_counter()
         store.commit_documents(records)
-        for b in range(0, len(file_hashes), BULK):
-            part = file_hashes[b : b + BULK]
-            store.manifest.upsert(
-                ids=[f"file:{p}" for p, _ in part],
-                embeddings=[[1.0]] * len(part),
-                metadatas=[{"kind": "file", "path": p, "hash": d} for p, d in part],
-            )
+        store.set_file_hashes(dict(file_hashes))
         settings = store.settings()
         assert settings is not None
         store.write_settings(settings, dirty=False)

@@ -51,13 +51,13 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
-from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from conftest import CORPUS_DOCS, cli_env, copy_corpus, expected_chunks
+from test_render import parse as parse_html
 from ui_fixtures import LiveServer, open_assistant, sample_index  # noqa: F401 - pytest fixture
 
 from assistant.chunking import chunk_document
@@ -159,24 +159,9 @@ class NoSleep:
         return None
 
 
-class Tags(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.tags: list[tuple[str, dict[str, str | None]]] = []
-        self.text: list[str] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self.tags.append((tag, dict(attrs)))
-
-    def handle_data(self, data: str) -> None:
-        self.text.append(data)
-
-
 def assert_inert(markup: str) -> str:
     """No script/img/iframe tag and no on* attribute; returns the visible text."""
-    parser = Tags()
-    parser.feed(markup)
-    parser.close()
+    parser = parse_html(markup)
     assert not [t for t, _ in parser.tags if t in ("script", "img", "iframe", "object", "embed")], markup[:500]
     assert not [k for _, attrs in parser.tags for k in attrs if k.lower().startswith("on")], markup[:500]
     return "".join(parser.text)
