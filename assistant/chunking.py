@@ -33,6 +33,10 @@ _LATIN_WORD = re.compile(r"[A-Za-z0-9]+(?:[.,'’-][A-Za-z0-9]+)*")
 _CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 # A Latin word or a number that a hard cut must not split ("2.744", "2.5+1.5", "92.3%", "30,000").
 _UNBREAKABLE = re.compile(r"[A-Za-z0-9]+(?:[.,'’+-][A-Za-z0-9]+)*%?")
+# An inline list item: " - " after the source's reference marks ("...framework [1][3] - The program")
+# or after a short heading ("Group 1: Collaboration and Talent Development - Ice Wheel has...").
+_INLINE_BULLET = re.compile(r"\s+[-–]\s+(?=[A-Z\"“‘'\u4e00-\u9fff])")
+_HEADING_CHARS = 60
 
 
 @dataclass(frozen=True)
@@ -140,6 +144,50 @@ def split_sentences(text: str, start: int = 0, end: int | None = None) -> list[S
             spans.append(span)
         prev = cut
     return spans
+
+
+def inline_items(text: str, span: Span) -> tuple[list[Span], list[Span]]:
+    """The list items run together in one sentence ``span`` of ``text``, and the headings before them.
+
+    News digests write "Group 1: Forum Highlights - The forum was hosted by Wu Jing [2]. - Shao
+    Weijun stressed... [2]" on one line: each item is what a citation should quote, without its
+    heading. Returns ``([span], [])`` when the sentence holds no such list. Linear in the span.
+    """
+    items: list[Span] = []
+    headings: list[Span] = []
+    prev = span.start
+    for m in _INLINE_BULLET.finditer(text, span.start, span.end):
+        at = m.start()
+        if at <= span.start:
+            continue
+        if text[at - 1] == "]":
+            piece = _strip(text, prev, at)
+            if piece is not None:
+                items.append(piece)
+            prev = at
+            continue
+        # A heading: short, ending no sentence; it may follow the last item's reference marks
+        # directly ("...projects [5] Group 2 - The training class...").
+        head = prev
+        mark = text.rfind("]", prev, at)
+        if mark >= 0:
+            head = mark + 1
+        if at - head > _HEADING_CHARS or text[at - 1] in ".!?。":
+            continue
+        if head > prev:
+            piece = _strip(text, prev, head)
+            if piece is not None:
+                items.append(piece)
+        heading = _strip(text, head, at)
+        if heading is not None:
+            headings.append(heading)
+        prev = at
+    if not headings and not items:
+        return [span], []
+    last = _strip(text, prev, span.end)
+    if last is not None:
+        items.append(last)
+    return items, headings
 
 
 def _next_visible(text: str, pos: int, end: int) -> int | None:

@@ -107,16 +107,17 @@ class Assistant:
             raise StoreError(
                 f"the index at {self.config.chroma_url or self.config.index_dir} is empty: run `assistant ingest` first"
             )
-        clean_history = [
-            replace_surrogates(h.strip()) for h in (history or []) if isinstance(h, str) and h.strip()
-        ]
+        clean_history = [replace_surrogates(h.strip()) for h in (history or []) if isinstance(h, str) and h.strip()]
         rw = rewrite(question, clean_history)
         standalone = rw.standalone
         passages, terms, best_dense = self.retriever.search(standalone, filters, k)
+        focus = self.config.answer.focus_weight
         if rw.context:
             # Terms carried over from earlier turns find the passage; the new question's own terms
             # should decide which sentences answer it, so the carried ones count half.
-            terms = analyse(question).merged(analyse(rw.context).scaled(0.5))
+            terms = analyse(question, focus).merged(analyse(rw.context).scaled(0.5))
+        elif focus > 0:
+            terms = analyse(standalone, focus)
         answer = extractive_answer(
             question,
             standalone,

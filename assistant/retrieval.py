@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import pickle
+import re
 import shutil
 import threading
 import time
@@ -263,9 +264,11 @@ class LexicalIndex:
                         loaded = data
                 except (OSError, ValueError, pickle.UnpicklingError, EOFError):
                     loaded = None  # replaced by a newer save meanwhile: recompute below
-            self._tokens = loaded if loaded is not None else [
-                chunk_tokens(t, m) for t, m in zip(self.texts, self.metas, strict=True)
-            ]
+            self._tokens = (
+                loaded
+                if loaded is not None
+                else [chunk_tokens(t, m) for t, m in zip(self.texts, self.metas, strict=True)]
+            )
         return self._tokens
 
     def __len__(self) -> int:
@@ -329,8 +332,9 @@ class LexicalIndex:
             shutil.rmtree(tmp)
         tmp.mkdir(parents=True)
         with (tmp / "chunks.pkl").open("wb") as fh:
-            pickle.dump({"ids": self.ids, "texts": self.texts, "metas": self.metas}, fh,
-                        protocol=pickle.HIGHEST_PROTOCOL)
+            pickle.dump(
+                {"ids": self.ids, "texts": self.texts, "metas": self.metas}, fh, protocol=pickle.HIGHEST_PROTOCOL
+            )
         with (tmp / "tokens.pkl").open("wb") as fh:
             pickle.dump(self.tokens, fh, protocol=pickle.HIGHEST_PROTOCOL)
         for name, array in zip(self._ARRAYS, (self._data, self._indices, self._indptr), strict=True):
@@ -362,12 +366,21 @@ class LexicalIndex:
         except (OSError, ValueError, KeyError, pickle.UnpicklingError, EOFError):
             return None
         data_, indices, indptr = arrays
-        if len(data["ids"]) != meta.get("chunks") or len(data_) != len(indices) or (
-            len(indptr) and int(indptr[-1]) != len(data_)
+        if (
+            len(data["ids"]) != meta.get("chunks")
+            or len(data_) != len(indices)
+            or (len(indptr) and int(indptr[-1]) != len(data_))
         ):
             return None  # not what save() wrote: rebuilt from Chroma
-        return cls(data["ids"], data["texts"], data["metas"], None, str(meta["generation"]),
-                   matrix=(vocab, data_, indices, indptr), tokens_file=directory / "tokens.pkl")
+        return cls(
+            data["ids"],
+            data["texts"],
+            data["metas"],
+            None,
+            str(meta["generation"]),
+            matrix=(vocab, data_, indices, indptr),
+            tokens_file=directory / "tokens.pkl",
+        )
 
     @classmethod
     def build(cls, store: Store, previous: LexicalIndex | None = None) -> LexicalIndex:
@@ -462,23 +475,55 @@ def _relative(group: Sequence[tuple[str, float]]) -> list[tuple[str, float]]:
     return [(t, w / top) for t, w in group] if top > 0 else []
 
 
-def analyse(question: str) -> QueryTerms:
-    """Tokens of the question (weight 1 each, repeats summed) plus translated terms for the other script."""
+# The words a Chinese question asks about sit next to its question word: "...核心合作企业有哪些",
+# "实行什么导师制度", "由谁主持". The sentence answering the question holds them; the rest of the question
+# names what it is about, which the document's first sentence holds as well.
+_FOCUS_ZH = re.compile(
+    r"(?:^|[的了在和与及把被是，,、])([^的了在和与及把被是，,、？?。]{1,8}?)(?:有|是|为|包括)?(?:哪些|哪几|什么|何种)"
+    r"|(?:哪些|哪个|哪家|哪所|哪位|哪项|哪种|什么|多少|几|谁)[个名家所位项种场条年]?([^的了在和与及把被是，,、？?。]{1,6})"
+)
+
+
+def focus_text(question: str) -> str:
+    """The Chinese words next to the question word that name what is asked for ("" when none is found).
+
+    Only Chinese: the same for English ("Which company...") cost SQuAD 1.1 dev a point of citation
+    precision and gained nothing on eval/gold.jsonl.
+    """
+    return " ".join(g for m in _FOCUS_ZH.finditer(question) for g in m.groups() if g)
+
+
+def analyse(question: str, focus_weight: float = 0.0) -> QueryTerms:
+    """Tokens of the question (weight 1 each, repeats summed) plus translated terms for the other script.
+
+    Words next to the question word (``focus_text``) weigh ``1 + focus_weight``.
+    """
     language = detect_language(question)
     sequence = tokenize(question)
-    tokens = merge_weighted((t, 1.0) for t in sequence)
+    focus = focus_text(question) if focus_weight > 0 else ""
+    focus_tokens = set(tokenize(focus))
+    boost = 1.0 + focus_weight
+    tokens = merge_weighted((t, boost if t in focus_tokens else 1.0) for t in sequence)
     own = {t for t, _ in tokens}
     groups: list[TermGroup] = []
+    focus_groups: list[frozenset[str]] = []
+    if focus and language in ("zh", "mixed"):
+        focus_groups += [frozenset(t for t, _ in g) for g in translate_zh_to_en_groups(focus)]
+
+    def add(group: Sequence[tuple[str, float]]) -> None:
+        alts = [(t, w) for t, w in group if t not in own]
+        if alts:
+            importance = sum(w for _, w in alts)
+            if frozenset(t for t, _ in group) in focus_groups:
+                importance *= boost
+            groups.append((importance, _relative(alts)))
+
     if language in ("zh", "mixed"):
         for group in translate_zh_to_en_groups(question):
-            alts = [(t, w) for t, w in group if t not in own]
-            if alts:
-                groups.append((sum(w for _, w in alts), _relative(alts)))
+            add(group)
     if language in ("en", "mixed"):
         for group in translate_en_to_zh_groups(question):
-            alts = [(t, w) for t, w in group if t not in own]
-            if alts:
-                groups.append((sum(w for _, w in alts), _relative(alts)))
+            add(group)
     flat: dict[str, float] = {}
     for importance, alts in groups:
         total = sum(r for _, r in alts)

@@ -16,6 +16,7 @@ from assistant.chunking import (
     chunk_document,
     document_sentences,
     estimate_tokens,
+    inline_items,
     split_sentences,
 )
 from assistant.documents import is_boilerplate, load_paths, source_text, split_text
@@ -108,6 +109,61 @@ def test_split_sentences_window_is_absolute() -> None:
     spans = split_sentences(text, start, end)
     assert [text[s.start : s.end] for s in spans] == ["Kept one.", "Kept two!"]
     assert spans[0].start == start
+
+
+# --------------------------------------------------------------------------- inline list items
+
+
+def items(text: str) -> tuple[list[str], list[str]]:
+    found, heads = inline_items(text, Span(0, len(text)))
+    return [text[s.start : s.end] for s in found], [text[s.start : s.end] for s in heads]
+
+
+def test_inline_items_split_a_digest_line_at_its_bullets_and_headings() -> None:
+    line = (
+        "Group 1 - The class is a key initiative [1][3] - The program aims to cultivate students [3] "
+        "Group 2 - It features a new system [5]"
+    )
+    assert items(line) == (
+        [
+            "The class is a key initiative [1][3]",
+            "The program aims to cultivate students [3]",
+            "It features a new system [5]",
+        ],
+        ["Group 1", "Group 2"],
+    )
+    assert items("Group 3: Practical Innovations - Representatives from six colleges shared practices [4].") == (
+        ["Representatives from six colleges shared practices [4]."],
+        ["Group 3: Practical Innovations"],
+    )
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "A plain sentence with no list in it.",
+        # a dash inside prose: a long clause before it is no heading, a full stop ends a sentence
+        "The alliance brings together vocational schools and many other partners - Universities join too.",
+        "It ended. - Then",
+        "innovation chain - industry chain - talent chain",  # lower case after the dash
+    ],
+)
+def test_inline_items_leave_ordinary_sentences_whole(text: str) -> None:
+    assert items(text) == ([text], [])
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.text(alphabet="ab ]-.G1:\u4e00", min_size=1, max_size=80).filter(lambda t: t.strip() == t))
+def test_property_inline_items_are_exact_ordered_subspans(text: str) -> None:
+    """On a (stripped) sentence: ordered, non-overlapping, stripped sub-spans."""
+    span = Span(0, len(text))
+    found, heads = inline_items(text, span)
+    pieces = sorted(found + heads, key=lambda s: s.start)
+    for a, b in zip(pieces, pieces[1:], strict=False):
+        assert a.end <= b.start
+    for s in pieces:
+        assert 0 <= s.start < s.end <= len(text)
+        assert not text[s.start].isspace() and not text[s.end - 1].isspace()
 
 
 # --------------------------------------------------------------------------- settings

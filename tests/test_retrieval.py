@@ -18,6 +18,7 @@ from assistant.retrieval import (
     RetrievalSettings,
     analyse,
     chroma_where,
+    focus_text,
     matches,
     merge_weighted,
     rrf,
@@ -93,6 +94,31 @@ def test_filters_validated_and_translated() -> None:
         validate_filters({"date_to": "last week"})
 
 
+@pytest.mark.parametrize(
+    ("question", "focus"),
+    [
+        ("重庆理工大学电子信息材料卓越人才班的核心合作企业有哪些？", "核心合作企业"),
+        ("重庆理工大学卓越人才班实行什么导师制度？", "导师制度"),
+        ("山东信息职业技术学院已经举办了多少场培训？", "培训"),
+        ("无锡这次产教融合论坛由谁主持？", "主持"),
+        ("When was the alliance launched?", ""),  # English questions have none
+    ],
+)
+def test_focus_text_is_next_to_the_question_word(question: str, focus: str) -> None:
+    assert focus_text(question) == focus
+
+
+def test_focus_words_weigh_more_only_when_asked() -> None:
+    question = "重庆理工大学卓越人才班实行什么导师制度？"
+    plain, focused = analyse(question), analyse(question, focus_weight=1.0)
+    weight = {frozenset(t for t, _ in alts): imp for imp, alts in plain.groups}
+    boosted = {frozenset(t for t, _ in alts): imp for imp, alts in focused.groups}
+    mentor = next(k for k in weight if "mentor" in k or "tutor" in k)
+    chongqing = next(k for k in weight if "chongq" in k or "chongqing" in k)
+    assert boosted[mentor] == pytest.approx(2 * weight[mentor])
+    assert boosted[chongqing] == pytest.approx(weight[chongqing])
+
+
 def test_chinese_question_gets_english_translation_groups() -> None:
     terms = analyse("常州检验检测认证产教联盟的五个重点方向是什么？")
     assert terms.language == "zh"
@@ -166,6 +192,19 @@ def test_chinese_question_finds_english_passage(assistant: Assistant) -> None:
     assert not answer.abstained and answer.language == "zh"
     assert "30,000 acres" in " ".join(c.quote for c in answer.citations)
     assert answer.retrieved[0].doc_id == "003_bbf56349fcc5548d.txt#1"
+
+
+@pytest.mark.slow
+def test_digest_bullet_is_quoted_without_its_heading(assistant: Assistant) -> None:
+    # The digest runs "Group 1 - ... [5] Group 2 - ..." on one line; the quote is the one bullet
+    # that answers (the words next to 有哪些 decide it), with its exact span in the file.
+    answer = assistant.ask("重庆理工大学电子信息材料卓越人才班的核心合作企业有哪些？")
+    assert not answer.abstained
+    quote = answer.citations[0].quote
+    assert quote.startswith("Core partner companies, including Fujian Torch Electronic Technology")
+    assert "Group" not in quote and len(quote) < 300
+    c = answer.citations[0]
+    assert _source(assistant, c.source)[c.start : c.end] == quote
 
 
 @pytest.mark.slow
