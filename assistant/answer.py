@@ -17,7 +17,7 @@ from .chunking import inline_items
 from .errors import ConfigError
 from .retrieval import LexicalIndex, QueryTerms, bigrams, term_coverage
 from .schema import Answer, AnswerSentence, Citation, Passage, Span
-from .text import tokenize
+from .text import EN_STOPWORDS, segment_zh, tokenize
 
 MESSAGES: dict[str, dict[str, str]] = {
     "en": {
@@ -67,6 +67,7 @@ class AnswerSettings:
     duplicate_overlap: float = 0.7
     follow_continuation: bool = True  # quote the next sentence too when it continues the chosen one...
     continuation_chars: int = 300  # ...and both fit in this many characters
+    check_counts: bool = True  # "how many X" needs a sentence counting X (see ``missing_count``)
     type_cutoff: float = 0.7  # an asked-for fee, phone, e-mail or date must be in a sentence this close to the best
     topic_share: float = 0.34  # a token in this share of a document's candidate sentences is its topic
     topic_discount: float = 0.75  # topic tokens weigh this much less when choosing the sentence
@@ -414,6 +415,72 @@ def missing_types(
     ]
 
 
+# "How many students...", "多少名会员", "几所职业院校": the thing counted. A sentence answers such a question
+# only when it counts that thing ("over 2,000 training sessions", "35 colleges"), not when it holds any
+# number ("a 70-year history"): q124/q127/q131-like questions got answers from a date or a percentage.
+_COUNT_EN = re.compile(r"\bhow many\s+([a-z-]+)(?:\s+([a-z-]+))?", re.I)
+_COUNT_ZH = re.compile(r"(?:多少|(?<!哪)几)([^\W\d的了在和与及把被是a-zA-Z]{1,6})")
+_MEASURE_WORDS = frozenset("个個名家所位项項场場条條种種次届屆")
+_NUMBER = (
+    r"(?:\d[\d,.]*\s*(?:%|percent)?|[一二两兩三四五六七八九十百千万萬亿億]+"
+    r"|\b(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|forty|fifty"
+    r"|hundred|thousand|million|billion|dozens?|several|many)\b)"
+)
+_NUMBER_RE = re.compile(_NUMBER, re.I)
+_COUNT_WINDOW = 4  # words (or 8 Chinese characters) between a number and the thing it counts
+
+
+def counted_tokens(question: str) -> frozenset[str]:
+    """Tokens (in both languages, with dictionary synonyms) of what a "how many" question counts."""
+    from .translate import translate_en_to_zh, translate_zh_to_en
+
+    m = _COUNT_EN.search(question)
+    noun = ""
+    if m:
+        # "how many training sessions": both words; "how many students are": the first only
+        second = m.group(2) or ""
+        noun = m.group(1) + ("" if not second or second.lower() in EN_STOPWORDS else " " + second)
+    if not noun:
+        mz = _COUNT_ZH.search(question)
+        words = [w for w in segment_zh(mz.group(1)) if w not in _MEASURE_WORDS] if mz else []
+        noun = " ".join(words)
+    if not noun:
+        return frozenset()
+    tokens = set(tokenize(noun))
+    if re.search(r"[\u4e00-\u9fff]", noun):
+        chinese = noun.split()
+    else:
+        chinese = [t for t, _ in translate_en_to_zh(noun)[:3]]
+        tokens.update(chinese)
+    for word in chinese:  # back to English: "enterprises" -> 企业 -> company, firm, enterprise
+        tokens.update(t for t, _ in translate_zh_to_en(word)[:6])
+    return frozenset(tokens)
+
+
+def counts(sentence: str, counted: frozenset[str]) -> bool:
+    """True when a number in ``sentence`` stands within a few words before what ``counted`` names."""
+    for m in _NUMBER_RE.finditer(sentence):
+        after = sentence[m.end() : m.end() + 80]
+        words = re.findall(r"[A-Za-z][A-Za-z'-]*", after)[:_COUNT_WINDOW]
+        if any(t in counted for w in words for t in tokenize(w)):
+            return True
+        zh = re.match(r"\s*[^\W\d_A-Za-z]{1,8}", after)
+        if zh and any(t in counted for t in tokenize(zh.group(0))):
+            return True
+    return False
+
+
+def missing_count(question: str, candidates: Sequence[Candidate], cutoff: float = 0.7, sentences: int = 5) -> bool:
+    """True when a "how many" question's best-matching sentences count nothing of what it asks about."""
+    if not candidates or answer_kind(question) != "number":
+        return False
+    counted = counted_tokens(question)
+    if not counted:
+        return False
+    best = [c.text for c in candidates if c.score >= cutoff * candidates[0].score][:sentences]
+    return not any(counts(text, counted) for text in best)
+
+
 def unknown_names(names: Sequence[str], lexical: LexicalIndex) -> list[str]:
     """Names from the question none of whose tokens (or, for Chinese, translations) the corpus has."""
     from .translate import translate_en_to_zh, translate_zh_to_en
@@ -460,6 +527,8 @@ def abstain_reason(
     missing = missing_types(question, passages, candidates=candidates, cutoff=settings.type_cutoff)
     if missing:
         return f"the matching passages hold no {', '.join(missing)}"
+    if settings.check_counts and missing_count(question, candidates, settings.type_cutoff):
+        return "the matching sentences count nothing the question asks about"
     return None
 
 

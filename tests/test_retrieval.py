@@ -9,7 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from assistant.answer import Candidate, answer_kind, expected_types, missing_types, with_continuation
+from assistant.answer import (
+    Candidate,
+    answer_kind,
+    counted_tokens,
+    counts,
+    expected_types,
+    missing_types,
+    with_continuation,
+)
 from assistant.config import Config
 from assistant.core import Assistant
 from assistant.documents import source_text
@@ -128,6 +136,31 @@ def test_chinese_question_gets_english_translation_groups() -> None:
     assert any(alts == [("changzhou", 1.0)] for _, alts in terms.groups)
 
 
+def test_counted_tokens_name_what_a_how_many_question_counts() -> None:
+    # English, with dictionary synonyms through Chinese and back: enterprises -> 企业 -> company
+    assert {"enterpris", "compani", "企业"} <= counted_tokens("How many enterprises joined the alliance?")
+    assert {"train", "session"} <= counted_tokens("How many training sessions has it hosted?")
+    # Chinese: the measure word is dropped, the noun translated
+    assert {"会员", "member"} <= counted_tokens("哈尔滨工业大学扬州校友会现在有多少名会员？")
+    assert {"单位", "unit", "group"} <= counted_tokens("工业互联网安全共同体年会上有几组单位签署了战略合作协议？")
+    # "哪几家" asks which, not how many; no question word, no count
+    assert counted_tokens("智能新能源汽车产教融合共同体由哪几家单位联合发起成立？") == frozenset()
+    assert counted_tokens("Who leads the alliance?") == frozenset()
+
+
+def test_counts_needs_a_number_before_the_counted_thing() -> None:
+    students = counted_tokens("How many students are enrolled at Wuxi Technician College?")
+    assert counts("The college now teaches 12,000 students in four programmes.", students)
+    assert counts("It enrolled three thousand new students this year.", students)
+    # numbers that count something else, or nothing
+    assert not counts("It has a 70-year history and a graduate employment rate exceeding 98%.", students)
+    assert not counts("Students praised the 2024 programme.", students)
+    members = counted_tokens("校友会有多少名会员？")
+    assert counts("校友会共有120名会员。", members)
+    assert not counts("校友会成立于2019年。", members)
+    assert counts("Today the association has over 500 members.", members)
+
+
 def test_expected_answer_types() -> None:
     assert expected_types("南海区产教联盟的联系电话是多少？") == ["phone"]
     assert expected_types("What is the membership fee of the Changzhou alliance?") == ["money"]
@@ -234,9 +267,7 @@ def test_abstains_off_topic_and_absent_facts(assistant: Assistant, question: str
 
 @pytest.mark.slow
 def test_follow_up_uses_history(assistant: Assistant) -> None:
-    answer = assistant.ask(
-        "那里有多少家企业参与？", history=["佛山南海区产教联盟在哪里成立？"]
-    )
+    answer = assistant.ask("那里有多少家企业参与？", history=["佛山南海区产教联盟在哪里成立？"])
     assert answer.standalone_question != answer.question
     assert "南海" in answer.standalone_question
     assert answer.retrieved[0].doc_id == "004_0a64f4667a42ecd1.txt"
