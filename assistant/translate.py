@@ -79,6 +79,18 @@ SUPPLEMENT: dict[str, tuple[str, ...]] = {
     "创新链": ("innovation chain",),
     "专精特新": ("specialized and sophisticated",),
     "新质生产力": ("new quality productive forces",),
+    # Everyday words of school-enterprise news whose CC-CEDICT glosses miss the English such texts use
+    # ("专业" is a college's programme or major; "牵头" how an alliance is led).
+    "专业": ("major", "program", "specialty", "professional"),
+    "学校": ("school", "college", "institution"),
+    "院校": ("college", "institution", "school"),
+    "牵头": ("lead", "spearhead", "take the lead"),
+    "展示": ("showcase", "display", "show"),
+    "合作": ("cooperation", "partnership", "collaboration", "partner"),
+    "开设": ("offer", "introduce", "set up", "open"),
+    "导师": ("mentor", "tutor", "supervisor"),
+    "人才": ("talent", "professional", "skilled personnel"),
+    "培养": ("cultivate", "train", "nurture", "develop"),
 }
 
 # --- gloss cleaning ------------------------------------------------------------------------------
@@ -197,9 +209,7 @@ class Dictionary:
         self.loaded_from_cache = False
         self.load_seconds = 0.0
         self._sup_en_zh = _supplement_index()
-        self.max_word_len = max(
-            max((len(w) for w in SUPPLEMENT), default=1), max((len(w) for w in zh_en), default=1)
-        )
+        self.max_word_len = max(max((len(w) for w in SUPPLEMENT), default=1), max((len(w) for w in zh_en), default=1))
 
     # -- loading --
 
@@ -210,9 +220,7 @@ class Dictionary:
         path = path or cedict_path()
         st = path.stat()
         key = (_FORMAT_VERSION, str(path.resolve()), st.st_size, st.st_mtime_ns, sys.version_info[:2])
-        cache_file = (
-            cache or cache_dir()
-        ) / f"cedict-v{_FORMAT_VERSION}-{st.st_size}-{st.st_mtime_ns}.pickle"
+        cache_file = (cache or cache_dir()) / f"cedict-v{_FORMAT_VERSION}-{st.st_size}-{st.st_mtime_ns}.pickle"
         data = _read_cache(cache_file, key) if use_cache else None
         from_cache = data is not None
         if data is None:
@@ -325,10 +333,7 @@ def _parse(path: Path) -> _Parsed:
                 by_hw.setdefault(trad, []).append(glosses)
     # The reading with most glosses first: it is usually the common one (重点 zhong4 "important
     # point/.../key" before chong2 "to recount"); sorted() is stable, so ties keep the file's order.
-    zh_en = {
-        hw: _READING_SEP.join("/".join(r) for r in sorted(rs, key=len, reverse=True))
-        for hw, rs in by_hw.items()
-    }
+    zh_en = {hw: _READING_SEP.join("/".join(r) for r in sorted(rs, key=len, reverse=True)) for hw, rs in by_hw.items()}
     return zh_en, _build_en_zh(by_simp)
 
 
@@ -344,9 +349,7 @@ def _build_en_zh(by_simp: dict[str, list[tuple[str, ...]]]) -> dict[str, str]:
     for simp, rs in by_simp.items():
         if not _is_cjk_word(simp) or len(simp) > 6:
             continue
-        base = 0.5 * math.log10(freq.get(simp, 0) + 1) - (
-            1.5 if len(simp) == 1 else 0.3 * max(0, len(simp) - 2)
-        )
+        base = 0.5 * math.log10(freq.get(simp, 0) + 1) - (1.5 if len(simp) == 1 else 0.3 * max(0, len(simp) - 2))
         for glosses in rs:
             for pos, gloss in enumerate(glosses):
                 words = _en_words(gloss)
@@ -365,9 +368,7 @@ def _build_en_zh(by_simp: dict[str, list[tuple[str, ...]]]) -> dict[str, str]:
                     if s > slot.get(simp, -math.inf):
                         slot[simp] = s
     return {
-        key: _CAND_SEP.join(
-            f"{h} {cands[h]:.2f}" for h in sorted(cands, key=lambda h: -cands[h])[:_EN_ZH_CAP]
-        )
+        key: _CAND_SEP.join(f"{h} {cands[h]:.2f}" for h in sorted(cands, key=lambda h: -cands[h])[:_EN_ZH_CAP])
         for key, cands in scored.items()
     }
 

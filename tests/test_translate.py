@@ -111,9 +111,7 @@ def test_parse_and_cache_of_a_small_file(tmp_path: Path) -> None:
     assert d.en_headwords("jiao") == []  # surnames are not translations
     assert Dictionary.load(src, cache).loaded_from_cache
     # a changed file (size/mtime) invalidates the cache and replaces the stale file
-    src.write_text(
-        SMALL_CEDICT + "苏州 苏州 [Su1 zhou1] /Suzhou prefecture level city in Jiangsu/\n", encoding="utf-8"
-    )
+    src.write_text(SMALL_CEDICT + "苏州 苏州 [Su1 zhou1] /Suzhou prefecture level city in Jiangsu/\n", encoding="utf-8")
     os.utime(src, ns=(time.time_ns(), time.time_ns() + 10**9))
     d2 = Dictionary.load(src, cache)
     assert not d2.loaded_from_cache
@@ -210,9 +208,7 @@ def test_question_words_are_dropped() -> None:
     assert translate_zh_to_en("请问什么是联盟吗？") == translate_zh_to_en("联盟")
 
 
-def test_sub_word_fallback_without_supplement(
-    monkeypatch: pytest.MonkeyPatch, dictionary: Dictionary
-) -> None:
+def test_sub_word_fallback_without_supplement(monkeypatch: pytest.MonkeyPatch, dictionary: Dictionary) -> None:
     monkeypatch.setattr(tr, "SUPPLEMENT", {})
     assert "产教融合" not in dictionary  # not a CC-CEDICT headword: must come from 产 / 教 / 融合
     assert tr._split_known(dictionary, "产教融合") == ["产", "教", "融合"]
@@ -291,3 +287,13 @@ def test_translation_is_fast() -> None:
         translate_zh_to_en(questions[0])
         translate_en_to_zh(questions[1])
     assert (time.perf_counter() - start) / 40 < 0.05
+
+
+@pytest.mark.parametrize(
+    ("word", "english"),
+    [("牵头", "spearhead"), ("专业", "program"), ("学校", "colleg"), ("展示", "showcas"), ("导师", "mentor")],
+)
+def test_domain_supplement_reaches_the_words_such_news_uses(word: str, english: str) -> None:
+    # CC-CEDICT alone glosses 牵头 as "lead; coordinate" and 专业 as "specialty; major": the English
+    # digest says "spearheaded by" and "new programs".
+    assert english in {t for t, _ in tr.translate_zh_to_en(word)}
