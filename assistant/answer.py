@@ -557,6 +557,13 @@ def build_citation(n: int, cand: Candidate) -> Citation:
     return citation_for(n, cand.passage, cand.text, cand.span.start, cand.span.end, cand.score)
 
 
+def cited_first(passages: Sequence[Passage], cited: Sequence[str]) -> list[Passage]:
+    """The retrieved passages with the cited ones (by chunk id, in citation order) moved to the front:
+    the sentence scores are the finer judgement of which passage answers the question."""
+    rank = {cid: i for i, cid in enumerate(dict.fromkeys(cited))}
+    return sorted(passages, key=lambda p: rank.get(p.chunk_id, len(rank)))
+
+
 def extractive_answer(
     question: str,
     standalone: str,
@@ -608,6 +615,6 @@ def extractive_answer(
         language=language,
         citations=citations,
         sentences=sentences,
-        retrieved=passages,
+        retrieved=cited_first(passages, [c.chunk_id for c in citations]),
         confidence=round(confidence, 4),
     )

@@ -12,6 +12,7 @@ import pytest
 from assistant.answer import (
     Candidate,
     answer_kind,
+    cited_first,
     counted_tokens,
     counts,
     expected_types,
@@ -159,6 +160,13 @@ def test_counts_needs_a_number_before_the_counted_thing() -> None:
     assert counts("校友会共有120名会员。", members)
     assert not counts("校友会成立于2019年。", members)
     assert counts("Today the association has over 500 members.", members)
+
+
+def test_cited_first_moves_the_cited_passages_to_the_front_in_citation_order() -> None:
+    ps = [Passage(chunk_id=c, doc_id=c, text=c, start=0, end=1, score=0.0) for c in "abcde"]
+    assert [p.chunk_id for p in cited_first(ps, ["d", "b", "d"])] == ["d", "b", "a", "c", "e"]
+    assert [p.chunk_id for p in cited_first(ps, [])] == list("abcde")
+    assert [p.chunk_id for p in cited_first(ps, ["zz"])] == list("abcde")  # unknown ids change nothing
 
 
 def test_expected_answer_types() -> None:
