@@ -481,6 +481,44 @@ def missing_count(question: str, candidates: Sequence[Candidate], cutoff: float 
     return not any(counts(text, counted) for text in best)
 
 
+# "Who is the general manager of X?", "首任会长是谁？": a question about the holder of a named role is
+# answered only by a sentence that names that role ("The first president of the association, Ji
+# Junjie"), not by one that merely mentions X.
+_ROLES_EN = (
+    r"general manager|manager|president|vice president|chairman|chairwoman|chair|director|principal|dean"
+    r"|secretary|head|chief executive|ceo|founder|mayor|governor|minister|leader"
+)
+_ROLE_EN = re.compile(rf"\bwho\b.*?\b(?:the|its|their)\s+(?:[a-z-]+\s+)?({_ROLES_EN})\b", re.I)
+_ROLE_ZH = re.compile(r"(总经理|经理|董事长|会长|校长|院长|主任|书记|主席|理事长|秘书长|创始人|区长|市长|局长|负责人)")
+_ASKS_WHO_ZH = re.compile(r"谁|哪位")
+
+
+def asked_role(question: str) -> frozenset[str]:
+    """Tokens (both languages) of the role whose holder a "who" question asks for; empty if none."""
+    from .translate import translate_en_to_zh, translate_zh_to_en
+
+    m = _ROLE_EN.search(question)
+    if m:
+        role = m.group(1)
+        tokens = set(tokenize(role)) | {t for t, _ in translate_en_to_zh(role)[:3]}
+        return frozenset(tokens)
+    if _ASKS_WHO_ZH.search(question):
+        mz = _ROLE_ZH.search(question)
+        if mz:
+            role = mz.group(1)
+            return frozenset(set(tokenize(role)) | {t for t, _ in translate_zh_to_en(role)[:6]})
+    return frozenset()
+
+
+def missing_role(question: str, candidates: Sequence[Candidate], cutoff: float = 0.7, sentences: int = 5) -> bool:
+    """True when a question asking who holds a role gets best-matching sentences that never name it."""
+    role = asked_role(question)
+    if not role or not candidates:
+        return False
+    best = [c.tokens for c in candidates if c.score >= cutoff * candidates[0].score][:sentences]
+    return not any(role & toks for toks in best)
+
+
 def unknown_names(names: Sequence[str], lexical: LexicalIndex) -> list[str]:
     """Names from the question none of whose tokens (or, for Chinese, translations) the corpus has."""
     from .translate import translate_en_to_zh, translate_zh_to_en
@@ -529,6 +567,8 @@ def abstain_reason(
         return f"the matching passages hold no {', '.join(missing)}"
     if settings.check_counts and missing_count(question, candidates, settings.type_cutoff):
         return "the matching sentences count nothing the question asks about"
+    if settings.check_counts and missing_role(question, candidates, settings.type_cutoff):
+        return "the matching sentences name no holder of the role asked about"
     return None
 
 

@@ -12,6 +12,7 @@ import pytest
 from assistant.answer import (
     Candidate,
     answer_kind,
+    asked_role,
     cited_first,
     counted_tokens,
     counts,
@@ -169,6 +170,15 @@ def test_cited_first_moves_the_cited_passages_to_the_front_in_citation_order() -
     assert [p.chunk_id for p in cited_first(ps, ["zz"])] == list("abcde")  # unknown ids change nothing
 
 
+def test_asked_role_names_the_role_a_who_question_asks_about() -> None:
+    assert {"manag", "经理"} <= asked_role("Who is the general manager of SGS-CSTC Standards Technical Services?")
+    assert {"会长", "presid"} <= asked_role("首任会长是谁？")
+    # no role named, or no "who": no check
+    assert asked_role("Who unveiled its plaque?") == frozenset()
+    assert asked_role("杭州的检验检测认证产教联盟由谁牵头？") == frozenset()
+    assert asked_role("会长在会上说了什么？") == frozenset()
+
+
 def test_expected_answer_types() -> None:
     assert expected_types("南海区产教联盟的联系电话是多少？") == ["phone"]
     assert expected_types("What is the membership fee of the Changzhou alliance?") == ["money"]
@@ -262,6 +272,12 @@ def test_traditional_chinese_question(assistant: Assistant) -> None:
         ("What is the recipe for a chocolate cake?", "I could not find this in the alliance documents."),
         ("深圳有哪些产教融合联盟？", "在联盟文档中没有找到相关内容。"),
         ("南海区产教联盟的联系电话是多少？", "在联盟文档中没有找到相关内容。"),
+        # a role nobody in the documents holds, a count the documents never give
+        (
+            "Who is the principal of Changzhou Vocational Institute of Engineering?",
+            "I could not find this in the alliance documents.",
+        ),
+        ("How many students does Wuxi Technician College have?", "I could not find this in the alliance documents."),
         ("What is the membership fee of the Changzhou alliance?", "I could not find this in the alliance documents."),
     ],
 )
