@@ -27,7 +27,7 @@ from .embedding import Embedder
 from .errors import ConfigError
 from .schema import Passage, Span
 from .store import Store, date_number, sentences_of
-from .text import detect_language, has_surrogates, tokenize
+from .text import cjk_chars, detect_language, has_surrogates, tokenize
 from .translate import translate_en_to_zh_groups, translate_zh_to_en_groups
 
 FILTER_KEYS = ("doc_id", "source", "outlet", "language", "date_from", "date_to")
@@ -99,10 +99,16 @@ class RetrievalSettings:
     # words over many sentences. 0 turns it off.
     sentence_weight: float = 1.0
     sentence_depth: int = 20
+    # Within the sentence rerank, a Chinese question's characters also count (IDF-weighted, the
+    # characters of the passage's title left out: every chunk of the article has them), for the
+    # paraphrases that share characters but no word (出生地 / 生于). Scaled by the share of Chinese
+    # chunks, so Chinese questions over English documents are unaffected. 0 turns it off.
+    char_weight: float = 1.0
 
     def __post_init__(self) -> None:
-        if not 0 <= self.sentence_weight <= 100:
-            raise ConfigError(f"sentence_weight must be between 0 and 100, got {self.sentence_weight}")
+        for name in ("sentence_weight", "char_weight"):
+            if not 0 <= getattr(self, name) <= 100:
+                raise ConfigError(f"{name} must be between 0 and 100, got {getattr(self, name)}")
         for name in ("top_k", "dense_k", "lexical_k", "rerank_top", "sentence_depth"):
             value = getattr(self, name)
             if not 1 <= value <= 1000:
@@ -219,6 +225,7 @@ class LexicalIndex:
         generation: str,
         matrix: tuple[dict[str, int], np.ndarray, np.ndarray, np.ndarray] | None = None,
         tokens_file: Path | None = None,
+        char_df: dict[str, int] | None = None,
     ) -> None:
         self.ids = ids
         self.texts = texts
@@ -228,6 +235,7 @@ class LexicalIndex:
         self.generation = generation
         self.position = {cid: i for i, cid in enumerate(ids)}
         self._language_counts: dict[str, int] | None = None
+        self._char_df = char_df
         if matrix is not None:
             self.vocab, self._data, self._indices, self._indptr = matrix
         elif ids:
@@ -288,6 +296,23 @@ class LexicalIndex:
         key = "zh" if language == "zh" else "en"
         return (counts.get(key, 0) + 0.5 * counts.get("mixed", 0)) / len(self.ids)
 
+    @property
+    def char_df(self) -> dict[str, int]:
+        """How many chunks hold each Chinese character (in their tokens): computed on first use, saved."""
+        if self._char_df is None:
+            df: dict[str, int] = {}
+            for toks in self.tokens:
+                for c in cjk_chars(toks):
+                    df[c] = df.get(c, 0) + 1
+            self._char_df = df
+        return self._char_df
+
+    def char_idf(self, char: str) -> float:
+        """BM25-style IDF of one Chinese character over the chunks; an unseen one gets the highest."""
+        n = len(self.ids)
+        df = self.char_df.get(char, 0)
+        return math.log(1.0 + (n - df + 0.5) / (df + 0.5))
+
     def term_idf(self, term: str) -> float:
         i = self.vocab.get(term)
         return float(self.idf[i]) if i is not None and i < len(self.idf) else 0.0
@@ -340,6 +365,7 @@ class LexicalIndex:
         for name, array in zip(self._ARRAYS, (self._data, self._indices, self._indptr), strict=True):
             np.save(tmp / f"bm25-{name}.npy", np.asarray(array))
         (tmp / "vocab.json").write_text(json.dumps(self.vocab, ensure_ascii=False), encoding="utf-8")
+        (tmp / "chars.json").write_text(json.dumps(self.char_df, ensure_ascii=False), encoding="utf-8")
         (tmp / "meta.json").write_text(
             json.dumps({"generation": self.generation, "chunks": len(self.ids), "format": 2})
         )
@@ -363,6 +389,8 @@ class LexicalIndex:
                 data = pickle.load(fh)  # our own file, written by save() above
             vocab = json.loads((directory / "vocab.json").read_text(encoding="utf-8"))
             arrays = [np.load(directory / f"bm25-{name}.npy", mmap_mode="r") for name in cls._ARRAYS]
+            chars_file = directory / "chars.json"
+            char_df = json.loads(chars_file.read_text(encoding="utf-8")) if chars_file.exists() else None
         except (OSError, ValueError, KeyError, pickle.UnpicklingError, EOFError):
             return None
         data_, indices, indptr = arrays
@@ -380,6 +408,7 @@ class LexicalIndex:
             str(meta["generation"]),
             matrix=(vocab, data_, indices, indptr),
             tokens_file=directory / "tokens.pkl",
+            char_df=char_df if isinstance(char_df, dict) else None,
         )
 
     @classmethod
@@ -583,6 +612,12 @@ def group_coverage(
     return matched / total if total > 0 else 0.0
 
 
+def char_coverage(weights: Sequence[tuple[str, float]], chars: set[str] | frozenset[str]) -> float:
+    """Weighted share of the characters ``weights`` lists that occur in ``chars`` (0 when none is listed)."""
+    total = sum(w for _, w in weights)
+    return sum(w for c, w in weights if c in chars) / total if total > 0 else 0.0
+
+
 def term_coverage(
     terms: QueryTerms,
     tokens: set[str] | frozenset[str],
@@ -719,8 +754,17 @@ class Retriever:
 
     def _sentence_rerank(self, passages: list[Passage], terms: QueryTerms, lexical: LexicalIndex) -> list[Passage]:
         top = max(p.score for p in passages) or 1.0
+        char_weight = self.settings.char_weight * lexical.script_share("zh") if terms.language == "zh" else 0.0
+        question_chars = cjk_chars(t for t, _ in terms.tokens) if char_weight > 0 else frozenset()
         for p in passages:
-            best = max((term_coverage(terms, toks, lexical) for _, toks in self.sentence_tokens(p)), default=0.0)
+            sentences = self.sentence_tokens(p)
+            best = max((term_coverage(terms, toks, lexical) for _, toks in sentences), default=0.0)
+            if question_chars:
+                title = cjk_chars(tokenize(str(p.metadata.get("title", ""))))
+                weights = [(c, lexical.char_idf(c)) for c in sorted(question_chars - title)]
+                chars = max((char_coverage(weights, cjk_chars(toks)) for _, toks in sentences), default=0.0)
+                p.scores["char_coverage"] = chars
+                best += char_weight * chars
             p.scores["coverage"] = best
             p.scores["fused"] = p.score
             p.score = p.score / top + self.settings.sentence_weight * best

@@ -21,6 +21,7 @@ from typing import Any
 __all__ = [
     "EN_STOPWORDS",
     "ZH_STOPWORDS",
+    "cjk_chars",
     "content_words",
     "detect_language",
     "segment_zh",
@@ -362,6 +363,15 @@ def tokenize(text: str) -> list[str]:
         else:
             _other_tokens(run, out)
     return out
+
+
+def cjk_chars(tokens: Iterable[str]) -> frozenset[str]:
+    """The Chinese characters of ``tokens`` (e.g. of ``tokenize``: simplified, without stop words).
+
+    Sentence reranking matches a question to a sentence character by character as well as word by
+    word, for the paraphrases that share no word: 出生地 / 生于, 体重 / 公斤重.
+    """
+    return frozenset(c for t in tokens for c in t if _CJK_CHAR_RE.match(c))
 
 
 def content_words(text: str) -> list[str]:

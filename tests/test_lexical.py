@@ -35,6 +35,7 @@ def test_saved_index_loads_memory_mapped_and_scores_the_same(built: LexicalIndex
     assert loaded.ids == built.ids and loaded.texts == built.texts and loaded.metas == built.metas
     assert loaded.generation == built.generation and loaded.vocab == built.vocab
     assert np.array_equal(loaded.idf, built.idf)
+    assert loaded.char_df == built.char_df and loaded._tokens is None  # chars.json, not the token lists
     for question in QUESTIONS:
         terms = analyse(question)
         query = terms.tokens + terms.translated

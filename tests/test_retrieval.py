@@ -4,6 +4,7 @@ maths (RRF, coverage) with exact values."""
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -25,8 +26,10 @@ from assistant.core import Assistant
 from assistant.documents import source_text
 from assistant.errors import ConfigError, QuestionError
 from assistant.retrieval import (
+    LexicalIndex,
     RetrievalSettings,
     analyse,
+    char_coverage,
     chroma_where,
     focus_text,
     matches,
@@ -85,6 +88,26 @@ def test_settings_validation_names_the_value() -> None:
         RetrievalSettings(weights={"sparse": 1.0})
     with pytest.raises(ConfigError, match=r"-1"):
         RetrievalSettings(weights={"dense": -1.0})
+    with pytest.raises(ConfigError, match="char_weight must be between 0 and 100, got -0.5"):
+        RetrievalSettings(char_weight=-0.5)
+
+
+def test_char_coverage_is_the_weighted_share_found() -> None:
+    weights = [("出", 1.0), ("生", 2.0), ("地", 1.0)]
+    assert char_coverage(weights, frozenset("生于旧金山")) == 0.5
+    assert char_coverage(weights, frozenset("出生地")) == 1.0
+    assert char_coverage(weights, frozenset()) == 0.0
+    assert char_coverage([], frozenset("出生")) == 0.0
+
+
+def test_char_document_frequency_and_idf() -> None:
+    index = LexicalIndex(
+        ["a", "b", "c"], ["", "", ""], [{}, {}, {}], [["出生", "2013"], ["生于", "生"], ["美国"]], "g"
+    )
+    assert index.char_df == {"出": 1, "生": 2, "于": 1, "美": 1, "国": 1}
+    assert index.char_idf("生") == pytest.approx(math.log(1 + 1.5 / 2.5))
+    assert index.char_idf("出") == pytest.approx(math.log(1 + 2.5 / 1.5))
+    assert index.char_idf("龙") == pytest.approx(math.log(1 + 3.5 / 0.5))  # unseen: the highest
 
 
 def test_filters_validated_and_translated() -> None:

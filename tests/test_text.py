@@ -9,7 +9,7 @@ from collections.abc import Callable
 import pytest
 
 from assistant import text
-from assistant.text import content_words, detect_language, split_scripts, stem, to_simplified, tokenize
+from assistant.text import cjk_chars, content_words, detect_language, split_scripts, stem, to_simplified, tokenize
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -237,3 +237,9 @@ def test_chosen_chinese_segmentation_ranks_at_least_as_well(monkeypatch: pytest.
     search_mode = _bm25_top1(text._zh_search, monkeypatch)
     assert chosen == len(QUERIES)
     assert chosen >= search_mode
+
+
+def test_cjk_chars_of_tokens() -> None:
+    assert cjk_chars(["出生地", "2013", "covid", "生于"]) == frozenset("出生地于")
+    assert cjk_chars(tokenize("琴娜·杜普洛生於舊金山")) >= frozenset("生于旧金山")
+    assert cjk_chars([]) == frozenset()
