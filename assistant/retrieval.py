@@ -27,7 +27,7 @@ from .embedding import Embedder
 from .errors import ConfigError
 from .schema import Passage, Span
 from .store import Store, date_number, sentences_of
-from .text import cjk_chars, detect_language, has_surrogates, tokenize
+from .text import cjk_chars, detect_language, has_surrogates, to_simplified, tokenize
 from .translate import translate_en_to_zh_groups, translate_zh_to_en_groups
 
 FILTER_KEYS = ("doc_id", "source", "outlet", "language", "date_from", "date_to")
@@ -104,9 +104,12 @@ class RetrievalSettings:
     # paraphrases that share characters but no word (出生地 / 生于). Scaled by the share of Chinese
     # chunks, so Chinese questions over English documents are unaffected. 0 turns it off.
     char_weight: float = 1.0
+    # A Chinese definition question ("什么是X", "X是什么") is answered by the sentence that defines X
+    # ("X（...）是...", "X，是...", or one that opens with X): that sentence's coverage gains this much.
+    definition_weight: float = 0.5
 
     def __post_init__(self) -> None:
-        for name in ("sentence_weight", "char_weight"):
+        for name in ("sentence_weight", "char_weight", "definition_weight"):
             if not 0 <= getattr(self, name) <= 100:
                 raise ConfigError(f"{name} must be between 0 and 100, got {getattr(self, name)}")
         for name in ("top_k", "dense_k", "lexical_k", "rerank_top", "sentence_depth"):
@@ -618,6 +621,30 @@ def char_coverage(weights: Sequence[tuple[str, float]], chars: set[str] | frozen
     return sum(w for c, w in weights if c in chars) / total if total > 0 else 0.0
 
 
+_DEFINITION_ZH = re.compile(
+    r"^(?:请问)?(?:什么是|何谓|何为)[“「\"'‘]?([^的，,？?]{1,15}?)[”」\"'’]?[？?。]?$"
+    r"|^[“「\"'‘]?([^的，,？?]{1,15}?)[”」\"'’]?(?:是什么|是指什么|指的是什么|是啥)[？?。]?$"
+)
+
+
+def definition_subject(question: str) -> str:
+    """What a Chinese definition question asks to define ("什么是“乡里制”？" -> "乡里制"), else ""."""
+    m = _DEFINITION_ZH.match(to_simplified(question.strip()))
+    return next((g for g in m.groups() if g), "") if m else ""
+
+
+def defines(sentence: str, subject: str) -> bool:
+    """Whether ``sentence`` reads as the definition of ``subject``: it opens with it, or says "X是/为/指"
+    (an aside in brackets and a comma allowed between)."""
+    if not subject:
+        return False
+    text = to_simplified(sentence).lstrip()
+    if text.startswith(subject):
+        return True
+    pattern = re.escape(subject) + r"\s*(?:[（(][^）)]{0,40}[）)])?\s*[，,]?\s*(?:是|为|指|乃|即)"
+    return re.search(pattern, text) is not None
+
+
 def term_coverage(
     terms: QueryTerms,
     tokens: set[str] | frozenset[str],
@@ -733,7 +760,7 @@ class Retriever:
                 )
             )
         if self.settings.sentence_weight > 0 and passages:
-            passages = self._sentence_rerank(passages, terms, lexical)
+            passages = self._sentence_rerank(passages, terms, lexical, question)
         if self.settings.reranker and passages:
             passages = self._rerank(question, passages)
         return passages[:k], terms, best_dense
@@ -752,13 +779,22 @@ class Retriever:
             self._sentence_cache[passage.chunk_id] = cached
         return cached
 
-    def _sentence_rerank(self, passages: list[Passage], terms: QueryTerms, lexical: LexicalIndex) -> list[Passage]:
+    def _sentence_rerank(
+        self, passages: list[Passage], terms: QueryTerms, lexical: LexicalIndex, question: str = ""
+    ) -> list[Passage]:
         top = max(p.score for p in passages) or 1.0
         char_weight = self.settings.char_weight * lexical.script_share("zh") if terms.language == "zh" else 0.0
         question_chars = cjk_chars(t for t, _ in terms.tokens) if char_weight > 0 else frozenset()
+        definition_weight = self.settings.definition_weight if terms.language == "zh" else 0.0
+        subject = definition_subject(question) if definition_weight > 0 else ""
         for p in passages:
             sentences = self.sentence_tokens(p)
-            best = max((term_coverage(terms, toks, lexical) for _, toks in sentences), default=0.0)
+            covs = [term_coverage(terms, toks, lexical) for _, toks in sentences]
+            if subject:
+                for i, (span, _) in enumerate(sentences):
+                    if defines(p.text[span.start - p.start : span.end - p.start], subject):
+                        covs[i] += definition_weight
+            best = max(covs, default=0.0)
             if question_chars:
                 title = cjk_chars(tokenize(str(p.metadata.get("title", ""))))
                 weights = [(c, lexical.char_idf(c)) for c in sorted(question_chars - title)]

@@ -31,6 +31,8 @@ from assistant.retrieval import (
     analyse,
     char_coverage,
     chroma_where,
+    defines,
+    definition_subject,
     focus_text,
     matches,
     merge_weighted,
@@ -98,6 +100,31 @@ def test_char_coverage_is_the_weighted_share_found() -> None:
     assert char_coverage(weights, frozenset("出生地")) == 1.0
     assert char_coverage(weights, frozenset()) == 0.0
     assert char_coverage([], frozenset("出生")) == 0.0
+
+
+@pytest.mark.parametrize(
+    ("question", "subject"),
+    [
+        ("什么是“乡里制”？", "乡里制"),
+        ("什么是约化群？", "约化群"),
+        ("羊水栓塞是什么？", "羊水栓塞"),
+        ("什麼是三角關係？", "三角关系"),  # folded to simplified
+        ("“乡里制”的特点是什么？", ""),  # asks about a property, not a definition
+        ("锦地罗又被称之为什么？", ""),
+        ("What is a reductive group?", ""),
+    ],
+)
+def test_definition_subject(question: str, subject: str) -> None:
+    assert definition_subject(question) == subject
+
+
+def test_defines() -> None:
+    assert defines("在数学中，约化群是幂单根为平凡群的代数群。", "约化群")
+    assert defines("三角关系，亦称做三角恋。", "三角关系")  # opens with the subject
+    assert defines("锦地罗（学名：），是茅膏菜科的植物。", "锦地罗")
+    assert defines("羊水栓塞為一種罕見的急症。", "羊水栓塞")
+    assert not defines("另外，三角关系也可发生在同性伴侣之间。", "三角关系")
+    assert not defines("约化群是代数群。", "")
 
 
 def test_char_document_frequency_and_idf() -> None:
