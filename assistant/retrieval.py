@@ -107,9 +107,13 @@ class RetrievalSettings:
     # A Chinese definition question ("什么是X", "X是什么") is answered by the sentence that defines X
     # ("X（...）是...", "X，是...", or one that opens with X): that sentence's coverage gains this much.
     definition_weight: float = 0.5
+    # A Chinese question that names a passage's title (its bracketed qualifier left off: "瓦士本市
+    # (威斯康辛州)" -> "瓦士本市") is about that article: its passages' coverage gains this much, scaled
+    # like ``char_weight`` by the share of Chinese chunks. 0 turns it off.
+    title_weight: float = 0.6
 
     def __post_init__(self) -> None:
-        for name in ("sentence_weight", "char_weight", "definition_weight"):
+        for name in ("sentence_weight", "char_weight", "definition_weight", "title_weight"):
             if not 0 <= getattr(self, name) <= 100:
                 raise ConfigError(f"{name} must be between 0 and 100, got {getattr(self, name)}")
         for name in ("top_k", "dense_k", "lexical_k", "rerank_top", "sentence_depth"):
@@ -633,6 +637,16 @@ def definition_subject(question: str) -> str:
     return next((g for g in m.groups() if g), "") if m else ""
 
 
+_QUALIFIER = re.compile(r"\s*[（(][^）)]*[）)]\s*$")
+
+
+def title_named(title: str, question: str) -> bool:
+    """Whether ``question`` names ``title`` (folded to simplified, a trailing bracketed qualifier
+    dropped, at least two characters): "瓦士本市的地理位置在哪儿？" names "瓦士本市 (威斯康辛州)"."""
+    name = _QUALIFIER.sub("", to_simplified(title)).strip()
+    return len(name) >= 2 and name in to_simplified(question)
+
+
 def defines(sentence: str, subject: str) -> bool:
     """Whether ``sentence`` reads as the definition of ``subject``: it opens with it, or says "X是/为/指"
     (an aside in brackets and a comma allowed between)."""
@@ -783,7 +797,9 @@ class Retriever:
         self, passages: list[Passage], terms: QueryTerms, lexical: LexicalIndex, question: str = ""
     ) -> list[Passage]:
         top = max(p.score for p in passages) or 1.0
-        char_weight = self.settings.char_weight * lexical.script_share("zh") if terms.language == "zh" else 0.0
+        share = lexical.script_share("zh") if terms.language == "zh" else 0.0
+        char_weight = self.settings.char_weight * share
+        title_weight = self.settings.title_weight * share
         question_chars = cjk_chars(t for t, _ in terms.tokens) if char_weight > 0 else frozenset()
         definition_weight = self.settings.definition_weight if terms.language == "zh" else 0.0
         subject = definition_subject(question) if definition_weight > 0 else ""
@@ -801,6 +817,8 @@ class Retriever:
                 chars = max((char_coverage(weights, cjk_chars(toks)) for _, toks in sentences), default=0.0)
                 p.scores["char_coverage"] = chars
                 best += char_weight * chars
+            if title_weight > 0 and title_named(str(p.metadata.get("title", "")), question):
+                best += title_weight
             p.scores["coverage"] = best
             p.scores["fused"] = p.score
             p.score = p.score / top + self.settings.sentence_weight * best

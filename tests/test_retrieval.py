@@ -37,6 +37,7 @@ from assistant.retrieval import (
     matches,
     merge_weighted,
     rrf,
+    title_named,
     validate_filters,
 )
 from assistant.schema import Passage, Span
@@ -125,6 +126,15 @@ def test_defines() -> None:
     assert defines("羊水栓塞為一種罕見的急症。", "羊水栓塞")
     assert not defines("另外，三角关系也可发生在同性伴侣之间。", "三角关系")
     assert not defines("约化群是代数群。", "")
+
+
+def test_title_named() -> None:
+    assert title_named("瓦士本市 (威斯康辛州)", "瓦士本市的地理位置在哪儿？")
+    assert title_named("錦地羅", "锦地罗又被称之为什么？")  # folded to simplified
+    assert title_named("绝对SuperStar (第一届)", "第一届《绝对SuperStar》的男子组指定演唱的是哪首歌？")
+    assert not title_named("三角关系", "锦地罗又被称之为什么？")
+    assert not title_named("龙", "龙胆又被称之为什么？")  # one character is too little
+    assert not title_named("", "什么是约化群？")
 
 
 def test_char_document_frequency_and_idf() -> None:
