@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -637,6 +638,12 @@ def definition_subject(question: str) -> str:
     return next((g for g in m.groups() if g), "") if m else ""
 
 
+@lru_cache(maxsize=4096)
+def _title_chars(title: str) -> frozenset[str]:
+    """The Chinese characters of a title's tokens (cached: the same titles come back query after query)."""
+    return cjk_chars(tokenize(title))
+
+
 _QUALIFIER = re.compile(r"\s*[（(][^）)]*[）)]\s*$")
 
 
@@ -812,7 +819,7 @@ class Retriever:
                         covs[i] += definition_weight
             best = max(covs, default=0.0)
             if question_chars:
-                title = cjk_chars(tokenize(str(p.metadata.get("title", ""))))
+                title = _title_chars(str(p.metadata.get("title", "")))
                 weights = [(c, lexical.char_idf(c)) for c in sorted(question_chars - title)]
                 chars = max((char_coverage(weights, cjk_chars(toks)) for _, toks in sentences), default=0.0)
                 p.scores["char_coverage"] = chars
