@@ -91,6 +91,9 @@ SUPPLEMENT: dict[str, tuple[str, ...]] = {
     "导师": ("mentor", "tutor", "supervisor"),
     "人才": ("talent", "professional", "skilled personnel"),
     "培养": ("cultivate", "train", "nurture", "develop"),
+    # 主持 a forum or a meeting: CC-CEDICT's "take charge of; preside over" stems to "presid", which
+    # matches every "Vice President" of a conference report.
+    "主持": ("host", "chair", "moderate"),
 }
 
 # --- gloss cleaning ------------------------------------------------------------------------------

@@ -291,7 +291,14 @@ def test_translation_is_fast() -> None:
 
 @pytest.mark.parametrize(
     ("word", "english"),
-    [("牵头", "spearhead"), ("专业", "program"), ("学校", "colleg"), ("展示", "showcas"), ("导师", "mentor")],
+    [
+        ("牵头", "spearhead"),
+        ("专业", "program"),
+        ("学校", "colleg"),
+        ("展示", "showcas"),
+        ("导师", "mentor"),
+        ("主持", "host"),
+    ],
 )
 def test_domain_supplement_reaches_the_words_such_news_uses(word: str, english: str) -> None:
     # CC-CEDICT alone glosses 牵头 as "lead; coordinate" and 专业 as "specialty; major": the English
