@@ -11,13 +11,14 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from typing import Any
 
 from .chunking import inline_items
 from .errors import ConfigError
 from .retrieval import LexicalIndex, QueryTerms, bigrams, term_coverage
 from .schema import Answer, AnswerSentence, Citation, Passage, Span
-from .text import EN_STOPWORDS, segment_zh, tokenize
+from .text import EN_STOPWORDS, has_cjk, segment_zh, tokenize
 
 MESSAGES: dict[str, dict[str, str]] = {
     "en": {
@@ -67,7 +68,9 @@ class AnswerSettings:
     duplicate_overlap: float = 0.7
     follow_continuation: bool = True  # quote the next sentence too when it continues the chosen one...
     continuation_chars: int = 300  # ...and both fit in this many characters
-    check_counts: bool = True  # "how many X" needs a sentence counting X (see ``missing_count``)
+    # "How many X" needs a best-matching sentence counting X, "who is the ROLE of X" one naming the
+    # role (``missing_count``, ``missing_role``).
+    check_counts: bool = True
     type_cutoff: float = 0.7  # an asked-for fee, phone, e-mail or date must be in a sentence this close to the best
     topic_share: float = 0.34  # a token in this share of a document's candidate sentences is its topic
     topic_discount: float = 0.75  # topic tokens weigh this much less when choosing the sentence
@@ -148,15 +151,24 @@ def passage_items(passage: Passage, sentence: Span) -> list[Span]:
     """The list items of one sentence of ``passage`` (absolute spans; see ``chunking.inline_items``):
     a digest's bullets run together are quoted one by one, without their headings."""
     offset = passage.start
-    items, _ = inline_items(passage.text, Span(sentence.start - offset, sentence.end - offset))
-    return [Span(sp.start + offset, sp.end + offset) for sp in items]
+    return [
+        Span(a + offset, b + offset) for a, b in _items(passage.text, sentence.start - offset, sentence.end - offset)
+    ]
 
 
+@lru_cache(maxsize=65536)
+def _items(text: str, start: int, end: int) -> tuple[tuple[int, int], ...]:
+    # Cached: the same chunks come back question after question, and chunks never change.
+    items, _ = inline_items(text, Span(start, end))
+    return tuple((sp.start, sp.end) for sp in items)
+
+
+@lru_cache(maxsize=4096)
 def _title_tokens(title: str) -> frozenset[str]:
     """Tokens of a title, with the dictionary translation of a Chinese one: a digest titles its
     English articles in Chinese, and a Chinese question's translated terms must see the topic too."""
     tokens = set(tokenize(title))
-    if re.search(r"[\u4e00-\u9fff]", title):
+    if has_cjk(title):
         from .translate import translate_zh_to_en
 
         tokens.update(t for t, _ in translate_zh_to_en(title))
@@ -393,6 +405,14 @@ def expected_types(question: str) -> list[str]:
     return found
 
 
+def best_matching(candidates: Sequence[Candidate], cutoff: float = 0.7, sentences: int = 5) -> list[Candidate]:
+    """The best-matching sentences (``candidates`` best first): at most ``sentences``, scoring at
+    least ``cutoff`` of the best. An asked-for fee, count or role must be in one of them."""
+    if not candidates:
+        return []
+    return [c for c in candidates if c.score >= cutoff * candidates[0].score][:sentences]
+
+
 def missing_types(
     question: str,
     passages: Sequence[Passage],
@@ -406,7 +426,7 @@ def missing_types(
     ``cutoff`` of the best) contains: "When is the application deadline for the class?" over a
     passage that dates the class's founding, not a deadline."""
     texts = [p.text for p in passages[:top]]
-    best = [c.text for c in candidates if c.score >= cutoff * candidates[0].score][:sentences]
+    best = [c.text for c in best_matching(candidates, cutoff, sentences)]
     return [
         t
         for t in expected_types(question)
@@ -447,7 +467,7 @@ def counted_tokens(question: str) -> frozenset[str]:
     if not noun:
         return frozenset()
     tokens = set(tokenize(noun))
-    if re.search(r"[\u4e00-\u9fff]", noun):
+    if has_cjk(noun):
         chinese = noun.split()
     else:
         chinese = [t for t, _ in translate_en_to_zh(noun)[:3]]
@@ -477,8 +497,7 @@ def missing_count(question: str, candidates: Sequence[Candidate], cutoff: float 
     counted = counted_tokens(question)
     if not counted:
         return False
-    best = [c.text for c in candidates if c.score >= cutoff * candidates[0].score][:sentences]
-    return not any(counts(text, counted) for text in best)
+    return not any(counts(c.text, counted) for c in best_matching(candidates, cutoff, sentences))
 
 
 # "Who is the general manager of X?", "首任会长是谁？": a question about the holder of a named role is
@@ -515,8 +534,7 @@ def missing_role(question: str, candidates: Sequence[Candidate], cutoff: float =
     role = asked_role(question)
     if not role or not candidates:
         return False
-    best = [c.tokens for c in candidates if c.score >= cutoff * candidates[0].score][:sentences]
-    return not any(role & toks for toks in best)
+    return not any(role & c.tokens for c in best_matching(candidates, cutoff, sentences))
 
 
 def unknown_names(names: Sequence[str], lexical: LexicalIndex) -> list[str]:
@@ -528,8 +546,7 @@ def unknown_names(names: Sequence[str], lexical: LexicalIndex) -> list[str]:
         if name.isupper() and len(name) <= 6:
             continue  # an acronym ("NEV") may abbreviate words the corpus spells out
         # The name itself, or its dictionary translation (the corpus may be in the other script).
-        chinese = re.search(r"[\u4e00-\u9fff]", name)
-        tokens = [t for t, _ in (translate_zh_to_en(name) if chinese else translate_en_to_zh(name))]
+        tokens = [t for t, _ in (translate_zh_to_en(name) if has_cjk(name) else translate_en_to_zh(name))]
         tokens += tokenize(name)
         if tokens and not any(t in lexical.vocab for t in tokens):
             out.append(name)
@@ -548,8 +565,9 @@ def abstain_reason(
     """Why the documents do not hold the answer, or None when they seem to.
 
     Abstain when no sentence covers enough of the question (and no passage is close in meaning),
-    when the question names something the corpus never mentions, or when it asks for a fee, phone
-    number, e-mail address or date and the passages that match it hold none.
+    when the question names something the corpus never mentions, when it asks for a fee, phone
+    number, e-mail address or date and the passages that match it hold none, or when it asks how
+    many X or who holds a role and no best-matching sentence counts X or names the role.
     """
     if not candidates:
         return "no passage matches the question"

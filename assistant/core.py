@@ -14,7 +14,7 @@ from .config import Config
 from .embedding import Embedder
 from .errors import QuestionError, StoreError
 from .ingest import IngestReport, Progress, ingest
-from .retrieval import Retriever, analyse, refresh_lexical
+from .retrieval import Retriever, analyse, focus_text, refresh_lexical
 from .schema import Answer
 from .store import DocRecord, Store
 from .text import detect_language, replace_surrogates, warm_up
@@ -116,8 +116,8 @@ class Assistant:
             # Terms carried over from earlier turns find the passage; the new question's own terms
             # should decide which sentences answer it, so the carried ones count half.
             terms = analyse(question, focus).merged(analyse(rw.context).scaled(0.5))
-        elif focus > 0:
-            terms = analyse(standalone, focus)
+        elif focus > 0 and focus_text(standalone):
+            terms = analyse(standalone, focus)  # without focus words this would repeat the search's terms
         answer = extractive_answer(
             question,
             standalone,

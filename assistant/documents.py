@@ -438,8 +438,9 @@ def _split_jsonl(text: str, rel: str) -> list[Document]:
             bad.append(f"line {n}: not a JSON object")
             continue
         if "\\u" in line:  # a "\\ud800" escape decodes to a lone surrogate: replace it (same length)
-            record = {replace_surrogates(k): replace_surrogates(v) if isinstance(v, str) else v
-                      for k, v in record.items()}
+            record = {
+                replace_surrogates(k): replace_surrogates(v) if isinstance(v, str) else v for k, v in record.items()
+            }
         body = record.get("text", record.get("content"))
         if not isinstance(body, str) or not body.strip():
             bad.append(f"line {n}: no 'text' string")

@@ -774,4 +774,3 @@ def _checked(
         mode="llm",
         notes=[*answer.notes, *notes],
     )
-

@@ -154,13 +154,9 @@ def render_answer(answer: Answer, turn: int, text: str | None = None) -> str:
     state = "complete" if text is None else "streaming"  # lets tests and scripts wait for the end
     parts = [f'<div class="answer {state}">']
     if answer.standalone_question.strip() != answer.question.strip():
-        parts.append(
-            f'<div class="searched">{esc(msg["searched"])}: <q>{esc(answer.standalone_question)}</q></div>'
-        )
+        parts.append(f'<div class="searched">{esc(msg["searched"])}: <q>{esc(answer.standalone_question)}</q></div>')
     cls = "answer-text abstained" if answer.abstained else "answer-text"
-    parts.append(
-        f'<div class="{cls}">{render_text_with_footnotes(body, (c.n for c in answer.citations), turn)}</div>'
-    )
+    parts.append(f'<div class="{cls}">{render_text_with_footnotes(body, (c.n for c in answer.citations), turn)}</div>')
     unsupported = [s for s in answer.sentences if not s.supported]
     if unsupported and text is None:
         parts.append(f'<div class="note">{len(unsupported)} × {esc(lab["unsupported"])}</div>')
@@ -181,8 +177,14 @@ def render_answer(answer: Answer, turn: int, text: str | None = None) -> str:
 
 
 def _citation_html(c: Citation, turn: int, lab: Mapping[str, str]) -> str:
-    meta = _meta_line([esc(c.outlet), esc(c.date), f'<code class="doc-id">{esc(c.doc_id)}</code>',
-                       f'{esc(lab["chars"])} {c.start}–{c.end}'])
+    meta = _meta_line(
+        [
+            esc(c.outlet),
+            esc(c.date),
+            f'<code class="doc-id">{esc(c.doc_id)}</code>',
+            f"{esc(lab['chars'])} {c.start}–{c.end}",
+        ]
+    )
     return (
         f'<div class="src" id="{source_id(turn, c.n)}">'
         f'<div class="src-head"><span class="src-n">&#91;{c.n}&#93;</span> '
@@ -194,8 +196,13 @@ def _citation_html(c: Citation, turn: int, lab: Mapping[str, str]) -> str:
 
 
 def _related_html(p: Passage, i: int, turn: int) -> str:
-    meta = _meta_line([esc(p.metadata.get("outlet", "")), esc(p.metadata.get("date", "")),
-                       f'<code class="doc-id">{esc(p.doc_id)}</code>'])
+    meta = _meta_line(
+        [
+            esc(p.metadata.get("outlet", "")),
+            esc(p.metadata.get("date", "")),
+            f'<code class="doc-id">{esc(p.doc_id)}</code>',
+        ]
+    )
     return (
         f'<div class="src related-src" id="{related_id(turn, i)}">'
         f'<div class="src-head"><span class="src-title">{esc(p.title or p.doc_id)}</span></div>'
@@ -258,14 +265,14 @@ def render_documents(docs: Sequence[DocLike], lang: str = "en") -> str:
         return f'<div class="docs-table empty">{esc(lab["no_docs"])}</div>'
     head = "".join(f"<th>{esc(lab[k])}</th>" for k in ("doc", "title", "outlet", "date", "language", "chunks"))
     rows = "".join(
-        f'<tr><td><code>{esc(d.doc_id)}</code></td><td>{esc(d.title)}</td><td>{esc(d.outlet)}</td>'
+        f"<tr><td><code>{esc(d.doc_id)}</code></td><td>{esc(d.title)}</td><td>{esc(d.outlet)}</td>"
         f'<td>{esc(d.date)}</td><td>{esc(d.language)}</td><td class="num">{int(d.chunks)}</td></tr>'
         for d in docs
     )
     total = sum(int(d.chunks) for d in docs)
     return (
         f'<div class="docs-table"><div class="docs-count">{len(docs)} {esc(lab["documents"])} · {total} '
-        f'{esc(lab["n_chunks"])}</div>'
+        f"{esc(lab['n_chunks'])}</div>"
         f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table></div>"
     )
 

@@ -178,11 +178,11 @@ def friendly_error(exc: BaseException, lang: str = "en") -> str:
     if isinstance(exc, QuestionError):
         return str(exc)
     if isinstance(exc, ConfigError):
-        return (f"设置或筛选条件无效：{exc}" if zh else f"Invalid setting or filter: {exc}")
+        return f"设置或筛选条件无效：{exc}" if zh else f"Invalid setting or filter: {exc}"
     if isinstance(exc, StoreError):
-        return (f"文档索引不可用：{exc}" if zh else f"The document index is not available: {exc}")
+        return f"文档索引不可用：{exc}" if zh else f"The document index is not available: {exc}"
     if isinstance(exc, LLMError):
-        return ("语言模型没有响应，请稍后再试。" if zh else "The language model did not respond; please try again.")
+        return "语言模型没有响应，请稍后再试。" if zh else "The language model did not respond; please try again."
     if isinstance(exc, AssistantError):
         return str(exc)
     return "出现内部错误，请重试。" if zh else "Something went wrong on our side; please try again."

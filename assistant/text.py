@@ -24,6 +24,7 @@ __all__ = [
     "cjk_chars",
     "content_words",
     "detect_language",
+    "has_cjk",
     "segment_zh",
     "split_scripts",
     "stem",
@@ -45,6 +46,11 @@ _CJK_CHAR_RE = re.compile(f"[{_CJK_CLASS}]")
 _SURROGATE_RE = re.compile("[\ud800-\udfff]")
 
 
+def has_cjk(text: str) -> bool:
+    """True when ``text`` holds a Chinese character."""
+    return _CJK_CHAR_RE.search(text) is not None
+
+
 def replace_surrogates(text: str) -> str:
     """Lone surrogates replaced one for one by U+FFFD (offsets into the text are unchanged)."""
     return _SURROGATE_RE.sub("\ufffd", text)
@@ -52,6 +58,8 @@ def replace_surrogates(text: str) -> str:
 
 def has_surrogates(text: str) -> bool:
     return _SURROGATE_RE.search(text) is not None
+
+
 # Latin words for language detection (ASCII and full-width letters; digits do not count).
 _LATIN_WORD_RE = re.compile(r"[A-Za-z\uff21-\uff3a\uff41-\uff5a]+")
 

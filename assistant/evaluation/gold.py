@@ -67,9 +67,7 @@ class GoldItem:
 def _str_list(obj: dict[str, Any], key: str) -> list[str]:
     value = obj.get(key, [])
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise ValueError(
-            f'"{key}" must be a list of strings, got {json.dumps(value, ensure_ascii=False)[:80]}'
-        )
+        raise ValueError(f'"{key}" must be a list of strings, got {json.dumps(value, ensure_ascii=False)[:80]}')
     return list(value)
 
 
@@ -79,9 +77,7 @@ def parse_gold_item(obj: Any) -> GoldItem:
         raise ValueError(f"expected a JSON object, got {type(obj).__name__}")
     unknown = sorted(set(obj) - _KEYS)
     if unknown:
-        raise ValueError(
-            f"unknown key(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(sorted(_KEYS))}"
-        )
+        raise ValueError(f"unknown key(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(sorted(_KEYS))}")
     qid = obj.get("id")
     if isinstance(qid, int) and not isinstance(qid, bool):
         qid = str(qid)

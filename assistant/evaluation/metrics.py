@@ -222,9 +222,7 @@ def aggregate(scores: Sequence[QuestionScore]) -> dict[str, float | None]:
         "hit@1": _mean([float(bool(s.hit_at_1)) for s in answerable]),
         "hit@k": _mean([float(bool(s.hit_at_k)) for s in answerable]),
         "mrr@10": _mean([s.reciprocal_rank or 0.0 for s in answerable]),
-        "citation_precision": _ratio(
-            sum(s.n_supporting_citations for s in cited), sum(s.n_citations for s in cited)
-        ),
+        "citation_precision": _ratio(sum(s.n_supporting_citations for s in cited), sum(s.n_citations for s in cited)),
         "citation_precision_passage": _ratio(
             sum(s.n_supporting_passages for s in cited), sum(s.n_citations for s in cited)
         ),
@@ -267,9 +265,7 @@ class MetricInfo:
 METRICS: tuple[MetricInfo, ...] = (
     MetricInfo("hit@1", "hit@1", "rate", "first retrieved passage supports the evidence (answerable)"),
     MetricInfo("hit@k", "hit@k", "rate", "a supporting passage within the top k (answerable)"),
-    MetricInfo(
-        "mrr@10", "MRR@10", "rate", "mean reciprocal rank of the first supporting passage (answerable)"
-    ),
+    MetricInfo("mrr@10", "MRR@10", "rate", "mean reciprocal rank of the first supporting passage (answerable)"),
     MetricInfo(
         "citation_precision",
         "citation precision",
@@ -282,9 +278,7 @@ METRICS: tuple[MetricInfo, ...] = (
         "rate",
         "as citation precision, judged on the whole cited passage",
     ),
-    MetricInfo(
-        "citation_recall", "citation recall", "rate", "answerable questions with >= 1 supporting citation"
-    ),
+    MetricInfo("citation_recall", "citation recall", "rate", "answerable questions with >= 1 supporting citation"),
     MetricInfo("answer_accuracy", "answer accuracy", "rate", "answer contains every key fact (answerable)"),
     MetricInfo("abstention_recall", "abstention recall", "rate", "unanswerable questions abstained"),
     MetricInfo(
@@ -299,9 +293,7 @@ METRICS: tuple[MetricInfo, ...] = (
         "rate",
         "answerable questions abstained (lower is better)",
     ),
-    MetricInfo(
-        "citations_per_answer", "citations / answer", "number", "mean citations per non-abstained answer"
-    ),
+    MetricInfo("citations_per_answer", "citations / answer", "number", "mean citations per non-abstained answer"),
     MetricInfo("median_quote_chars", "median quote chars", "chars", "median length of cited quotes"),
     MetricInfo("latency_p50_ms", "latency p50 (ms)", "ms", "nearest-rank median latency"),
     MetricInfo("latency_p95_ms", "latency p95 (ms)", "ms", "nearest-rank 95th percentile latency"),

@@ -62,9 +62,7 @@ def bar_chart_svg(title: str, bars: Sequence[tuple[str, float | None]], kind: st
     for i, (label, value) in enumerate(bars):
         y = pad + i * row_h
         short = label if len(label) <= 18 else label[:17] + "…"
-        parts.append(
-            f'<text x="{label_w - 6}" y="{y + 14}" text-anchor="end" font-size="12">{escape(short)}</text>'
-        )
+        parts.append(f'<text x="{label_w - 6}" y="{y + 14}" text-anchor="end" font-size="12">{escape(short)}</text>')
         parts.append(f'<rect x="{label_w}" y="{y + 3}" width="{bar_w}" height="{row_h - 6}" fill="#eef1f5"/>')
         if value is not None:
             w = max(0.0, min(1.0, value / top)) * bar_w
@@ -73,9 +71,7 @@ def bar_chart_svg(title: str, bars: Sequence[tuple[str, float | None]], kind: st
                 f'<rect x="{label_w}" y="{y + 3}" width="{w:.1f}" height="{row_h - 6}" fill="{color}">'
                 f"<title>{escape(label)}: {escape(_fmt(value, kind))}</title></rect>"
             )
-        parts.append(
-            f'<text x="{label_w + bar_w + 6}" y="{y + 14}" font-size="12">{escape(_fmt(value, kind))}</text>'
-        )
+        parts.append(f'<text x="{label_w + bar_w + 6}" y="{y + 14}" font-size="12">{escape(_fmt(value, kind))}</text>')
     parts.append("</svg>")
     return "".join(parts)
 

@@ -138,9 +138,7 @@ class EvalResult:
 
     def write_json(self, path: str | Path) -> None:
         """Write ``to_json()`` as pretty-printed UTF-8 JSON."""
-        Path(path).write_text(
-            json.dumps(self.to_json(), ensure_ascii=False, indent=2) + "\n", encoding="utf-8"
-        )
+        Path(path).write_text(json.dumps(self.to_json(), ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
 
     def write_records(self, path: str | Path) -> None:
         """Write one JSON record per line (re-score later with ``load_records`` + ``score_records``)."""

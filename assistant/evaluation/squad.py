@@ -124,9 +124,7 @@ def squad_questions(data: dict[str, Any]) -> list[SquadQuestion]:
         for p, para in enumerate(article.get("paragraphs", [])):
             context = str(para.get("context", ""))
             for qa in para.get("qas", []):
-                answers = [
-                    (str(x.get("text", "")), int(x.get("answer_start", -1))) for x in qa.get("answers", [])
-                ]
+                answers = [(str(x.get("text", "")), int(x.get("answer_start", -1))) for x in qa.get("answers", [])]
                 out.append(
                     SquadQuestion(
                         id=str(qa["id"]),
@@ -418,9 +416,7 @@ def convert(
         "per_article": per_article,
         **summary.to_dict(),
     }
-    (out / "manifest.json").write_text(
-        json.dumps(manifest, ensure_ascii=False, indent=2) + "\n", encoding="utf-8"
-    )
+    (out / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     family = "squad" if name.startswith("squad") else name
     licence = _LICENCES.get(family, "see the licence of the source data")
     sources = ", ".join(Path(p).name for p in ([file, pair] if pair is not None else [file]))
@@ -471,9 +467,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{summary.articles} articles, {summary.paragraphs} paragraphs -> {args.out_dir}"
     )
     if summary.skipped:
-        print(
-            f"skipped {len(summary.skipped)} question(s) whose answer is not in the context", file=sys.stderr
-        )
+        print(f"skipped {len(summary.skipped)} question(s) whose answer is not in the context", file=sys.stderr)
     return 0
 
 
