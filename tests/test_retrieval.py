@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from assistant.answer import (
+    AnswerSettings,
     Candidate,
     answer_kind,
     asked_role,
@@ -18,7 +19,9 @@ from assistant.answer import (
     counted_tokens,
     counts,
     expected_types,
+    is_heading,
     missing_types,
+    score_candidates,
     with_continuation,
 )
 from assistant.config import Config
@@ -135,6 +138,17 @@ def test_title_named() -> None:
     assert not title_named("三角关系", "锦地罗又被称之为什么？")
     assert not title_named("龙", "龙胆又被称之为什么？")  # one character is too little
     assert not title_named("", "什么是约化群？")
+
+
+def test_is_heading() -> None:
+    assert is_heading("# 青石巷")
+    assert is_heading("## Fees and dates\n")
+    assert is_heading("Qingshi Lane.", "Qingshi Lane")  # the title again, punctuation aside
+    assert is_heading("青石巷", "青石巷")
+    assert not is_heading("#3 was the first model built here.")  # no space after the mark
+    assert not is_heading("# 青石巷\n青石巷是临江市老城区的一条古街。")  # a heading and a sentence
+    assert not is_heading("青石巷是临江市老城区的一条古街。", "青石巷")
+    assert not is_heading("", "")
 
 
 def test_char_document_frequency_and_idf() -> None:
@@ -393,3 +407,75 @@ def test_a_continuing_sentence_joins_the_quote() -> None:
     assert with_continuation(second, [second]).text == text[32:66]  # "Sales…" does not continue it
     assert with_continuation(first, [first, second]).text == text[:31]  # already quoted on its own
     assert with_continuation(first, [first], max_chars=40).text == text[:31]  # too long together
+
+
+# A made-up article (our own text) whose lead chunk says where the street is, while a later chunk
+# names it far more often; and a second article, so that the street's name has an IDF.
+_STREET = """# 青石巷
+
+青石巷是临江市老城区的一条南北向古街，北起望江门，南至城隍庙前，全长约八百米，宽约四米。此巷始建于明代万历年间，\
+因路面铺满青色条石而得名。清代以后，这里逐渐成为临江城内商贾云集的地方，至今仍保留着不少传统店铺，例如老字号的茶庄、布庄和药铺。
+
+青石巷的另一特色，是保留有多处老宅院。青石巷十二号的沈家大院、青石巷三十号的周氏旧居、青石巷四十六号的钱庄旧址都被列为\
+市级文物保护单位。青石巷五十八号的古井至今仍有清水，青石巷六十号的戏台每逢节日仍有演出。青石巷的老宅院大多是两进或三进的院落。
+
+每年春节期间，青石巷都会举办灯会，游客可以在巷内欣赏花灯、品尝小吃。近年来，当地政府对青石巷进行了修缮，恢复了部分老建筑的\
+原貌，并在巷口设立了游客服务中心，为游客提供导览服务。青石巷因此成为临江市最受欢迎的旅游景点之一。
+"""
+_LAKE = """# 白鹭湖
+
+白鹭湖位于临江市西郊，是一座人工湖泊，面积约三平方公里，因每年春季有大批白鹭在此栖息而得名。湖畔建有环湖步道和观鸟台，\
+是市民休闲散步的好去处。
+
+白鹭湖的湖水来自附近的清溪河，湖中有三座小岛，岛上种植了大量的柳树和桃树。每到春天，湖边桃花盛开，吸引了许多摄影爱好者前来拍摄。
+"""
+
+
+@pytest.fixture(scope="module")
+def chinese_articles(tmp_path_factory: pytest.TempPathFactory) -> Assistant:
+    tmp = tmp_path_factory.mktemp("articles")
+    (tmp / "corpus").mkdir()
+    (tmp / "corpus" / "青石巷.md").write_text(_STREET, encoding="utf-8")
+    (tmp / "corpus" / "白鹭湖.md").write_text(_LAKE, encoding="utf-8")
+    a = Assistant(Config(index_dir=tmp / "index", corpus_dir=tmp / "corpus"))
+    a.ingest()
+    return a
+
+
+@pytest.mark.slow
+def test_the_lead_chunk_answers_what_and_where(chinese_articles: Assistant) -> None:
+    a = chinese_articles
+    question = "青石巷在哪里？"
+    passages, _, _ = a.retriever.search(question)
+    assert passages[0].metadata["chunk_index"] == 0
+    assert passages[1].doc_id == passages[0].doc_id  # the later chunk, which names the street six times
+    answer = a.ask(question)
+    assert not answer.abstained
+    assert answer.citations[0].quote.startswith("青石巷是临江市老城区的一条南北向古街")  # not the "# 青石巷" heading
+    assert "[1]" in answer.answer
+    # The same search without the lead weight puts the later chunk first: the weight is what decides.
+    a.retriever.settings = RetrievalSettings(lead_weight=0.0)
+    try:
+        passages, _, _ = a.retriever.search(question)
+        assert passages[0].metadata["chunk_index"] != 0
+    finally:
+        a.retriever.settings = RetrievalSettings()
+
+
+@pytest.mark.slow
+def test_passage_score_counts_only_for_chinese_over_chinese(chinese_articles: Assistant) -> None:
+    a = chinese_articles
+    question = "青石巷有多长？"
+    passages, terms, _ = a.retriever.search(question)
+    lexical = a.retriever.lexical
+    with_weight = score_candidates(passages, terms, lexical, AnswerSettings(), question)
+    without = score_candidates(passages, terms, lexical, AnswerSettings(passage_weight=0.0), question)
+    top = max(p.score for p in passages)
+    for c in with_weight:
+        same = next(w for w in without if w.span == c.span and w.passage.chunk_id == c.passage.chunk_id)
+        assert c.score == pytest.approx(same.score + c.passage.score / top)  # all chunks are Chinese: share 1
+    assert not any(is_heading(c.text, c.passage.title) for c in with_weight)
+    english = analyse("How long is Qingshi Lane?")
+    plain = score_candidates(passages, english, lexical, AnswerSettings(passage_weight=0.0))
+    weighted = score_candidates(passages, english, lexical, AnswerSettings())
+    assert [c.score for c in weighted] == [c.score for c in plain]
