@@ -158,16 +158,21 @@ def sentence_text(passage: Passage, span: Span) -> str:
 
 _MARKDOWN_HEADING = re.compile(r"\s*#{1,6}[ \t]+[^\n]*\s*")
 _LABEL_CHARS = re.compile(r"[\W_]+")
+_SENTENCE_STOPS = (".", "。", "!", "！", "?", "？")
 
 
 def is_heading(sentence: str, title: str = "") -> bool:
-    """Whether a sentence is only a heading: a Markdown heading line, or the document's title again.
+    """Whether a sentence is only a heading: a Markdown heading line, or the document's title again
+    without a sentence's closing stop (a plain-text file's title may be its first sentence, which
+    stays quotable).
 
     A heading names what follows and states nothing, so it is never quoted as an answer ("# 青石巷"
     would otherwise "answer" 青石巷在哪里, covering the question's one content word).
     """
     if _MARKDOWN_HEADING.fullmatch(sentence):
         return True
+    if sentence.rstrip().endswith(_SENTENCE_STOPS):
+        return False
     label = _LABEL_CHARS.sub("", unicodedata.normalize("NFKC", sentence)).lower()
     return bool(label) and label == _LABEL_CHARS.sub("", unicodedata.normalize("NFKC", title)).lower()
 

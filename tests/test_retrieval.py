@@ -29,6 +29,7 @@ from assistant.core import Assistant
 from assistant.documents import source_text
 from assistant.errors import ConfigError, QuestionError
 from assistant.retrieval import (
+    BIGRAM_WEIGHT,
     LexicalIndex,
     RetrievalSettings,
     analyse,
@@ -143,7 +144,8 @@ def test_title_named() -> None:
 def test_is_heading() -> None:
     assert is_heading("# 青石巷")
     assert is_heading("## Fees and dates\n")
-    assert is_heading("Qingshi Lane.", "Qingshi Lane")  # the title again, punctuation aside
+    assert is_heading("Qingshi Lane:", "Qingshi Lane")  # the title again, punctuation aside
+    assert not is_heading("Qingshi Lane is old.", "Qingshi Lane is old.")  # a first sentence as the title
     assert is_heading("青石巷", "青石巷")
     assert not is_heading("#3 was the first model built here.")  # no space after the mark
     assert not is_heading("# 青石巷\n青石巷是临江市老城区的一条古街。")  # a heading and a sentence
@@ -201,6 +203,15 @@ def test_focus_words_weigh_more_only_when_asked() -> None:
     chongqing = next(k for k in weight if "chongq" in k or "chongqing" in k)
     assert boosted[mentor] == pytest.approx(2 * weight[mentor])
     assert boosted[chongqing] == pytest.approx(weight[chongqing])
+
+
+def test_question_bigrams_weigh_less_than_its_words() -> None:
+    weights = dict(analyse("2017年4月，罗保铭担任什么职务？").tokens)
+    assert weights["罗保铭"] == weights["担任"] == weights["职务"] == 1.0  # jieba's words
+    assert weights["罗保"] == weights["保铭"] == weights["铭担"] == pytest.approx(BIGRAM_WEIGHT)  # bigrams only
+    full = dict(analyse("2017年4月，罗保铭担任什么职务？", bigram_weight=1.0).tokens)
+    assert full["铭担"] == 1.0 and set(full) == set(weights)
+    assert dict(analyse("Who chairs the alliance?").tokens) == {"chair": 1.0, "allianc": 1.0}
 
 
 def test_chinese_question_gets_english_translation_groups() -> None:
