@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from assistant.answer import (
+    ANSWER_KINDS,
     AnswerSettings,
     Candidate,
     answer_kind,
@@ -289,6 +290,10 @@ def test_answer_kind() -> None:
     assert answer_kind("How many colleges are members?") == "number"
     assert answer_kind("南海区产教联盟是什么时候成立的？") == "when"
     assert answer_kind("Who leads the alliance?") is None
+    assert answer_kind("哈爾濱工業大學是哪一年創辦的？") == answer_kind("In what year was HIT founded?") == "year"
+    year = ANSWER_KINDS["year"][1]
+    assert year.search("a key national university established in 1920") and year.search("始建于1920年")
+    assert not year.search("The alumni association was established on October 26")
 
 
 # --------------------------------------------------------------------------- on the sample corpus
@@ -418,6 +423,18 @@ def test_a_continuing_sentence_joins_the_quote() -> None:
     assert with_continuation(second, [second]).text == text[32:66]  # "Sales…" does not continue it
     assert with_continuation(first, [first, second]).text == text[:31]  # already quoted on its own
     assert with_continuation(first, [first], max_chars=40).text == text[:31]  # too long together
+
+
+def test_a_sentence_ending_in_a_colon_joins_what_it_announces() -> None:
+    text = "The alliance outlined three focus areas: Training bases come first. Sales began in May."
+    spans = [Span(0, 40), Span(41, 67), Span(68, len(text))]
+    p = Passage("c", "d", text, 0, len(text), 1.0, sentences=spans)
+    intro = Candidate(p, 0, spans[0], text[:40], 0.8, 0.8)
+    assert intro.text.endswith(":")
+    joined = with_continuation(intro, [intro])
+    assert joined.text == "The alliance outlined three focus areas: Training bases come first."
+    middle = Candidate(p, 0, spans[1], text[41:67], 0.5, 0.5)
+    assert with_continuation(middle, [middle]).text == text[41:67]  # ends in a full stop: not continued
 
 
 # A made-up article (our own text) whose lead chunk says where the street is, while a later chunk
