@@ -153,12 +153,22 @@ def display_text(sentence: str) -> str:
 
 
 def sentence_text(passage: Passage, span: Span) -> str:
-    return passage.text[span.start - passage.start : span.end - passage.start]
+    return passage.span_text(span)
 
 
 _MARKDOWN_HEADING = re.compile(r"\s*#{1,6}[ \t]+[^\n]*\s*")
 _LABEL_CHARS = re.compile(r"[\W_]+")
 _SENTENCE_STOPS = (".", "。", "!", "！", "?", "？")
+
+
+def _label(text: str) -> str:
+    """``text`` folded to its letters and digits, lower-cased: how a heading compares with a title."""
+    return _LABEL_CHARS.sub("", unicodedata.normalize("NFKC", text)).lower()
+
+
+@lru_cache(maxsize=4096)
+def _title_label(title: str) -> str:
+    return _label(title)  # cached: every sentence of a passage is compared with the same title
 
 
 def is_heading(sentence: str, title: str = "") -> bool:
@@ -173,8 +183,8 @@ def is_heading(sentence: str, title: str = "") -> bool:
         return True
     if sentence.rstrip().endswith(_SENTENCE_STOPS):
         return False
-    label = _LABEL_CHARS.sub("", unicodedata.normalize("NFKC", sentence)).lower()
-    return bool(label) and label == _LABEL_CHARS.sub("", unicodedata.normalize("NFKC", title)).lower()
+    label = _label(sentence)
+    return bool(label) and label == _title_label(title)
 
 
 def passage_items(passage: Passage, sentence: Span) -> list[Span]:

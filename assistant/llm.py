@@ -430,7 +430,7 @@ def passage_sentences(passage: Passage) -> list[Span]:
 
 def sentence_texts(passage: Passage) -> list[str]:
     """The texts of ``passage_sentences``."""
-    return [passage.text[s.start - passage.start : s.end - passage.start] for s in passage_sentences(passage)]
+    return [passage.span_text(s) for s in passage_sentences(passage)]
 
 
 def support_terms(sentence: str) -> QueryTerms:
@@ -497,7 +497,7 @@ class _Checker:
         """The passage's sentences as windows, in runs not broken by a sentence addressing the model."""
         runs: list[list[_Window]] = [[]]
         for span in passage_sentences(passage):
-            text = passage.text[span.start - passage.start : span.end - passage.start]
+            text = passage.span_text(span)
             tokens = frozenset(tokenize(text))
             if looks_like_instruction(text):
                 runs.append([])
@@ -518,7 +518,7 @@ class _Checker:
                     out.append(
                         _Window(
                             span,
-                            passage.text[span.start - passage.start : span.end - passage.start],
+                            passage.span_text(span),
                             frozenset().union(*(w.tokens for w in run[i : j + 1])),
                             tuple(w.parts[0] for w in run[i : j + 1]),
                         )

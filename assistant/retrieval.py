@@ -810,10 +810,7 @@ class Retriever:
         cached = self._sentence_cache.get(passage.chunk_id)
         if cached is None:
             spans = passage.sentences or [Span(passage.start, passage.end)]
-            cached = [
-                (span, frozenset(tokenize(passage.text[span.start - passage.start : span.end - passage.start])))
-                for span in spans
-            ]
+            cached = [(span, frozenset(tokenize(passage.span_text(span)))) for span in spans]
             if len(self._sentence_cache) > 20000:
                 self._sentence_cache.clear()
             self._sentence_cache[passage.chunk_id] = cached
@@ -827,6 +824,7 @@ class Retriever:
         char_weight = self.settings.char_weight * share
         title_weight = self.settings.title_weight * share
         question_chars = cjk_chars(t for t, _ in terms.tokens) if char_weight > 0 else frozenset()
+        lead_weight = self.settings.lead_weight * share
         definition_weight = self.settings.definition_weight if terms.language == "zh" else 0.0
         subject = definition_subject(question) if definition_weight > 0 else ""
         for p in passages:
@@ -834,19 +832,18 @@ class Retriever:
             covs = [term_coverage(terms, toks, lexical) for _, toks in sentences]
             if subject:
                 for i, (span, _) in enumerate(sentences):
-                    if defines(p.text[span.start - p.start : span.end - p.start], subject):
+                    if defines(p.span_text(span), subject):
                         covs[i] += definition_weight
             best = max(covs, default=0.0)
             if question_chars:
-                title = _title_chars(str(p.metadata.get("title", "")))
-                weights = [(c, lexical.char_idf(c)) for c in sorted(question_chars - title)]
+                weights = [(c, lexical.char_idf(c)) for c in sorted(question_chars - _title_chars(p.title))]
                 chars = max((char_coverage(weights, cjk_chars(toks)) for _, toks in sentences), default=0.0)
                 p.scores["char_coverage"] = chars
                 best += char_weight * chars
-            if title_weight > 0 and title_named(str(p.metadata.get("title", "")), question):
+            if title_weight > 0 and title_named(p.title, question):
                 best += title_weight
                 if p.metadata.get("chunk_index") == 0:
-                    best += self.settings.lead_weight * share
+                    best += lead_weight
             p.scores["coverage"] = best
             p.scores["fused"] = p.score
             p.score = p.score / top + self.settings.sentence_weight * best

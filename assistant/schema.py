@@ -101,6 +101,10 @@ class Passage:
     def title(self) -> str:
         return str(self.metadata.get("title", ""))
 
+    def span_text(self, span: Span) -> str:
+        """The text of ``span`` (absolute offsets in the source file, inside this passage)."""
+        return self.text[span.start - self.start : span.end - self.start]
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["sentences"] = [[s.start, s.end] for s in self.sentences]
