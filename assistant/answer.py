@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from functools import lru_cache
 from typing import Any
 
@@ -30,6 +30,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "empty": "Please ask a question.",
         "llm_failed": "The language model did not answer; this is the extractive answer.",
         "unsupported": "(not supported by the cited passage)",
+        "part_missing": "Nothing was found in the alliance documents about {subject}.",
     },
     "zh": {
         "abstain": "在联盟文档中没有找到相关内容。",
@@ -39,6 +40,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "empty": "请输入问题。",
         "llm_failed": "语言模型没有响应，以下为摘录式回答。",
         "unsupported": "（引用的段落不支持此句）",
+        "part_missing": "在联盟文档中没有找到关于“{subject}”的内容。",
     },
 }
 
@@ -726,4 +728,70 @@ def extractive_answer(
         sentences=sentences,
         retrieved=cited_first(passages, [c.chunk_id for c in citations]),
         confidence=round(confidence, 4),
+    )
+
+
+# A subject counts as answered by the quotes holding at least this share of its (IDF-weighted) terms.
+SUBJECT_COVERAGE = 0.5
+
+
+def covers_subjects(answer: Answer, subjects: Sequence[str], lexical: LexicalIndex) -> bool:
+    """Whether the quotes of ``answer`` name every one of ``subjects`` (directly or translated)."""
+    if answer.abstained:
+        return False
+    from .retrieval import analyse
+
+    quoted = frozenset(t for c in answer.citations for t in tokenize(c.quote))
+    return all(term_coverage(analyse(s), quoted, lexical) >= SUBJECT_COVERAGE for s in subjects)
+
+
+def combine_answers(question: str, parts: Sequence[tuple[str, Answer]], language: str) -> Answer:
+    """One answer from the answers to a question's per-subject sub-questions (``chat.split_subjects``):
+    their sentences in subject order, citations renumbered 1..n in order of first appearance (a
+    sentence two subjects share is quoted once), a fixed-text line for each subject nothing was
+    found about, and the retrieved passages interleaved by rank with the cited ones first."""
+    text = messages(language)
+    citations: list[Citation] = []
+    sentences: list[AnswerSentence] = []
+    body: list[str] = []
+    seen: dict[tuple[str, int, int], int] = {}
+    notes: list[str] = []
+    for subject, part in parts:
+        if part.abstained:
+            body.append(text["part_missing"].format(subject=subject))
+            notes.extend(f"{subject}: {n}" for n in part.notes)
+            continue
+        for sentence in part.sentences:
+            numbers: list[int] = []
+            for old in sentence.citations:
+                cite = part.citations[old - 1]
+                key = (cite.doc_id, cite.start, cite.end)
+                if key not in seen:
+                    seen[key] = len(citations) + 1
+                    citations.append(replace(cite, n=seen[key]))
+                numbers.append(seen[key])
+            if any(s.citations == numbers for s in sentences):
+                continue  # the same quote again, for another subject
+            sentences.append(AnswerSentence(text=sentence.text, citations=numbers, supported=sentence.supported))
+            body.append(f"{display_text(sentence.text)} " + "".join(f"[{n}]" for n in numbers))
+    retrieved: list[Passage] = []
+    ids: set[str] = set()
+    for rank in range(max((len(a.retrieved) for _, a in parts), default=0)):
+        for _, part in parts:
+            if rank < len(part.retrieved) and part.retrieved[rank].chunk_id not in ids:
+                ids.add(part.retrieved[rank].chunk_id)
+                retrieved.append(part.retrieved[rank])
+    answered = [a for _, a in parts if not a.abstained]
+    return Answer(
+        question=question,
+        standalone_question=question,
+        answer=" ".join(body),
+        abstained=not answered,
+        language=language,
+        citations=citations,
+        sentences=sentences,
+        related=[] if answered else retrieved[:3],
+        retrieved=cited_first(retrieved, [c.chunk_id for c in citations]),
+        confidence=round(min((a.confidence for _, a in parts), default=0.0), 4),
+        notes=[f"answered per subject: {', '.join(s for s, _ in parts)}", *notes],
     )

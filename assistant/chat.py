@@ -74,6 +74,74 @@ def entities(text: str) -> list[str]:
     return found
 
 
+# "苏州和常州分别成立了什么样的联盟？", "What did Suzhou and Changzhou set up, respectively?": one
+# question about two or more subjects, each answered by a different passage. Answered as one
+# question, the best sentences all came from one subject's document (eval/gold.jsonl q110, q114,
+# q116), so each subject gets its own sub-question.
+_ZH_RESPECTIVELY = re.compile(r"分别|分別|各自")
+_ZH_CLAUSE = re.compile(r"[，,；;：:]")
+_ZH_AND = re.compile(r"以及|和|与|與|及|跟|、")
+_EN_RESPECTIVELY = re.compile(
+    r",?\s*\b(?:respectively|each(?!\s+(?:year|day|week|month|time|semester|term|of|one|other)\b))\b", re.IGNORECASE
+)
+# English subjects are names joined by commas and "and": "Suzhou, Nanhai and Changzhou".
+_EN_NAME = (
+    r"(?:the\s+)?[A-Z][\w'\u2019-]*(?:\s+(?:of\s+)?[A-Z][\w'\u2019-]*)*"
+    r"(?:\s+(?:alliance|community|consortium|college|university|school|district|city|province|company|group))?"
+)
+_EN_NAME_LIST = re.compile(rf"\b({_EN_NAME}(?:\s*,\s*{_EN_NAME})*\s*,?\s+and\s+{_EN_NAME})\b")
+_EN_NAME_SEP = re.compile(r"\s*,\s*(?:and\s+)?|\s+and\s+")
+MAX_SUBJECTS = 4
+
+
+@dataclass(frozen=True)
+class SubQuestion:
+    """One subject of a question about several ("A和B分别…"), asked on its own."""
+
+    subject: str
+    question: str
+
+
+def split_subjects(question: str) -> list[SubQuestion]:
+    """The sub-questions of a question about two to four subjects "respectively" (分别 / 各自 /
+    respectively / each), one per subject; [] for any other question."""
+    q = question.strip()
+    if detect_language(q) in ("zh", "mixed"):
+        return _split_zh(q)
+    return _split_en(q)
+
+
+def _split_zh(q: str) -> list[SubQuestion]:
+    m = _ZH_RESPECTIVELY.search(q)
+    if not m or q[: m.start()].endswith("的"):
+        return []  # "印度野驴与非洲野驴的分别是什么": 分别 the noun, "the difference"
+    before, rest = q[: m.start()], q[m.end() :]
+    cut = max((c.end() for c in _ZH_CLAUSE.finditer(before)), default=0)
+    prefix, group = before[:cut], before[cut:]
+    parts = [p.strip() for p in _ZH_AND.split(group)]
+    if not 2 <= len(parts) <= MAX_SUBJECTS or any(len(p) < 2 for p in parts) or not rest.strip():
+        return []
+    # "山东职业学校和无锡技师学院的毕业生就业率": the last subject's "的…" belongs to every one.
+    head, de, tail = parts[-1].rpartition("的")
+    if de and head:
+        parts = [p if "的" in p else p + de + tail for p in parts[:-1]] + [parts[-1]]
+    return [SubQuestion(p, f"{prefix}{p}{rest}") for p in parts]
+
+
+def _split_en(q: str) -> list[SubQuestion]:
+    m = _EN_RESPECTIVELY.search(q)
+    if not m:
+        return []
+    body = re.sub(r"\s+([?.!])", r"\1", q[: m.start()] + q[m.end() :])
+    names = _EN_NAME_LIST.search(body)
+    if not names:
+        return []
+    parts = [p for p in _EN_NAME_SEP.split(names.group(1)) if p]
+    if not 2 <= len(parts) <= MAX_SUBJECTS:
+        return []
+    return [SubQuestion(p, body[: names.start()] + p + body[names.end() :]) for p in parts]
+
+
 @dataclass
 class Rewrite:
     """A standalone question: the follow-up itself plus the context carried from earlier turns."""

@@ -8,14 +8,14 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .answer import extractive_answer, messages
-from .chat import entities, rewrite
+from .answer import combine_answers, covers_subjects, extractive_answer, messages
+from .chat import Rewrite, entities, rewrite, split_subjects
 from .config import Config
 from .embedding import Embedder
 from .errors import QuestionError, StoreError
 from .ingest import IngestReport, Progress, ingest
 from .retrieval import Retriever, analyse, focus_text, refresh_lexical
-from .schema import Answer
+from .schema import Answer, Passage
 from .store import DocRecord, Store
 from .text import detect_language, replace_surrogates, warm_up
 
@@ -87,6 +87,37 @@ class Assistant:
 
     # ------------------------------------------------------------------ answering
 
+    def _extractive(
+        self,
+        question: str,
+        rw: Rewrite,
+        filters: Mapping[str, Any] | None,
+        k: int | None,
+        subject: str = "",
+    ) -> tuple[Answer, list[Passage]]:
+        """The extractive answer to one (rewritten) question, and the passages found for it; a
+        sub-question's ``subject`` must be named in the documents, like the question's names."""
+        standalone = rw.standalone
+        passages, terms, best_dense = self.retriever.search(standalone, filters, k)
+        focus = self.config.answer.focus_weight
+        if rw.context:
+            # Terms carried over from earlier turns find the passage; the new question's own terms
+            # should decide which sentences answer it, so the carried ones count half.
+            terms = analyse(question, focus).merged(analyse(rw.context).scaled(0.5))
+        elif focus > 0 and focus_text(standalone):
+            terms = analyse(standalone, focus)  # without focus words this would repeat the search's terms
+        answer = extractive_answer(
+            question,
+            standalone,
+            passages,
+            terms,
+            best_dense,
+            self.retriever.lexical,
+            self.config.answer,
+            names=list(dict.fromkeys([*entities(question), *([subject] if subject else [])])),
+        )
+        return answer, passages
+
     def ask(
         self,
         question: str,
@@ -109,25 +140,18 @@ class Assistant:
             )
         clean_history = [replace_surrogates(h.strip()) for h in (history or []) if isinstance(h, str) and h.strip()]
         rw = rewrite(question, clean_history)
-        standalone = rw.standalone
-        passages, terms, best_dense = self.retriever.search(standalone, filters, k)
-        focus = self.config.answer.focus_weight
-        if rw.context:
-            # Terms carried over from earlier turns find the passage; the new question's own terms
-            # should decide which sentences answer it, so the carried ones count half.
-            terms = analyse(question, focus).merged(analyse(rw.context).scaled(0.5))
-        elif focus > 0 and focus_text(standalone):
-            terms = analyse(standalone, focus)  # without focus words this would repeat the search's terms
-        answer = extractive_answer(
-            question,
-            standalone,
-            passages,
-            terms,
-            best_dense,
-            self.retriever.lexical,
-            self.config.answer,
-            names=entities(question),
-        )
+        answer, passages = self._extractive(question, rw, filters, k)
+        # A question about several subjects "respectively" whose answer leaves one of them out is
+        # answered one subject at a time.
+        subjects = [] if rw.context else split_subjects(question)
+        if subjects and not covers_subjects(answer, [s.subject for s in subjects], self.retriever.lexical):
+            parts = [
+                (s.subject, self._extractive(s.question, Rewrite(s.question), filters, k, s.subject)[0])
+                for s in subjects
+            ]
+            if any(not a.abstained for _, a in parts):
+                answer = combine_answers(question, parts, messages_language(question))
+                passages = answer.retrieved
         if self.config.llm is not None and not answer.abstained:
             from .llm import synthesize
 
@@ -135,6 +159,11 @@ class Assistant:
         answer.notes.extend(notes)
         answer.latency_ms = round((time.perf_counter() - started) * 1000, 2)
         return answer
+
+
+def messages_language(question: str) -> str:
+    """The language of an answer's fixed texts: Chinese for Chinese and mixed questions."""
+    return "zh" if detect_language(question) in ("zh", "mixed") else "en"
 
 
 def _natural(doc_id: str) -> tuple[str, int]:

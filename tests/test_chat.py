@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from assistant.chat import ChatSession, entities, needs_context, rewrite
+from assistant.chat import ChatSession, SubQuestion, entities, needs_context, rewrite, split_subjects
 from assistant.schema import Answer
 
 
@@ -99,3 +99,72 @@ def test_session_keeps_history_and_resets() -> None:
     session.reset()
     session.ask("third")
     assert backend.calls[-1] == ("third", [])
+
+
+@pytest.mark.parametrize(
+    ("question", "expected"),
+    [
+        (
+            "苏州和常州分别成立了什么样的产教联盟？",
+            [("苏州", "苏州成立了什么样的产教联盟？"), ("常州", "常州成立了什么样的产教联盟？")],
+        ),
+        # the clause before the subjects belongs to every sub-question
+        (
+            "关于技能人才的比例，山东和全国分别给出了什么数据？",
+            [
+                ("山东", "关于技能人才的比例，山东给出了什么数据？"),
+                ("全国", "关于技能人才的比例，全国给出了什么数据？"),
+            ],
+        ),
+        # the last subject's "的…" is shared
+        (
+            "山东职业学校和无锡技师学院的毕业生就业率分别是多少？",
+            [
+                ("山东职业学校的毕业生就业率", "山东职业学校的毕业生就业率是多少？"),
+                ("无锡技师学院的毕业生就业率", "无锡技师学院的毕业生就业率是多少？"),
+            ],
+        ),
+        (
+            "南海、苏州与常州各自有多少家企业？",
+            [("南海", "南海有多少家企业？"), ("苏州", "苏州有多少家企业？"), ("常州", "常州有多少家企业？")],
+        ),
+        (
+            "What did Suzhou and Changzhou set up, respectively?",
+            [("Suzhou", "What did Suzhou set up?"), ("Changzhou", "What did Changzhou set up?")],
+        ),
+        (
+            "How many members do the Suzhou alliance and the Nanhai alliance each have?",
+            [
+                ("the Suzhou alliance", "How many members do the Suzhou alliance have?"),
+                ("the Nanhai alliance", "How many members do the Nanhai alliance have?"),
+            ],
+        ),
+        (
+            "What alliances did Suzhou, Nanhai and Changzhou found respectively?",
+            [
+                ("Suzhou", "What alliances did Suzhou found?"),
+                ("Nanhai", "What alliances did Nanhai found?"),
+                ("Changzhou", "What alliances did Changzhou found?"),
+            ],
+        ),
+    ],
+)
+def test_split_subjects_asks_one_question_per_subject(question: str, expected: list[tuple[str, str]]) -> None:
+    assert split_subjects(question) == [SubQuestion(s, q) for s, q in expected]
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "苏州成立了什么样的产教联盟？",  # one subject
+        "印度野驴与非洲野驴的分别是什么？",  # 分别 the noun: "the difference"
+        "分别是什么？",  # no subjects
+        "苏州和常州分别",  # nothing asked about them
+        "甲和乙和丙和丁和戊分别是什么？",  # more than four
+        "How many graduates do Linyi and Jining schools train each year?",  # "each year" is not "respectively"
+        "What do students and teachers do respectively?",  # no names
+        "What did Suzhou set up?",
+    ],
+)
+def test_split_subjects_leaves_other_questions_alone(question: str) -> None:
+    assert split_subjects(question) == []

@@ -17,6 +17,7 @@ from assistant.answer import (
     answer_kind,
     asked_role,
     cited_first,
+    combine_answers,
     counted_tokens,
     counts,
     expected_types,
@@ -25,6 +26,7 @@ from assistant.answer import (
     score_candidates,
     with_continuation,
 )
+from assistant.chat import Rewrite
 from assistant.config import Config
 from assistant.core import Assistant
 from assistant.documents import source_text
@@ -45,7 +47,7 @@ from assistant.retrieval import (
     title_named,
     validate_filters,
 )
-from assistant.schema import Passage, Span
+from assistant.schema import Answer, AnswerSentence, Citation, Passage, Span
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -155,9 +157,7 @@ def test_is_heading() -> None:
 
 
 def test_char_document_frequency_and_idf() -> None:
-    index = LexicalIndex(
-        ["a", "b", "c"], ["", "", ""], [{}, {}, {}], [["出生", "2013"], ["生于", "生"], ["美国"]], "g"
-    )
+    index = LexicalIndex(["a", "b", "c"], ["", "", ""], [{}, {}, {}], [["出生", "2013"], ["生于", "生"], ["美国"]], "g")
     assert index.char_df == {"出": 1, "生": 2, "于": 1, "美": 1, "国": 1}
     assert index.char_idf("生") == pytest.approx(math.log(1 + 1.5 / 2.5))
     assert index.char_idf("出") == pytest.approx(math.log(1 + 2.5 / 1.5))
@@ -256,6 +256,40 @@ def test_cited_first_moves_the_cited_passages_to_the_front_in_citation_order() -
     assert [p.chunk_id for p in cited_first(ps, ["zz"])] == list("abcde")  # unknown ids change nothing
 
 
+def _part(question: str, quotes: list[tuple[str, str, int]], retrieved: str) -> Answer:
+    """An answer quoting ``(doc_id, quote, start)`` triples, one sentence each, numbered from 1."""
+    cites = [
+        Citation(n, doc, doc, "", "", "", doc, quote, start, start + len(quote), quote, start, start + len(quote))
+        for n, (doc, quote, start) in enumerate(quotes, start=1)
+    ]
+    sentences = [AnswerSentence(c.quote, [c.n]) for c in cites]
+    passages = [Passage(chunk_id=c, doc_id=c, text=c, start=0, end=1, score=0.0) for c in retrieved]
+    return Answer(question, question, "", not quotes, "zh", cites, sentences, retrieved=passages, confidence=0.5)
+
+
+def test_combine_answers_renumbers_dedupes_and_says_what_is_missing() -> None:
+    a = _part("A?", [("x", "Alpha one.", 0), ("y", "Shared.", 5)], "xyq")
+    b = _part("B?", [("y", "Shared.", 5), ("z", "Beta.", 9)], "zyr")
+    missing = _part("C?", [], "q")
+    missing.notes = ["weak match"]
+    out = combine_answers("A、B和C分别是什么？", [("A", a), ("B", b), ("C", missing)], "zh")
+    assert not out.abstained
+    assert [(c.n, c.doc_id, c.quote) for c in out.citations] == [
+        (1, "x", "Alpha one."),
+        (2, "y", "Shared."),
+        (3, "z", "Beta."),
+    ]
+    assert [(s.text, s.citations) for s in out.sentences] == [("Alpha one.", [1]), ("Shared.", [2]), ("Beta.", [3])]
+    assert out.answer == "Alpha one. [1] Shared. [2] Beta. [3] 在联盟文档中没有找到关于“C”的内容。"
+    # retrieved: interleaved by rank (x z y q r), then the cited ones first in citation order
+    assert [p.chunk_id for p in out.retrieved] == ["x", "y", "z", "q", "r"]
+    assert "C: weak match" in out.notes
+    english = combine_answers("What did A and C set up, respectively?", [("A", a), ("C", missing)], "en")
+    assert english.answer.endswith("Nothing was found in the alliance documents about C.")
+    nothing = combine_answers("A和C分别是什么？", [("A", missing), ("C", missing)], "zh")
+    assert nothing.abstained and not nothing.citations and [p.chunk_id for p in nothing.related] == ["q"]
+
+
 def test_asked_role_names_the_role_a_who_question_asks_about() -> None:
     assert {"manag", "经理"} <= asked_role("Who is the general manager of SGS-CSTC Standards Technical Services?")
     assert {"会长", "presid"} <= asked_role("首任会长是谁？")
@@ -333,6 +367,34 @@ def test_chinese_question_finds_english_passage(assistant: Assistant) -> None:
     assert not answer.abstained and answer.language == "zh"
     assert "30,000 acres" in " ".join(c.quote for c in answer.citations)
     assert answer.retrieved[0].doc_id == "003_bbf56349fcc5548d.txt#1"
+
+
+@pytest.mark.slow
+def test_a_question_about_two_subjects_cites_each(assistant: Assistant) -> None:
+    question = "常州检验检测认证联盟和上海智能新能源汽车产教融合共同体分别有哪些企业参与牵头？"
+    # Answered as one question, the best sentences all come from one document...
+    whole, _ = assistant._extractive(question, Rewrite(question), None, None)
+    assert len({c.doc_id for c in whole.citations}) == 1
+    # ...so each subject is asked on its own, and each is cited.
+    answer = assistant.ask(question)
+    assert not answer.abstained and answer.language == "zh"
+    docs = [c.doc_id[:4] for c in answer.citations]
+    assert "000_" in docs and "002_" in docs
+    assert [c.n for c in answer.citations] == list(range(1, len(answer.citations) + 1))
+    for c in answer.citations:
+        assert f"[{c.n}]" in answer.answer
+        assert _source(assistant, c.source)[c.start : c.end] == c.quote
+    assert answer.retrieved[0].chunk_id == answer.citations[0].chunk_id
+
+
+@pytest.mark.slow
+def test_a_subject_the_documents_never_mention_is_said_to_be_missing(assistant: Assistant) -> None:
+    answer = assistant.ask("苏州和火星分别成立了什么联盟？")
+    assert not answer.abstained
+    assert answer.citations and all(c.doc_id.startswith("001_") for c in answer.citations)
+    assert answer.answer.endswith("在联盟文档中没有找到关于“火星”的内容。")
+    english = assistant.ask("What did Suzhou and Atlantis set up, respectively?")
+    assert english.answer.endswith("Nothing was found in the alliance documents about Atlantis.")
 
 
 @pytest.mark.slow
