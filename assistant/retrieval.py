@@ -534,6 +534,18 @@ def focus_text(question: str) -> str:
     return " ".join(g for m in _FOCUS_ZH.finditer(question) for g in m.groups() if g)
 
 
+# "Which two platforms…", "哪两个平台…": the number says how many answers are wanted, not a word the
+# answer holds; matched, it found "two-way flow system" for eval/gold.jsonl q025 and "two years" for q113.
+_ANSWER_COUNT_EN = re.compile(r"\b(which|what)\s+(?:two|three|four|five|both)\b(?![-\w])", re.IGNORECASE)
+_ANSWER_COUNT_ZH = re.compile(r"哪[两兩三四五](?=[\u4e00-\u9fff])")
+
+
+def without_answer_count(question: str) -> str:
+    """``question`` without the count of the answers it asks for ("Which two X" -> "Which X",
+    "哪两个X" -> "哪个X")."""
+    return _ANSWER_COUNT_ZH.sub("哪", _ANSWER_COUNT_EN.sub(r"\1", question))
+
+
 # A Chinese question's character bigrams that are not words weigh this much. They repeat its words:
 # a name jieba does not know (松平康忠 -> 松|平康|忠, plus 松平, 康忠) or a pair across two words
 # (罗保铭|担任 -> 铭担), so at full weight the subject's name outweighed the words that ask about it
@@ -549,6 +561,7 @@ def analyse(question: str, focus_weight: float = 0.0, bigram_weight: float = BIG
     bigrams that are not words weigh ``bigram_weight`` (see ``BIGRAM_WEIGHT``).
     """
     language = detect_language(question)
+    question = without_answer_count(question)
     sequence = tokenize(question)
     focus = focus_text(question) if focus_weight > 0 else ""
     focus_tokens = set(tokenize(focus))
