@@ -216,6 +216,26 @@ def test_sub_word_fallback_without_supplement(monkeypatch: pytest.MonkeyPatch, d
     assert {"produc", "teach", "fusion"} <= toks
 
 
+@pytest.mark.parametrize(
+    ("word", "parts"),
+    [
+        ("在世界上", ["世界", "上"]),  # not 在世 ("alive") + 界 + 上: fewest one-character parts
+        ("全国层面", ["全国", "层面"]),
+        ("冰轮环境", ["冰轮", "环境"]),
+    ],
+)
+def test_unknown_words_split_into_the_fewest_single_characters(
+    dictionary: Dictionary, word: str, parts: list[str]
+) -> None:
+    assert word not in dictionary
+    assert tr._split_known(dictionary, word) == parts
+
+
+def test_a_jieba_phrase_missing_from_cedict_translates_by_its_words() -> None:
+    toks = set(tokens(translate_zh_to_en("规模在世界上处于什么水平？")))
+    assert "world" in toks and "aliv" not in toks
+
+
 def test_merge_rejoins_dictionary_terms(dictionary: Dictionary) -> None:
     assert tr._merge_segments(dictionary, ["产教", "融合", "联盟"]) == ["产教融合", "联盟"]
     assert tr._merge_segments(dictionary, ["产教", "的", "融合"]) == ["产教", "的", "融合"]
