@@ -94,6 +94,8 @@ SUPPLEMENT: dict[str, tuple[str, ...]] = {
     # 主持 a forum or a meeting: CC-CEDICT's "take charge of; preside over" stems to "presid", which
     # matches every "Vice President" of a conference report.
     "主持": ("host", "chair", "moderate"),
+    # CC-CEDICT lists 年's rare reading ("grain, harvest") first, as it has more glosses.
+    "年": ("year",),
 }
 
 # --- gloss cleaning ------------------------------------------------------------------------------
@@ -451,7 +453,7 @@ def _split_known(d: Dictionary, word: str) -> list[str]:
             piece = word[i:j]
             if j - i == n:
                 continue  # the word itself is what is unknown
-            if piece in _text.ZH_STOPWORDS:
+            if piece in _text.ZH_STOPWORDS or piece in _GRAMMAR_WORDS:
                 option = ((singles, unknown, count), pieces)
             elif piece in d:
                 option = ((singles + (j - i == 1), unknown, count + 1), [*pieces, piece])
@@ -492,6 +494,31 @@ def _ranked(weights: dict[str, float]) -> list[tuple[str, float]]:
     return sorted(weights.items(), key=lambda kv: -kv[1])
 
 
+# Words a question uses for their grammar, whose CC-CEDICT glosses are content words that a
+# translated query must not look for: localizers after a noun (会上 "at the meeting": 上 "on top,
+# upper"; 成立后: 后 "back, behind"), purpose and direction complements (来支持 "to support": 来 "come";
+# 研发出: 出 "go out"), 到 "by" (a year), aspect (正在 "right in the middle of") and 分别 "respectively"
+# ("part or leave each other"). Only the translation skips them; they stay Chinese tokens.
+_GRAMMAR_WORDS = frozenset("上 下 前 后 里 内 来 去 到 出 正在 分别 分別 各自".split())
+# Measure words count the noun after a quantity word (多少家企业, 几所, 哪位, 每项), yet CC-CEDICT
+# glosses them as nouns: 家 "home, family", 名 "name", 项 "back of neck", 场 "stage".
+_MEASURE_WORDS = frozenset("个家所名位项条种座件届批只台辆本张篇部款门支份场类处次组")
+_DATE_UNITS = frozenset("年月日号")
+_QUANTITY_WORDS = ("哪几", "多少", "若干", "几", "哪", "每", "各")
+_COUNTED_MEASURE_RE = re.compile(f"^(?:{'|'.join(_QUANTITY_WORDS)})[{''.join(sorted(_MEASURE_WORDS))}]$")
+
+
+def not_translated(word: str, previous: str = "") -> bool:
+    """Whether the zh→en translation skips ``word`` (after ``previous``): a grammar word, a measure
+    word counting the next noun after a quantity word (多少|家, or jieba's one-word 几家 / 哪项), or the
+    unit of a date written in digits (2025年)."""
+    if word in _GRAMMAR_WORDS or _COUNTED_MEASURE_RE.match(word):
+        return True
+    if word in _DATE_UNITS and previous[-1:].isdigit():
+        return True  # 2025年, 3月21日: the number says it all
+    return word in _MEASURE_WORDS and previous.endswith(_QUANTITY_WORDS)
+
+
 def translate_zh_to_en_groups(text: str) -> list[list[tuple[str, float]]]:
     """English query tokens of a Chinese question, one group per source word (its alternatives).
 
@@ -505,12 +532,15 @@ def translate_zh_to_en_groups(text: str) -> list[list[tuple[str, float]]]:
     d = get_dictionary()
     text = unicodedata.normalize("NFKC", text)
     groups: list[list[tuple[str, float]]] = []
+    previous = ""
     for kind, run in _text.split_scripts(text):
         if kind != "zh":
             groups.extend([[(tok, 1.0)] for tok in _text.tokenize(run)])
+            previous = run.strip()
             continue
         for word in _merge_segments(d, _text.segment_zh(run)):
-            if word in _text.ZH_STOPWORDS or word.isspace():
+            after, previous = previous, word
+            if word in _text.ZH_STOPWORDS or word.isspace() or not_translated(word, after):
                 continue
             weights: dict[str, float] = {}
             if not (word in d and _zh_word_weights(d, word, 1.0, weights)):

@@ -219,7 +219,7 @@ def test_sub_word_fallback_without_supplement(monkeypatch: pytest.MonkeyPatch, d
 @pytest.mark.parametrize(
     ("word", "parts"),
     [
-        ("在世界上", ["世界", "上"]),  # not 在世 ("alive") + 界 + 上: fewest one-character parts
+        ("在世界上", ["世界"]),  # not 在世 ("alive") + 界 + 上: fewest one-character parts (上 is grammar)
         ("全国层面", ["全国", "层面"]),
         ("冰轮环境", ["冰轮", "环境"]),
     ],
@@ -234,6 +234,31 @@ def test_unknown_words_split_into_the_fewest_single_characters(
 def test_a_jieba_phrase_missing_from_cedict_translates_by_its_words() -> None:
     toks = set(tokens(translate_zh_to_en("规模在世界上处于什么水平？")))
     assert "world" in toks and "aliv" not in toks
+
+
+@pytest.mark.parametrize(
+    ("question", "absent", "present"),
+    [
+        ("南海区产教联盟理事会成员中有多少家企业？", {"home", "famili"}, {"compani"}),  # 家 counts 企业
+        ("苏州有多少名专家？", {"name", "noun"}, {"expert"}),
+        ("山东信息职业技术学院的学生获得了几项国家级奖项？", {"back", "neck"}, {"award"}),
+        ("会上签署了什么协议？", {"top", "upper"}, {"sign", "agreement"}),  # 会上 "at the meeting"
+        ("成立后将开发什么课程？", {"back", "behind"}, {"cours"}),
+        ("苏州和常州分别成立了什么联盟？", {"differ", "part"}, {"suzhou", "changzhou"}),
+        ("南海区到2025年计划培育多少家企业？", {"grain", "harvest", "year", "arriv"}, {"2025", "plan"}),
+    ],
+)
+def test_grammar_words_are_not_translated(question: str, absent: set[str], present: set[str]) -> None:
+    toks = set(tokens(translate_zh_to_en(question)))
+    assert present <= toks and not absent & toks
+
+
+def test_not_translated() -> None:
+    assert tr.not_translated("家", "多少") and tr.not_translated("几家") and tr.not_translated("哪项")
+    assert not tr.not_translated("家", "国") and not tr.not_translated("名单")
+    assert tr.not_translated("年", "2025") and not tr.not_translated("年", "每")
+    assert tr.not_translated("上") and tr.not_translated("分别") and not tr.not_translated("上海")
+    assert translate_zh_to_en("年")[0][0] == "year"  # before CC-CEDICT's "grain, harvest"
 
 
 def test_merge_rejoins_dictionary_terms(dictionary: Dictionary) -> None:
