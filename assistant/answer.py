@@ -98,6 +98,13 @@ class AnswerSettings:
     # 0.885, DRCD dev (300): 0.923 -> 0.933; for English questions it gained nothing on SQuAD 1.1 dev
     # and cost eval/gold.jsonl a question, so it is not used there.
     passage_weight: float = 1.0
+    # For "how many X" across languages, a sentence holding a number a few words before X (``counts``,
+    # through the dictionary) counts this much more, scaled by the share of chunks in the other
+    # script: translated coverage is too coarse to see "six vocational colleges" for 几所职业院校 and
+    # preferred "sharing experiences" (经验). eval/gold.jsonl: hit@1 0.880 -> 0.897, citation precision
+    # 0.845 -> 0.849, false abstention 0.034 -> 0.009. Within one language it cost SQuAD 1.1 dev and
+    # CMRC 2018 trial a question each (the words next to the number are matched directly there).
+    count_weight: float = 0.4
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_sentences <= 20:
@@ -116,6 +123,7 @@ class AnswerSettings:
             "rank_weight",
             "dense_weight",
             "passage_weight",
+            "count_weight",
             "min_coverage",
             "min_dense",
             "duplicate_overlap",
@@ -316,6 +324,9 @@ def score_candidates(
     top_doc = passages[0].doc_id if passages else ""
     wanted = answer_kind(question)
     passage_weight = settings.passage_weight * lexical.script_share("zh") if terms.language == "zh" else 0.0
+    other_script = 1.0 - lexical.script_share("zh" if terms.language == "zh" else "en")
+    count_weight = settings.count_weight * other_script if wanted == "number" else 0.0
+    counted = counted_tokens(question) if count_weight > 0 else frozenset()
     top_score = max((p.score for p in passages[: settings.passages]), default=0.0) or 1.0
     out: list[Candidate] = []
     for passage, rank, span, text, sequence, toks in sentences:
@@ -332,6 +343,7 @@ def score_candidates(
             + settings.rank_weight / (1 + rank)
             + settings.dense_weight * dense
             + passage_weight * passage.score / top_score
+            + (count_weight * counts(text, counted) if counted else 0.0)
         )
         out.append(Candidate(passage, rank, span, text, cov, score, toks))
     out.sort(key=lambda c: -c.score)

@@ -429,6 +429,30 @@ def test_which_two_does_not_look_for_the_word_two(assistant: Assistant) -> None:
 
 
 @pytest.mark.slow
+def test_a_sentence_counting_what_is_asked_for_wins_across_languages(assistant: Assistant) -> None:
+    question = "有几所职业院校的代表在无锡论坛上分享了经验？"
+    passages, _, _ = assistant.retriever.search(question)
+    terms = analyse(question, AnswerSettings().focus_weight)
+    lexical = assistant.retriever.lexical
+    weighted = score_candidates(passages, terms, lexical, AnswerSettings(), question)
+    plain = score_candidates(passages, terms, lexical, AnswerSettings(count_weight=0.0), question)
+    assert "six vocational colleges" in weighted[0].text  # "Representatives from six vocational colleges..."
+    assert "six vocational colleges" not in plain[0].text  # "...sharing experiences" without it
+    counted = counted_tokens(question)
+    bonus = 0.4 * (1 - lexical.script_share("zh"))
+    for c in weighted:
+        same = next(p for p in plain if p.span == c.span and p.passage.chunk_id == c.passage.chunk_id)
+        assert c.score == pytest.approx(same.score + bonus * counts(c.text, counted))
+    # a question that does not ask "how many" is scored the same either way
+    other = "无锡论坛由谁主持？"
+    found, _, _ = assistant.retriever.search(other)
+    t = analyse(other, AnswerSettings().focus_weight)
+    assert [c.score for c in score_candidates(found, t, lexical, AnswerSettings(), other)] == [
+        c.score for c in score_candidates(found, t, lexical, AnswerSettings(count_weight=0.0), other)
+    ]
+
+
+@pytest.mark.slow
 def test_digest_bullet_is_quoted_without_its_heading(assistant: Assistant) -> None:
     # The digest runs "Group 1 - ... [5] Group 2 - ..." on one line; the quote is the one bullet
     # that answers (the words next to 有哪些 decide it), with its exact span in the file.
