@@ -17,7 +17,7 @@ from typing import Any
 
 from .chunking import inline_items
 from .errors import ConfigError
-from .retrieval import LexicalIndex, QueryTerms, bigrams, term_coverage
+from .retrieval import LexicalIndex, QueryTerms, analyse, bigrams, term_coverage
 from .schema import Answer, AnswerSentence, Citation, Passage, Span
 from .text import EN_STOPWORDS, has_cjk, segment_zh, tokenize
 
@@ -751,8 +751,6 @@ def covers_subjects(answer: Answer, subjects: Sequence[str], lexical: LexicalInd
     """Whether the quotes of ``answer`` name every one of ``subjects`` (directly or translated)."""
     if answer.abstained:
         return False
-    from .retrieval import analyse
-
     quoted = frozenset(t for c in answer.citations for t in tokenize(c.quote))
     return all(term_coverage(analyse(s), quoted, lexical) >= SUBJECT_COVERAGE for s in subjects)
 

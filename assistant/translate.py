@@ -433,7 +433,8 @@ def _zh_word_weights(d: Dictionary, word: str, total: float, out: dict[str, floa
 
 
 def _split_known(d: Dictionary, word: str) -> list[str]:
-    """An unknown word split into dictionary sub-words, stop words and unknown characters skipped.
+    """An unknown word split into dictionary sub-words; stop words, grammar words and unknown
+    characters are skipped.
 
     Of all splits, the one with the fewest one-character sub-words, then the fewest unknown
     characters, then the fewest sub-words: jieba's 在世界上 is 在|世界|上, where the longest match from
