@@ -28,7 +28,16 @@ from .embedding import Embedder
 from .errors import ConfigError
 from .schema import Passage, Span
 from .store import Store, date_number, sentences_of
-from .text import cjk_chars, detect_language, has_cjk, has_surrogates, segment_zh, to_simplified, tokenize
+from .text import (
+    cjk_chars,
+    detect_language,
+    has_cjk,
+    has_surrogates,
+    jieba_words,
+    segment_zh,
+    to_simplified,
+    tokenize,
+)
 from .translate import translate_en_to_zh_groups, translate_zh_to_en_groups
 
 FILTER_KEYS = ("doc_id", "source", "outlet", "language", "date_from", "date_to")
@@ -525,12 +534,44 @@ _FOCUS_ZH = re.compile(
 )
 
 
+# A coverb before the question word ("以什么为食", "用什么", "为什么"): the words before it are the
+# subject, what is asked for comes after. Matched as jieba words, not characters (方向 ends in 向).
+# Focusing on the subject had quoted an article's first sentence ("蓝线裸顶鲷，又称…") for what it
+# eats: CMRC 2018 trial (1,000) hit@1 0.897 -> 0.901, citation precision 0.726 -> 0.729; trial 300
+# citation precision 0.717 -> 0.721; eval/gold.jsonl, SQuAD 1.1 dev and DRCD dev unchanged.
+_COVERBS = frozenset("以 用 向 对 给 凭 靠 为什么 為什麼".split())
+_QUESTION_WORDS = frozenset("什么 哪些 哪几 哪个 何种 甚么 什麼".split())
+
+
+def _mark_coverbs(question: str) -> str:
+    """``question`` with a clause mark around each coverb before a question word, so that the focus
+    pattern does not take the subject before it ("蓝线裸顶鲷，以，什么为食")."""
+    words = jieba_words(question)
+    if sum(len(w) for w in words) != len(question):
+        return question  # folding changed the length: offsets would not line up
+    out: list[str] = []
+    at = 0
+    for i, word in enumerate(words):
+        original = question[at : at + len(word)]
+        at += len(word)
+        after = words[i + 1] if i + 1 < len(words) else ""
+        if word == "为什么":
+            out.append("，" + original[0] + "，" + original[1:])
+        elif word in _COVERBS and after[:2] in _QUESTION_WORDS:
+            out.append("，" + original + "，")
+        else:
+            out.append(original)
+    return "".join(out)
+
+
 def focus_text(question: str) -> str:
     """The Chinese words next to the question word that name what is asked for ("" when none is found).
 
     Only Chinese: the same for English ("Which company...") cost SQuAD 1.1 dev a point of citation
     precision and gained nothing on eval/gold.jsonl.
     """
+    if has_cjk(question):
+        question = _mark_coverbs(question)
     return " ".join(g for m in _FOCUS_ZH.finditer(question) for g in m.groups() if g)
 
 

@@ -269,6 +269,12 @@ def segment_zh(text: str) -> list[str]:
     return words
 
 
+def jieba_words(text: str) -> list[str]:
+    """jieba's precise-mode words of the whole of ``text`` (every script, spaces kept), folded to
+    simplified; joined, they give ``to_simplified(text)``."""
+    return list(_get_jieba().lcut(to_simplified(text)))
+
+
 # --- tokenization --------------------------------------------------------------------------------
 
 

@@ -189,6 +189,11 @@ def test_filters_validated_and_translated() -> None:
         ("重庆理工大学卓越人才班实行什么导师制度？", "导师制度"),
         ("山东信息职业技术学院已经举办了多少场培训？", "培训"),
         ("无锡这次产教融合论坛由谁主持？", "主持"),
+        # a coverb before the question word: the subject is before it, what is asked for after it
+        ("蓝线裸顶鲷以什么为食？", "为食"),
+        ("黄鳍紫鱼主要以什么为食？", "为食"),
+        ("阿若憍陈如为什么被称为阿若？", ""),
+        ("常州检验检测认证产教联盟的五个重点方向是什么？", "五个重点方向"),  # 方向 ends in 向: not a coverb
         ("When was the alliance launched?", ""),  # English questions have none
     ],
 )

@@ -243,3 +243,12 @@ def test_cjk_chars_of_tokens() -> None:
     assert cjk_chars(["出生地", "2013", "covid", "生于"]) == frozenset("出生地于")
     assert cjk_chars(tokenize("琴娜·杜普洛生於舊金山")) >= frozenset("生于旧金山")
     assert cjk_chars([]) == frozenset()
+
+
+@pytest.mark.parametrize(
+    "sample", ["蓝线裸顶鲷以什么为食？", "為什麼盤古大陸內部有沙漠？", "Which 2 alliances 在苏州?", ""]
+)
+def test_jieba_words_cover_the_whole_text(sample: str) -> None:
+    words = text.jieba_words(sample)
+    assert "".join(words) == to_simplified(sample)
+    assert ("以" in words) == ("以" in sample)
