@@ -272,6 +272,18 @@ ANSWER_KINDS: dict[str, tuple[re.Pattern[str], re.Pattern[str]]] = {
             re.I,
         ),
     ),
+    # "Why" wants the sentence giving the cause, not the one restating what the question says
+    # happened: CMRC 2018 trial (300) citation precision 0.721 -> 0.727, (1,000) 0.729 -> 0.731;
+    # hit@1, eval/gold.jsonl, SQuAD 1.1 dev and DRCD dev unchanged.
+    "why": (
+        # not "表现为什么" / "称为什么" ("manifests as what", "is called what")
+        re.compile(r"\bwhy\b|(?<![称稱现現成作视視改分译譯变變定列选選])(?:为什么|為什麼)|为何|為何|何故", re.I),
+        re.compile(
+            r"因为|因為|由于|由於|因此|所以|原因|导致|導致|以致|以便|为了|為了"
+            r"|\b(because|due to|since|as a result|owing to|so that|in order to|thanks to|caused?|reason)\b",
+            re.I,
+        ),
+    ),
     "number": (
         re.compile(
             r"\b(how many|how much|how long|how large|how big|how old|what percentage|what proportion"
@@ -289,7 +301,8 @@ ANSWER_KINDS: dict[str, tuple[re.Pattern[str], re.Pattern[str]]] = {
 
 
 def answer_kind(question: str) -> str | None:
-    """ "year", "when" or "number" when the question asks for a year, a date or a quantity, else None."""
+    """ "year", "when", "why" or "number" when the question asks for a year, a date, a cause or a
+    quantity, else None."""
     for kind, (asks, _) in ANSWER_KINDS.items():
         if asks.search(question):
             return kind

@@ -355,6 +355,12 @@ def test_answer_kind() -> None:
     year = ANSWER_KINDS["year"][1]
     assert year.search("a key national university established in 1920") and year.search("始建于1920年")
     assert not year.search("The alumni association was established on October 26")
+    assert answer_kind("为什么此战奠定了他在土佐的霸权？") == answer_kind("Why did the alliance form?") == "why"
+    assert answer_kind("对亚硫酸盐过敏的反应表现为什么？") is None  # "manifests as what"
+    assert answer_kind("五月艾在四川被称为什么？") is None  # "is called what"
+    why = ANSWER_KINDS["why"][1]
+    assert why.search("由于元亲实行「一领具足」制度，因此集结约7300名士兵") and why.search("because of the floods")
+    assert not why.search("此战奠定了长宗我部元亲在土佐的霸权。")
 
 
 # --------------------------------------------------------------------------- on the sample corpus
