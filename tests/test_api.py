@@ -66,6 +66,17 @@ def test_ask_chinese(client: httpx.Client) -> None:
     assert "March 21" in answer["answer"]
 
 
+def test_ask_about_two_subjects_respectively(client: httpx.Client) -> None:
+    question = "常州检验检测认证联盟和上海智能新能源汽车产教融合共同体分别有哪些企业参与牵头？"
+    r = client.post("/api/ask", json={"question": question})
+    assert r.status_code == 200, r.text
+    answer = r.json()
+    assert not answer["abstained"]
+    check_citations(answer)
+    assert {c["doc_id"][:4] for c in answer["citations"]} >= {"000_", "002_"}  # one source per subject
+    assert any(n.startswith("answered per subject:") for n in answer["notes"])
+
+
 def test_ask_follow_up_with_history_and_k(client: httpx.Client) -> None:
     r = client.post("/api/ask", json={"question": "How many training bases will it establish?",
                                       "history": ["What is the Suzhou alliance?"], "k": 3})
