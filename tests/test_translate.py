@@ -246,6 +246,9 @@ def test_a_jieba_phrase_missing_from_cedict_translates_by_its_words() -> None:
         ("成立后将开发什么课程？", {"back", "behind"}, {"cours"}),
         ("苏州和常州分别成立了什么联盟？", {"differ", "part"}, {"suzhou", "changzhou"}),
         ("南海区到2025年计划培育多少家企业？", {"grain", "harvest", "year", "arriv"}, {"2025", "plan"}),
+        ("联盟是由哪个单位牵头发起的？", {"unit"}, {"allianc", "lead"}),  # "which organization"
+        ("共同体由哪几家单位发起？", {"unit", "home"}, {"communiti"}),
+        ("联盟的成员单位有哪些？", set(), {"member", "unit"}),  # not after a question word: translated
     ],
 )
 def test_grammar_words_are_not_translated(question: str, absent: set[str], present: set[str]) -> None:
