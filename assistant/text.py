@@ -247,98 +247,9 @@ def to_simplified(text: str) -> str:
     return str(cc.convert(text))
 
 
-# Irregular past forms, which Snowball leaves alone: a dictionary gloss gives the base form (牵头
-# "lead", 举办 "hold", 建设 "build") and news English the past ("co-led by", "was held", "built").
-# Ambiguous forms are left out: found (find / to found), left, saw, rose, lay, lead (the metal).
-IRREGULAR_VERBS: dict[str, str] = {
-    "led": "lead",
-    "held": "hold",
-    "built": "build",
-    "won": "win",
-    "made": "make",
-    "began": "begin",
-    "begun": "begin",
-    "took": "take",
-    "taken": "take",
-    "gave": "give",
-    "given": "give",
-    "brought": "bring",
-    "taught": "teach",
-    "sought": "seek",
-    "bought": "buy",
-    "thought": "think",
-    "grew": "grow",
-    "grown": "grow",
-    "wrote": "write",
-    "written": "write",
-    "chose": "choose",
-    "chosen": "choose",
-    "spoke": "speak",
-    "spoken": "speak",
-    "met": "meet",
-    "sent": "send",
-    "spent": "spend",
-    "kept": "keep",
-    "drew": "draw",
-    "drawn": "draw",
-    "ran": "run",
-    "became": "become",
-    "came": "come",
-    "went": "go",
-    "gone": "go",
-    "knew": "know",
-    "known": "know",
-    "shown": "show",
-    "paid": "pay",
-    "told": "tell",
-    "sold": "sell",
-    "stood": "stand",
-    "understood": "understand",
-    "fell": "fall",
-    "fallen": "fall",
-    "broke": "break",
-    "broken": "break",
-    "lost": "lose",
-    "felt": "feel",
-    "meant": "mean",
-    "dealt": "deal",
-    "ate": "eat",
-    "eaten": "eat",
-    "fed": "feed",
-    "drove": "drive",
-    "driven": "drive",
-    "flew": "fly",
-    "flown": "fly",
-    "forgot": "forget",
-    "forgotten": "forget",
-    "hid": "hide",
-    "hidden": "hide",
-    "undertook": "undertake",
-    "undertaken": "undertake",
-    "overcame": "overcome",
-    "withdrew": "withdraw",
-    "withdrawn": "withdraw",
-    "struck": "strike",
-    "swore": "swear",
-    "sworn": "swear",
-    "wore": "wear",
-    "worn": "wear",
-    "threw": "throw",
-    "thrown": "throw",
-    "spun": "spin",
-    "sank": "sink",
-    "sunk": "sink",
-}
-
-
-_LED_TO_RE = re.compile(r"\s+to\b", re.IGNORECASE)
-
-
 @lru_cache(maxsize=65536)
 def stem(word: str) -> str:
-    """Snowball English stem of one lower-case word, irregular past forms first taken to their base
-    form (cached: vocabularies are small)."""
-    word = IRREGULAR_VERBS.get(word, word)
+    """Snowball English stem of one lower-case word (cached: vocabularies are small)."""
     stemmer = _get_stemmer()
     with _stem_lock:
         return str(stemmer.stemWord(word))
@@ -445,8 +356,6 @@ def _other_tokens(run: str, out: list[str]) -> None:
             continue  # stray letters ("e.g.", "U.S.") carry no meaning on their own
         if word.isdigit() or any(c.isdigit() for c in word):
             out.append(word)  # "2023", "5g": stemming would be meaningless
-        elif word == "led" and _LED_TO_RE.match(run, m.end()):
-            out.append(word)  # "has led to": resulted in, not "lead"
         else:
             out.append(stem(word))
 
