@@ -45,9 +45,14 @@ MESSAGES: dict[str, dict[str, str]] = {
 }
 
 
+def answer_language(language: str) -> str:
+    """The language of an answer's fixed texts for a detected language: "zh" for "zh" and "mixed"."""
+    return "zh" if language in ("zh", "mixed") else "en"
+
+
 def messages(language: str) -> dict[str, str]:
     """Fixed texts in the question's language (Chinese for "zh" and "mixed" questions)."""
-    return MESSAGES["zh" if language in ("zh", "mixed") else "en"]
+    return MESSAGES[answer_language(language)]
 
 
 @dataclass(frozen=True)
@@ -160,10 +165,6 @@ def display_text(sentence: str) -> str:
     """A quoted sentence as shown in the answer: the source's own "[1][4]" reference marks removed
     (the citation's ``quote`` keeps the exact text)."""
     return _SOURCE_REFS.sub("", sentence).strip()
-
-
-def sentence_text(passage: Passage, span: Span) -> str:
-    return passage.span_text(span)
 
 
 _MARKDOWN_HEADING = re.compile(r"\s*#{1,6}[ \t]+[^\n]*\s*")
@@ -329,7 +330,7 @@ def score_candidates(
     for rank, passage in enumerate(passages[: settings.passages]):
         for sentence in passage.sentences or [Span(passage.start, passage.end)]:
             for span in passage_items(passage, sentence):
-                text = sentence_text(passage, span)
+                text = passage.span_text(span)
                 sequence = tokenize(text)
                 if sequence and not is_heading(text, passage.title):
                     sentences.append((passage, rank, span, text, sequence, frozenset(sequence)))
@@ -428,7 +429,7 @@ def with_continuation(cand: Candidate, taken: Sequence[Candidate], max_chars: in
     if not after:
         return cand
     nxt = min(after, key=lambda sp: sp.start)
-    if not (_CONTINUES.match(sentence_text(cand.passage, nxt)) or cand.text.rstrip().endswith((":", "："))):
+    if not (_CONTINUES.match(cand.passage.span_text(nxt)) or cand.text.rstrip().endswith((":", "："))):
         return cand
     if nxt.end - cand.span.start > max_chars:
         return cand  # a quote should stay short enough to read
@@ -436,7 +437,7 @@ def with_continuation(cand: Candidate, taken: Sequence[Candidate], max_chars: in
     if any(c.passage.doc_id == doc and c.span.start < nxt.end and nxt.start < c.span.end for c in taken):
         return cand
     span = Span(cand.span.start, nxt.end)
-    text = sentence_text(cand.passage, span)
+    text = cand.passage.span_text(span)
     return Candidate(cand.passage, cand.rank, span, text, cand.coverage, cand.score, cand.tokens)
 
 
@@ -711,7 +712,7 @@ def extractive_answer(
     names: Sequence[str] = (),
 ) -> Answer:
     """Quote the best sentences with citations [1]..[n], or abstain with "possibly related" passages."""
-    language = "zh" if terms.language in ("zh", "mixed") else "en"
+    language = answer_language(terms.language)
     text = messages(language)
     candidates = score_candidates(passages, terms, lexical, settings, question)
     confidence = candidates[0].coverage if candidates else 0.0

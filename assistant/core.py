@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .answer import combine_answers, covers_subjects, extractive_answer, messages
+from .answer import answer_language, combine_answers, covers_subjects, extractive_answer, messages
 from .chat import Rewrite, entities, rewrite, split_subjects
 from .config import Config
 from .embedding import Embedder
@@ -150,7 +150,7 @@ class Assistant:
                 for s in subjects
             ]
             if any(not a.abstained for _, a in parts):
-                answer = combine_answers(question, parts, messages_language(question))
+                answer = combine_answers(question, parts, answer_language(detect_language(question)))
                 passages = answer.retrieved
         if self.config.llm is not None and not answer.abstained:
             from .llm import synthesize
@@ -159,11 +159,6 @@ class Assistant:
         answer.notes.extend(notes)
         answer.latency_ms = round((time.perf_counter() - started) * 1000, 2)
         return answer
-
-
-def messages_language(question: str) -> str:
-    """The language of an answer's fixed texts: Chinese for Chinese and mixed questions."""
-    return "zh" if detect_language(question) in ("zh", "mixed") else "en"
 
 
 def _natural(doc_id: str) -> tuple[str, int]:

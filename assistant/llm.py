@@ -55,7 +55,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 
-from .answer import citation_for, messages
+from .answer import answer_language, citation_for, messages
 from .chunking import split_sentences
 from .embedding import DEFAULT_MODEL
 from .errors import LLMError
@@ -663,7 +663,7 @@ def _render(sentences: Sequence[AnswerSentence], language: str) -> str:
 
 def synthesize(assistant: Assistant, answer: Answer, passages: list[Passage]) -> Answer:
     """The LLM's answer over the top passages, every citation checked; the extractive answer on failure."""
-    language = "zh" if answer.language in ("zh", "mixed") else "en"
+    language = answer_language(answer.language)
     given = prompt_passages(answer, passages, assistant.config.answer.passages)
     if not given:
         return answer

@@ -15,7 +15,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
-from .answer import messages
+from .answer import answer_language, messages
 from .schema import Answer, Citation, Passage
 
 # HTML's special characters and those Markdown (and KaTeX's $…$) would interpret, as entities: one
@@ -68,7 +68,7 @@ UI_TEXT: dict[str, dict[str, str]] = {
 
 def ui_text(lang: str) -> dict[str, str]:
     """Panel labels in the UI language ("zh" for Chinese, English otherwise)."""
-    return UI_TEXT["zh" if lang in ("zh", "mixed") else "en"]
+    return UI_TEXT[answer_language(lang)]
 
 
 def esc(text: object) -> str:
