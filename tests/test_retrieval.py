@@ -23,6 +23,7 @@ from assistant.answer import (
     expected_types,
     is_heading,
     missing_types,
+    names_new_org,
     score_candidates,
     with_continuation,
 )
@@ -49,6 +50,7 @@ from assistant.retrieval import (
     without_answer_count,
 )
 from assistant.schema import Answer, AnswerSentence, Citation, Passage, Span
+from assistant.text import tokenize
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -363,6 +365,31 @@ def test_answer_kind() -> None:
     assert not why.search("此战奠定了长宗我部元亲在土佐的霸权。")
 
 
+def test_answer_kind_org() -> None:
+    for question in (
+        "常州检验检测认证产教联盟是由哪个单位牵头发起的？",
+        "智能新能源汽车产教融合共同体由哪几家单位联合发起成立？",
+        "日本最大的半導體製造商是哪一家公司?",
+        "Which company partners with Shandong Business Vocational College?",
+        "Which vocational colleges joined the alliance?",
+    ):
+        assert answer_kind(question) == "org", question
+    assert answer_kind("What is Harbin Institute of Technology's motto?") is None  # the name is the subject
+    assert answer_kind("有几家单位参与？") == "number"  # 几家 counts; 哪几家 asks which
+    assert answer_kind("无锡这次产教融合论坛由谁主持？") is None  # a person hosts
+    assert answer_kind("Which forum took place with the launch?") is None
+
+
+def test_names_new_org() -> None:
+    known = frozenset(tokenize("Which company partners with Shandong Business Vocational College?"))
+    both = "The collaboration between Ice Wheel Environment Technology Co., Ltd. and Shandong Business Vocational"
+    both += " College"
+    assert names_new_org(both, known)
+    assert not names_new_org("Shandong Business Vocational College's cold chain program leverages its brand", known)
+    assert not names_new_org("The alliance will train talent for the region.", known)
+    assert names_new_org("该联盟由上汽集团和同济大学联合发起。", frozenset(tokenize("哪几家单位发起")))
+
+
 # --------------------------------------------------------------------------- on the sample corpus
 
 
@@ -461,6 +488,22 @@ def test_a_sentence_counting_what_is_asked_for_wins_across_languages(assistant: 
     assert [c.score for c in score_candidates(found, t, lexical, AnswerSettings(), other)] == [
         c.score for c in score_candidates(found, t, lexical, AnswerSettings(count_weight=0.0), other)
     ]
+
+
+@pytest.mark.slow
+def test_which_organization_prefers_the_sentence_naming_one(assistant: Assistant) -> None:
+    # The alliance's opening sentence matches 常州 检验 检测 认证 联盟 as well as the answer does;
+    # the answer names the industrial park and the institute that lead it.
+    question = "常州检验检测认证产教联盟是由哪个单位牵头发起的？"
+    passages, _, _ = assistant.retriever.search(question)
+    terms = analyse(question, AnswerSettings().focus_weight)
+    lexical = assistant.retriever.lexical
+    typed = score_candidates(passages, terms, lexical, AnswerSettings(), question)
+    plain = score_candidates(passages, terms, lexical, AnswerSettings(type_weight=0.0), question)
+    assert typed[0].text.startswith("Spearheaded by the Sino-Europe (Changzhou) Testing")
+    assert not plain[0].text.startswith("Spearheaded")
+    answer = assistant.ask(question)
+    assert answer.citations[0].quote.startswith("Spearheaded by")
 
 
 @pytest.mark.slow
