@@ -214,6 +214,7 @@ class Dictionary:
         self.loaded_from_cache = False
         self.load_seconds = 0.0
         self._sup_en_zh = _supplement_index()
+        self._names: dict[str, list[str]] | None = None  # first character -> proper-name headwords
         self.max_word_len = max(max((len(w) for w in SUPPLEMENT), default=1), max((len(w) for w in zh_en), default=1))
 
     # -- loading --
@@ -252,6 +253,25 @@ class Dictionary:
             readings.extend(tuple(r.split("/")) for r in encoded.split(_READING_SEP))
         return readings
 
+    def expansions(self, word: str) -> list[str]:
+        """Organizations ``word`` may abbreviate: headwords at least two characters longer that
+        start with its first character and hold its others in order, whose first gloss names an
+        organization (哈工大 -> 哈尔滨工业大学 "Harbin Institute of Technology", 浙大 -> 浙江大学).
+        Chinese shortens such names this way, and CC-CEDICT lists few of the short forms. Only
+        organizations, because a person's given name would match too (苏苏 -> 苏联最高苏维埃 "Supreme
+        Soviet"); more than ``_MAX_EXPANSIONS`` different ones is no answer (ambiguous)."""
+        if self._names is None:
+            names: dict[str, list[str]] = {}
+            for hw, encoded in self.zh_en.items():
+                if len(hw) >= 4 and _ORGANIZATION_RE.search(encoded.split("/", 1)[0]):
+                    names.setdefault(hw[0], []).append(hw)
+            self._names = names
+        found: dict[str, str] = {}  # first gloss -> headword (simplified and traditional give one name)
+        for hw in self._names.get(word[:1], ()):
+            if len(hw) >= len(word) + 2 and _in_order(word[1:], hw[1:]):
+                found.setdefault(self.zh_en[hw].split(_READING_SEP, 1)[0].split("/", 1)[0], hw)
+        return list(found.values()) if 0 < len(found) <= _MAX_EXPANSIONS else []
+
     def en_candidates(self, key: str) -> dict[str, float]:
         """Simplified headwords for an English word or phrase (lower-case, stop words dropped) with
         their scores; the supplement's headwords score above any CC-CEDICT one."""
@@ -269,6 +289,19 @@ class Dictionary:
         """Simplified headwords for an English word or phrase, best first."""
         cands = self.en_candidates(key)
         return sorted(cands, key=lambda h: -cands[h])
+
+
+_MAX_EXPANSIONS = 2
+_ORGANIZATION_RE = re.compile(
+    r"^[A-Z].*\b(University|Institute|College|Academy|School|Company|Corporation|Group|Bank|Association"
+    r"|Ministry|Bureau|Committee|Commission|Administration|Hospital)\b"
+)
+
+
+def _in_order(chars: str, text: str) -> bool:
+    """Whether the characters of ``chars`` occur in ``text`` in this order (not necessarily adjacent)."""
+    rest = iter(text)
+    return all(c in rest for c in chars)
 
 
 def _supplement_index() -> dict[str, list[str]]:
@@ -552,7 +585,9 @@ def translate_zh_to_en_groups(text: str) -> list[list[tuple[str, float]]]:
                 continue
             weights: dict[str, float] = {}
             if not (word in d and _zh_word_weights(d, word, 1.0, weights)):
-                parts = _split_known(d, word)
+                parts = (d.expansions(word) if 2 <= len(word) <= 4 and _is_cjk_word(word) else []) or _split_known(
+                    d, word
+                )
                 for part in parts:
                     _zh_word_weights(d, part, 1.0 / len(parts), weights)
             if weights:

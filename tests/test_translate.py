@@ -231,6 +231,26 @@ def test_unknown_words_split_into_the_fewest_single_characters(
     assert tr._split_known(dictionary, word) == parts
 
 
+def test_unknown_short_forms_expand_to_the_organization_they_abbreviate(dictionary: Dictionary) -> None:
+    assert "哈工大" not in dictionary and "浙大" not in dictionary
+    assert dictionary.expansions("哈工大") == ["哈尔滨工业大学"]  # one name, simplified and traditional
+    assert dictionary.expansions("浙大") == ["浙江大学"]
+    assert tr._in_order("工大", "尔滨工业大学") and not tr._in_order("大工", "尔滨工业大学")
+    assert dictionary.expansions("苏苏") == []  # a given name; 苏联最高苏维埃 "Supreme Soviet" is no organization
+    assert dictionary.expansions("马飚") == []
+    toks = tokens(translate_zh_to_en("哈工大一共有多少个学院？"))
+    assert {"harbin", "institut", "technolog"} <= set(toks) and "ha" not in toks  # not 哈 + 工大 "work, big"
+    # a person's name keeps the sub-word fallback
+    assert "苏苏" not in dictionary and tr._split_known(dictionary, "苏苏") == ["苏", "苏"]
+
+
+def test_ambiguous_short_forms_are_not_expanded(dictionary: Dictionary, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tr, "_MAX_EXPANSIONS", 1)
+    assert dictionary.expansions("北航") == []  # 北京航空学院 and 北京航空航天大学
+    monkeypatch.setattr(tr, "_MAX_EXPANSIONS", 2)
+    assert sorted(dictionary.expansions("北航")) == ["北京航空学院", "北京航空航天大学"]
+
+
 def test_a_jieba_phrase_missing_from_cedict_translates_by_its_words() -> None:
     toks = set(tokens(translate_zh_to_en("规模在世界上处于什么水平？")))
     assert "world" in toks and "aliv" not in toks
