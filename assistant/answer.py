@@ -391,7 +391,7 @@ def score_candidates(
             # the leading unit of the community") outranked the asked-about community's sentences.
             typed = passage.doc_id == top_doc and names_new_org(text, known)
         else:
-            typed = wanted is not None and ANSWER_KINDS[wanted][1].search(text) is not None
+            typed = wanted is not None and ANSWER_KINDS[wanted][1].search(display_text(text)) is not None
         score = (
             focused
             + settings.pair_weight * pairs
@@ -600,7 +600,9 @@ def counted_tokens(question: str) -> frozenset[str]:
 
 
 def counts(sentence: str, counted: frozenset[str]) -> bool:
-    """True when a number in ``sentence`` stands within a few words before what ``counted`` names."""
+    """True when a number in ``sentence`` stands within a few words before what ``counted`` names
+    (not a source's own reference mark: "[2] Students")."""
+    sentence = display_text(sentence)
     for m in _NUMBER_RE.finditer(sentence):
         after = sentence[m.end() : m.end() + 80]
         words = re.findall(r"[A-Za-z][A-Za-z'-]*", after)[:_COUNT_WINDOW]

@@ -380,6 +380,26 @@ def test_answer_kind_org() -> None:
     assert answer_kind("Which forum took place with the launch?") is None
 
 
+def test_source_reference_marks_are_no_number() -> None:
+    # News digests end sentences with their own "[1][2]" marks: they are not what "how many" asks for.
+    marked = "The college has trained many professionals for the industry [1][2]."
+    counted = "It has trained nearly 10,000 professionals for the industry."
+    text = f"{marked} {counted}"
+    tokens = tokenize(text)
+    lexical = LexicalIndex(["c"], [text], [{}], [tokens], "g")
+    spans = [Span(0, len(marked)), Span(len(marked) + 1, len(text))]
+    passage = Passage("c", "d", text, 0, len(text), 1.0, sentences=spans)
+    question = "How many professionals has the college trained?"
+    terms = analyse(question)
+    typed = score_candidates([passage], terms, lexical, AnswerSettings(), question)
+    plain = score_candidates([passage], terms, lexical, AnswerSettings(type_weight=0.0), question)
+    bonus = {c.text: c.score - next(p.score for p in plain if p.span == c.span) for c in typed}
+    assert bonus[marked] == pytest.approx(0.0)
+    assert bonus[counted] == pytest.approx(0.2)
+    assert not counts("Students [2] professionals", frozenset({"profession"}))
+    assert counts("10,000 professionals", frozenset({"profession"}))
+
+
 def test_names_new_org() -> None:
     known = frozenset(tokenize("Which company partners with Shandong Business Vocational College?"))
     both = "The collaboration between Ice Wheel Environment Technology Co., Ltd. and Shandong Business Vocational"
