@@ -755,13 +755,18 @@ def extractive_answer(
     lexical: LexicalIndex,
     settings: AnswerSettings,
     names: Sequence[str] = (),
+    asks: str = "",
 ) -> Answer:
-    """Quote the best sentences with citations [1]..[n], or abstain with "possibly related" passages."""
+    """Quote the best sentences with citations [1]..[n], or abstain with "possibly related" passages.
+
+    ``asks`` is the question whose answer kind and expected types apply, when not ``question``
+    itself: the standalone question of an elliptical follow-up ("What about Nanhai?")."""
     language = answer_language(terms.language)
     text = messages(language)
-    candidates = score_candidates(passages, terms, lexical, settings, question)
+    asks = asks or question
+    candidates = score_candidates(passages, terms, lexical, settings, asks)
     confidence = candidates[0].coverage if candidates else 0.0
-    reason = abstain_reason(question, candidates, passages, best_dense, lexical, settings, names)
+    reason = abstain_reason(asks, candidates, passages, best_dense, lexical, settings, names)
     if reason is not None:
         return Answer(
             question=question,

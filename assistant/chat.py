@@ -52,6 +52,13 @@ def needs_context(question: str) -> bool:
     return len(content_words(q)) <= 2
 
 
+def is_elliptical(question: str) -> bool:
+    """Whether the question leaves out what it asks ("What about Nanhai?", "And Suzhou?", "南海呢？"):
+    it asks what the previous question asked, about something else."""
+    q = question.strip()
+    return bool(_EN_ELLIPSIS.search(q) or (detect_language(q) in ("zh", "mixed") and _ZH_ELLIPSIS.search(q)))
+
+
 def entities(text: str) -> list[str]:
     """Names in a question: capitalized English words and jieba's place/person/organization words."""
     found = []

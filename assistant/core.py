@@ -8,8 +8,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .answer import answer_language, combine_answers, covers_subjects, extractive_answer, messages
-from .chat import Rewrite, entities, rewrite, split_subjects
+from .answer import answer_kind, answer_language, combine_answers, covers_subjects, extractive_answer, messages
+from .chat import Rewrite, entities, is_elliptical, rewrite, split_subjects
 from .config import Config
 from .embedding import Embedder
 from .errors import QuestionError, StoreError
@@ -115,6 +115,7 @@ class Assistant:
             self.retriever.lexical,
             self.config.answer,
             names=list(dict.fromkeys([*entities(question), *([subject] if subject else [])])),
+            asks=standalone if rw.context and is_elliptical(question) and answer_kind(question) is None else "",
         )
         return answer, passages
 

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from assistant.chat import ChatSession, SubQuestion, entities, needs_context, rewrite, split_subjects
+from assistant.chat import (
+    ChatSession,
+    SubQuestion,
+    entities,
+    is_elliptical,
+    needs_context,
+    rewrite,
+    split_subjects,
+)
 from assistant.schema import Answer
 
 
@@ -168,3 +176,11 @@ def test_split_subjects_asks_one_question_per_subject(question: str, expected: l
 )
 def test_split_subjects_leaves_other_questions_alone(question: str) -> None:
     assert split_subjects(question) == []
+
+
+def test_is_elliptical() -> None:
+    elliptical = ("What about Nanhai?", "And Suzhou?", "how about the Changzhou alliance?", "南海呢？", "那常州呢")
+    for q in (*elliptical, "还有常州的联盟？"):
+        assert is_elliptical(q), q
+    for q in ("Who leads it?", "它有多少成员？", "What is the Suzhou alliance?", "Who founded Andover College?"):
+        assert not is_elliptical(q), q
