@@ -292,7 +292,9 @@ ANSWER_KINDS: dict[str, tuple[re.Pattern[str], re.Pattern[str]]] = {
             re.I,
         ),
         re.compile(
-            r"\d|[一二两兩三四五六七八九十百千万萬亿億][个個名家所条條项項位次种種届屆倍年月日岁歲米元人]"
+            # a number, not an ordinal: "held today (26th)" says when, not how many
+            r"(?<![\d.,])\d+(?:[.,]\d+)*(?!\d|st\b|nd\b|rd\b|th\b)"
+            r"|[一二两兩三四五六七八九十百千万萬亿億][个個名家所条條项項位次种種届屆倍年月日岁歲米元人]"
             r"|\b(one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|forty|fifty"
             r"|hundred|thousand|million|billion|dozen)\b",
             re.I,

@@ -361,6 +361,11 @@ def test_answer_kind() -> None:
     assert answer_kind("为什么此战奠定了他在土佐的霸权？") == answer_kind("Why did the alliance form?") == "why"
     assert answer_kind("对亚硫酸盐过敏的反应表现为什么？") is None  # "manifests as what"
     assert answer_kind("五月艾在四川被称为什么？") is None  # "is called what"
+    number = ANSWER_KINDS["number"][1]
+    for text in ("76 companies", "nearly 10,000 people", "2.5% of students", "第3次", "三所学校", "twelve shipyards"):
+        assert number.search(text), text
+    for text in ("was held today (26th) at Shishan", "in the 21st century", "the 2nd and 3rd rounds"):
+        assert not number.search(text), text
     why = ANSWER_KINDS["why"][1]
     assert why.search("由于元亲实行「一领具足」制度，因此集结约7300名士兵") and why.search("because of the floods")
     assert not why.search("此战奠定了长宗我部元亲在土佐的霸权。")
@@ -524,6 +529,16 @@ def test_a_light_verb_does_not_pick_the_sentence(assistant: Assistant) -> None:
     # key industries come from vocational schools" (Shandong) beat the national figure for "talent".
     answer = assistant.ask("What share of China's new skilled talent comes through the vocational education system?")
     assert "new skilled talents being trained through this system" in answer.citations[0].quote
+
+
+@pytest.mark.slow
+def test_an_elliptical_follow_up_asks_what_the_previous_question_asked(assistant: Assistant) -> None:
+    # "What about Nanhai?" alone asks for nothing in particular; after "How many enterprises..." it
+    # asks for a number, and the inaugural meeting "held today (26th)" holds none.
+    history = ["How many enterprises joined the Suzhou standardized industry-education alliance?"]
+    answer = assistant.ask("What about Nanhai?", history=history)
+    assert not answer.abstained
+    assert "76 companies in Nanhai District" in answer.citations[0].quote
 
 
 @pytest.mark.slow
