@@ -155,6 +155,7 @@ class Candidate:
     coverage: float
     score: float
     tokens: frozenset[str] = frozenset()
+    topic: frozenset[str] = frozenset()  # what its document is about (see ``_topics``)
 
 
 # The sources' own reference marks ("... 1.6 billion RMB [1][4].") would read as our citations.
@@ -404,7 +405,7 @@ def score_candidates(
             + passage_weight * passage.score / top_score
             + (count_weight * counts(text, counted) if counted else 0.0)
         )
-        out.append(Candidate(passage, rank, span, text, cov, score, toks))
+        out.append(Candidate(passage, rank, span, text, cov, score, toks, topics[passage.doc_id]))
     out.sort(key=lambda c: -c.score)
     return out
 
@@ -423,7 +424,8 @@ def select(
     lexical: LexicalIndex | None = None,
 ) -> list[Candidate]:
     """The best sentence, and further ones only when they score close to it and cover question
-    terms it lacks (``terms``); no near-duplicates, within the sentence and character budgets."""
+    terms it lacks (``terms``; words of the candidate document's topic count less, as in scoring);
+    no near-duplicates, within the sentence and character budgets."""
     if not candidates:
         return []
     best = candidates[0].score
@@ -443,7 +445,14 @@ def select(
         if chosen and chars + len(cand.text) > settings.max_chars:
             continue
         if chosen and terms is not None and lexical is not None:
-            gain = term_coverage(terms, covered | cand.tokens, lexical) - term_coverage(terms, covered, lexical)
+            # Measured with the candidate document's topic words discounted, as in scoring: a second
+            # sentence that only repeats what the document is about ("cold chain logistics") adds
+            # nothing. Citation precision, eval/gold.jsonl 0.899 -> 0.907 (q052), CMRC 2018 trial
+            # (1,000) 0.730 -> 0.734, DRCD dev 0.825 -> 0.828, SQuAD 1.1 dev 0.714 -> 0.711.
+            topic, discount = cand.topic, settings.topic_discount
+            gain = term_coverage(terms, covered | cand.tokens, lexical, topic, discount) - term_coverage(
+                terms, covered, lexical, topic, discount
+            )
             if gain < settings.min_gain:
                 continue  # says nothing about the question the quoted sentences do not
         chosen.append(cand)
@@ -483,7 +492,7 @@ def with_continuation(cand: Candidate, taken: Sequence[Candidate], max_chars: in
         return cand
     span = Span(cand.span.start, nxt.end)
     text = cand.passage.span_text(span)
-    return Candidate(cand.passage, cand.rank, span, text, cand.coverage, cand.score, cand.tokens)
+    return Candidate(cand.passage, cand.rank, span, text, cand.coverage, cand.score, cand.tokens, cand.topic)
 
 
 # Expected answer types: a question asking for one of these is only answerable when the passages

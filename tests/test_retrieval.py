@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,7 @@ from assistant.answer import (
     missing_types,
     names_new_org,
     score_candidates,
+    select,
     with_continuation,
 )
 from assistant.chat import Rewrite
@@ -384,6 +386,22 @@ def test_answer_kind_org() -> None:
     assert answer_kind("有几家单位参与？") == "number"  # 几家 counts; 哪几家 asks which
     assert answer_kind("无锡这次产教融合论坛由谁主持？") is None  # a person hosts
     assert answer_kind("Which forum took place with the launch?") is None
+
+
+def test_a_further_sentence_must_add_more_than_the_documents_topic() -> None:
+    first = "New positions such as data engineer have been integrated into the curriculum."
+    second = "The cold chain logistics program leverages its brand."
+    text = f"{first} {second} Other sentences about cold chain logistics follow."
+    lexical = LexicalIndex(["c", "x"], [text, "unrelated"], [{}, {}], [tokenize(text), ["unrel"]], "g")
+    passage = Passage("c", "d", text, 0, len(text), 1.0)
+    terms = analyse("What new positions are offered in the cold chain logistics curriculum?")
+    a = Candidate(passage, 0, Span(0, len(first)), first, 0.5, 1.0, frozenset(tokenize(first)))
+    b = Candidate(passage, 0, Span(len(first) + 1, len(first) + 1 + len(second)), second, 0.5, 0.99)
+    b = replace(b, tokens=frozenset(tokenize(second)))
+    assert select([a, b], AnswerSettings(), terms, lexical) == [a, b]  # "cold chain logistics" is new
+    topic = frozenset({"cold", "chain", "logist"})
+    a, b = replace(a, topic=topic), replace(b, topic=topic)
+    assert select([a, b], AnswerSettings(), terms, lexical) == [a]  # ...but only what the document is about
 
 
 def test_light_verbs_weigh_less() -> None:
