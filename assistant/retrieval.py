@@ -530,7 +530,12 @@ def _relative(group: Sequence[tuple[str, float]]) -> list[tuple[str, float]]:
 # names what it is about, which the document's first sentence holds as well.
 _FOCUS_ZH = re.compile(
     r"(?:^|[的了在和与及把被是，,、])([^的了在和与及把被是，,、？?。]{1,8}?)(?:有|是|为|包括)?(?:哪些|哪几|什么|何种)"
-    r"|(?:哪些|哪个|哪家|哪所|哪位|哪项|哪种|什么|多少|几|谁)[个名家所位项种场条年]?([^的了在和与及把被是，,、？?。]{1,6})"
+    # "When": what follows is what happened (成立 "establish", which "the establishment of the Think
+    # Tank Center" matched), not what is asked for; the date is (the answer kind "when").
+    # eval/gold.jsonl, CMRC 2018 trial 300 and DRCD dev unchanged; CMRC trial 1,000 citation
+    # precision 0.734 -> 0.733 (再次复出 after 什么时候 had helped one question).
+    r"|什么时候|什么时间"
+    r"|(?:哪些|哪个|哪家|哪所|哪位|哪项|哪种|什么样的?|什么|多少|几|谁)[个名家所位项种场条年]?([^的了在和与及把被是，,、？?。]{1,6})"
 )
 
 

@@ -200,6 +200,8 @@ def test_filters_validated_and_translated() -> None:
         ("阿若憍陈如为什么被称为阿若？", ""),
         ("常州检验检测认证产教联盟的五个重点方向是什么？", "五个重点方向"),  # 方向 ends in 向: not a coverb
         ("When was the alliance launched?", ""),  # English questions have none
+        ("常州成立了什么样的产教联盟？", "产教联盟"),  # 什么样的 is the question word, not 什么 + 样
+        ("常州检验检测认证产教联盟是什么时候成立的？", ""),  # "when": 成立 is what happened, not what is asked
     ],
 )
 def test_focus_text_is_next_to_the_question_word(question: str, focus: str) -> None:
