@@ -214,7 +214,7 @@ class Dictionary:
         self.loaded_from_cache = False
         self.load_seconds = 0.0
         self._sup_en_zh = _supplement_index()
-        self._names: dict[str, list[str]] | None = None  # first character -> proper-name headwords
+        self._names: dict[str, list[str]] | None = None  # first character -> organizations (``expansions``)
         self.max_word_len = max(max((len(w) for w in SUPPLEMENT), default=1), max((len(w) for w in zh_en), default=1))
 
     # -- loading --
