@@ -519,14 +519,22 @@ def test_which_two_does_not_look_for_the_word_two(assistant: Assistant) -> None:
     assert "two-way" not in quotes
 
 
+def _scored(a: Assistant, question: str, **off: float) -> tuple[list[Candidate], list[Candidate]]:
+    """The sentences scored for ``question`` with the default settings, and with ``off`` changed."""
+    passages, _, _ = a.retriever.search(question)
+    terms = analyse(question, AnswerSettings().focus_weight)
+    lexical = a.retriever.lexical
+    return (
+        score_candidates(passages, terms, lexical, AnswerSettings(), question),
+        score_candidates(passages, terms, lexical, AnswerSettings(**off), question),
+    )
+
+
 @pytest.mark.slow
 def test_a_sentence_counting_what_is_asked_for_wins_across_languages(assistant: Assistant) -> None:
     question = "有几所职业院校的代表在无锡论坛上分享了经验？"
-    passages, _, _ = assistant.retriever.search(question)
-    terms = analyse(question, AnswerSettings().focus_weight)
     lexical = assistant.retriever.lexical
-    weighted = score_candidates(passages, terms, lexical, AnswerSettings(), question)
-    plain = score_candidates(passages, terms, lexical, AnswerSettings(count_weight=0.0), question)
+    weighted, plain = _scored(assistant, question, count_weight=0.0)
     assert "six vocational colleges" in weighted[0].text  # "Representatives from six vocational colleges..."
     assert "six vocational colleges" not in plain[0].text  # "...sharing experiences" without it
     counted = counted_tokens(question)
@@ -535,12 +543,8 @@ def test_a_sentence_counting_what_is_asked_for_wins_across_languages(assistant: 
         same = next(p for p in plain if p.span == c.span and p.passage.chunk_id == c.passage.chunk_id)
         assert c.score == pytest.approx(same.score + bonus * counts(c.text, counted))
     # a question that does not ask "how many" is scored the same either way
-    other = "无锡论坛由谁主持？"
-    found, _, _ = assistant.retriever.search(other)
-    t = analyse(other, AnswerSettings().focus_weight)
-    assert [c.score for c in score_candidates(found, t, lexical, AnswerSettings(), other)] == [
-        c.score for c in score_candidates(found, t, lexical, AnswerSettings(count_weight=0.0), other)
-    ]
+    same_default, same_off = _scored(assistant, "无锡论坛由谁主持？", count_weight=0.0)
+    assert [c.score for c in same_default] == [c.score for c in same_off]
 
 
 @pytest.mark.slow
@@ -566,11 +570,7 @@ def test_which_organization_prefers_the_sentence_naming_one(assistant: Assistant
     # The alliance's opening sentence matches 常州 检验 检测 认证 联盟 as well as the answer does;
     # the answer names the industrial park and the institute that lead it.
     question = "常州检验检测认证产教联盟是由哪个单位牵头发起的？"
-    passages, _, _ = assistant.retriever.search(question)
-    terms = analyse(question, AnswerSettings().focus_weight)
-    lexical = assistant.retriever.lexical
-    typed = score_candidates(passages, terms, lexical, AnswerSettings(), question)
-    plain = score_candidates(passages, terms, lexical, AnswerSettings(type_weight=0.0), question)
+    typed, plain = _scored(assistant, question, type_weight=0.0)
     assert typed[0].text.startswith("Spearheaded by the Sino-Europe (Changzhou) Testing")
     assert not plain[0].text.startswith("Spearheaded")
     answer = assistant.ask(question)
