@@ -491,8 +491,7 @@ def with_continuation(cand: Candidate, taken: Sequence[Candidate], max_chars: in
     if any(c.passage.doc_id == doc and c.span.start < nxt.end and nxt.start < c.span.end for c in taken):
         return cand
     span = Span(cand.span.start, nxt.end)
-    text = cand.passage.span_text(span)
-    return Candidate(cand.passage, cand.rank, span, text, cand.coverage, cand.score, cand.tokens, cand.topic)
+    return replace(cand, span=span, text=cand.passage.span_text(span))
 
 
 # Expected answer types: a question asking for one of these is only answerable when the passages

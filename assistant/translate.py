@@ -256,20 +256,23 @@ class Dictionary:
     def expansions(self, word: str) -> list[str]:
         """Organizations ``word`` may abbreviate: headwords at least two characters longer that
         start with its first character and hold its others in order, whose first gloss names an
-        organization (哈工大 -> 哈尔滨工业大学 "Harbin Institute of Technology", 浙大 -> 浙江大学).
+        organization (哈工大 -> 哈尔滨工业大学 "Harbin Institute of Technology", 浙大 -> 浙江大学); only
+        for words of two to four Chinese characters.
         Chinese shortens such names this way, and CC-CEDICT lists few of the short forms. Only
         organizations, because a person's given name would match too (苏苏 -> 苏联最高苏维埃 "Supreme
         Soviet"); more than ``_MAX_EXPANSIONS`` different ones is no answer (ambiguous)."""
+        if not (2 <= len(word) <= 4 and _is_cjk_word(word)):
+            return []
         if self._names is None:
             names: dict[str, list[str]] = {}
             for hw, encoded in self.zh_en.items():
-                if len(hw) >= 4 and _ORGANIZATION_RE.search(encoded.split("/", 1)[0]):
+                if len(hw) >= 4 and _ORGANIZATION_RE.search(_first_gloss(encoded)):
                     names.setdefault(hw[0], []).append(hw)
             self._names = names
         found: dict[str, str] = {}  # first gloss -> headword (simplified and traditional give one name)
-        for hw in self._names.get(word[:1], ()):
+        for hw in self._names.get(word[0], ()):
             if len(hw) >= len(word) + 2 and _in_order(word[1:], hw[1:]):
-                found.setdefault(self.zh_en[hw].split(_READING_SEP, 1)[0].split("/", 1)[0], hw)
+                found.setdefault(_first_gloss(self.zh_en[hw]), hw)
         return list(found.values()) if 0 < len(found) <= _MAX_EXPANSIONS else []
 
     def en_candidates(self, key: str) -> dict[str, float]:
@@ -296,6 +299,11 @@ _ORGANIZATION_RE = re.compile(
     r"^[A-Z].*\b(University|Institute|College|Academy|School|Company|Corporation|Group|Bank|Association"
     r"|Ministry|Bureau|Committee|Commission|Administration|Hospital)\b"
 )
+
+
+def _first_gloss(encoded: str) -> str:
+    """The first gloss of a headword's first reading, from its ``Dictionary.zh_en`` entry."""
+    return encoded.split(_READING_SEP, 1)[0].split("/", 1)[0]
 
 
 def _in_order(chars: str, text: str) -> bool:
@@ -585,9 +593,7 @@ def translate_zh_to_en_groups(text: str) -> list[list[tuple[str, float]]]:
                 continue
             weights: dict[str, float] = {}
             if not (word in d and _zh_word_weights(d, word, 1.0, weights)):
-                parts = (d.expansions(word) if 2 <= len(word) <= 4 and _is_cjk_word(word) else []) or _split_known(
-                    d, word
-                )
+                parts = d.expansions(word) or _split_known(d, word)
                 for part in parts:
                     _zh_word_weights(d, part, 1.0 / len(parts), weights)
             if weights:
