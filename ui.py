@@ -44,6 +44,7 @@ log = logging.getLogger("assistant.ui")
 
 STREAM_DELAY = 0.05  # seconds between streamed sentences
 MAX_GOLD_BYTES = 5 * 1024 * 1024
+MAX_TURNS = 50  # questions (and rendered messages: two per turn) a session keeps on the server
 
 # (English, Chinese) for every label the language toggle changes.
 TEXT: dict[str, tuple[str, str]] = {
@@ -190,6 +191,34 @@ def t(key: str, lang: str) -> str:
     return zh if lang == "zh" else en
 
 
+def bounded_conversation(messages: Any) -> list[dict[str, Any]]:
+    """The server-side conversation, at most ``MAX_TURNS`` turns, as a fresh list."""
+    if not isinstance(messages, list):
+        return []
+    return list(messages[-2 * MAX_TURNS:])
+
+
+def uploaded_file(path: Any) -> Path:
+    """``path`` if Gradio stored it as an upload of this server, else ``DocumentError``.
+
+    Handlers never trust a path sent by the browser: only files inside Gradio's upload folder are read.
+    The error names the file, not the server's folders.
+    """
+    from gradio.utils import get_upload_folder
+
+    if not isinstance(path, str | Path) or not str(path):
+        raise DocumentError("upload", "not an uploaded file")
+    file = Path(path)
+    try:
+        resolved = file.resolve(strict=True)
+        resolved.relative_to(Path(get_upload_folder()).resolve())
+    except (OSError, ValueError):
+        raise DocumentError(file.name or "upload", "not an uploaded file") from None
+    if not resolved.is_file():
+        raise DocumentError(file.name or "upload", "not an uploaded file")
+    return resolved
+
+
 def build_filters(doc_ids: Sequence[str] | None, outlets: Sequence[str] | None, language: str | None,
                   date_from: str | None, date_to: str | None) -> dict[str, Any]:
     """The filter widgets' values as ``Assistant.ask`` filters (empty ones left out)."""
@@ -274,6 +303,9 @@ def build_app(assistant: Any, admin_password: str | None = None) -> gr.Blocks:
 
     with gr.Blocks(title="Alliance Assistant · 产教联盟助手", analytics_enabled=False) as demo:
         history = gr.State([])  # earlier questions of this conversation (server side, per session)
+        # The rendered conversation, kept server side: the Chatbot is output-only, so no event ever takes a
+        # message list (or a file inside one) from the browser.
+        conversation = gr.State([])
         last_answer = gr.State(None)
         is_admin = gr.State(False)  # set only by a correct password, checked by every staff handler
 
@@ -374,12 +406,16 @@ def build_app(assistant: Any, admin_password: str | None = None) -> gr.Blocks:
         def respond(text: str, messages: list[dict[str, Any]], past: list[str], ui_lang: str,
                     doc_ids: list[str] | None, outlets: list[str] | None, language: str | None,
                     date_from: str | None, date_to: str | None) -> Iterator[tuple[Any, ...]]:
-            """Ask, then stream the answer sentence by sentence; errors become an inline message."""
-            messages = list(messages or [])
+            """Ask, then stream the answer sentence by sentence; errors become an inline message.
+
+            ``messages`` is the server-side conversation state, never the browser's copy of the chat.
+            """
+            messages = bounded_conversation(messages)
+            past = list(past or [])[-MAX_TURNS:]
             text = (text or "").strip()
             if not text:
                 gr.Warning(t("empty_q", ui_lang))
-                yield messages, gr.update(), past, gr.update(), gr.update(), gr.update()
+                yield messages, messages, gr.update(), past, gr.update(), gr.update(), gr.update()
                 return
             messages.append({"role": "user", "content": f'<div class="user-q">{esc(text)}</div>'})
             try:
@@ -393,7 +429,7 @@ def build_app(assistant: Any, admin_password: str | None = None) -> gr.Blocks:
                 message = friendly_error(exc, ui_lang)
                 gr.Warning(message)
                 messages.append({"role": "assistant", "content": render_notice(message)})
-                yield messages, "", past, gr.update(), gr.update(), gr.update()
+                yield messages, messages, "", past, gr.update(), gr.update(), gr.update()
                 return
             turn = len(past) + 1
             past = [*past, text]
@@ -401,20 +437,20 @@ def build_app(assistant: Any, admin_password: str | None = None) -> gr.Blocks:
             messages.append({"role": "assistant", "content": ""})
             for prefix in stream_prefixes(answer.answer)[:-1]:
                 messages[-1] = {"role": "assistant", "content": render_answer(answer, turn, text=prefix)}
-                yield messages, "", past, answer, panel, ""
+                yield messages, messages, "", past, answer, panel, ""
                 time.sleep(STREAM_DELAY)
             messages[-1] = {"role": "assistant", "content": render_answer(answer, turn)}
-            yield messages, "", past, answer, panel, answer_plain_text(answer, ui_lang)
+            yield messages, messages, "", past, answer, panel, answer_plain_text(answer, ui_lang)
 
-        chat_inputs = [question, chatbot, history, lang, f_doc, f_outlet, f_lang, f_from, f_to]
-        chat_outputs = [chatbot, question, history, last_answer, sources, copy_box]
+        chat_inputs = [question, conversation, history, lang, f_doc, f_outlet, f_lang, f_from, f_to]
+        chat_outputs = [chatbot, conversation, question, history, last_answer, sources, copy_box]
         ask_btn.click(respond, chat_inputs, chat_outputs, api_visibility="private")
         question.submit(respond, chat_inputs, chat_outputs, api_visibility="private")
 
         def clear(ui_lang: str) -> tuple[Any, ...]:
-            return [], [], None, render_sources(None, 0, ui_lang), "", ""
+            return [], [], [], None, render_sources(None, 0, ui_lang), "", ""
 
-        clear_btn.click(clear, [lang], [chatbot, history, last_answer, sources, copy_box, question],
+        clear_btn.click(clear, [lang], [chatbot, conversation, history, last_answer, sources, copy_box, question],
                         api_visibility="private")
 
         def ask_api(text: str) -> dict[str, Any]:
@@ -496,9 +532,9 @@ def build_app(assistant: Any, admin_password: str | None = None) -> gr.Blocks:
                 saved: list[Path] = []
                 problems: list[str] = []
                 for f in files:
-                    src = Path(f)
+                    src = Path(str(f))
                     try:
-                        saved.append(save_upload(src, src.name, corpus_dir, MAX_UPLOAD_BYTES))
+                        saved.append(save_upload(uploaded_file(f), src.name, corpus_dir, MAX_UPLOAD_BYTES))
                     except DocumentError as exc:
                         problems.append(f"{exc.path}: {exc.reason}")
                     except OSError as exc:
@@ -575,15 +611,20 @@ def build_app(assistant: Any, admin_password: str | None = None) -> gr.Blocks:
             if not path:
                 return render_notice(t("no_gold", ui_lang)), None, None, ""
             try:
-                if Path(path).stat().st_size > MAX_GOLD_BYTES:
-                    raise DocumentError(Path(path).name, f"larger than {MAX_GOLD_BYTES // 2**20} MB")
-                items = load_gold(path)
+                gold_file = uploaded_file(path)
+                if gold_file.stat().st_size > MAX_GOLD_BYTES:
+                    raise DocumentError(gold_file.name, f"larger than {MAX_GOLD_BYTES // 2**20} MB")
+                items = load_gold(gold_file)
                 asker = _ProgressAsker(assistant, progress, len(items))
                 result = run_eval(asker, items, k=int(k), progress=False)
             except Exception as exc:
                 if not isinstance(exc, AssistantError | ValueError):
                     log.exception("evaluation failed")
                 message = friendly_error(exc, ui_lang) if isinstance(exc, AssistantError) else str(exc)
+                # Name the uploaded file, never the server's folders (Gradio's cache path included).
+                if path:
+                    message = message.replace(str(path), Path(str(path)).name)
+                    message = message.replace(str(Path(str(path)).resolve()), Path(str(path)).name)
                 return render_notice(message), None, None, ""
             report = result.render_html(title="Evaluation report")
             out = Path(tempfile.mkdtemp(prefix="assistant-eval-")) / "eval-report.html"
@@ -631,6 +672,10 @@ def create_app(assistant: Any, admin_password: str | None = None, *, ui: bool = 
             app,
             blocks,
             path="/",
+            allowed_paths=[],
+            # The index is never served, whatever a payload names (Gradio serves the working directory's
+            # files that an app returns; ours returns none from there).
+            blocked_paths=[str(Path(assistant.config.index_dir).resolve())],
             max_file_size=upload_limit,
             footer_links=["api"],
             show_error=False,  # our handlers report errors themselves; never leak exception text
@@ -638,6 +683,11 @@ def create_app(assistant: Any, admin_password: str | None = None, *, ui: bool = 
             head=HEAD,
             theme=theme(),
         )
+        # Gradio checks that a file named in an event's payload was uploaded to it (and that a returned file
+        # lies where the app may serve from) only once the Blocks "has launched"; mount_gradio_app never
+        # sets that flag, so without this line any file the server can read could be copied into the cache
+        # and downloaded by anyone. Gradio's own reload path (utils.swap_blocks) sets it the same way.
+        blocks.has_launched = True
     app.add_middleware(BodyLimit)
     return app
 
