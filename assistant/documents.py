@@ -8,7 +8,6 @@ reported as a ``DocumentError`` with its path and reason; the caller skips it an
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -22,7 +21,23 @@ from .text import detect_language, replace_surrogates
 SUPPORTED_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm", ".pdf", ".docx", ".jsonl")
 # Larger files are reported and skipped: reading them whole would not bound memory, and embedding
 # them (tens of thousands of chunks) would take hours on a CPU. Split big collections into files.
-MAX_FILE_BYTES = int(float(os.environ.get("ASSISTANT_MAX_FILE_MB", "20")) * 1024 * 1024)
+# The limit is ASSISTANT_MAX_FILE_MB (config.Settings), read when a file is checked, never at import.
+
+
+def max_file_bytes() -> int:
+    """The size limit of one file, from ``ASSISTANT_MAX_FILE_MB`` (default 20) as it is now."""
+    from .config import Settings  # here, not at import: config imports modules that import this one
+
+    return Settings.from_env(only={"max_file_mb"}).max_file_bytes
+
+
+def __getattr__(name: str) -> Any:
+    # MAX_FILE_BYTES was a constant computed at import; code that reads it by that name
+    # (``documents.MAX_FILE_BYTES``, ``from .documents import MAX_FILE_BYTES``) gets the current limit.
+    if name == "MAX_FILE_BYTES":
+        return max_file_bytes()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 # Page furniture scraped along with the articles: never indexed (compared after stripping
 # white space and the trailing "|" of a share bar, case-folded).
@@ -177,8 +192,8 @@ def _chinese_plausibility(text: str) -> float:
 
 
 def too_large_reason(size: int) -> str:
-    """The reason given for a file over ``MAX_FILE_BYTES`` (``ASSISTANT_MAX_FILE_MB``)."""
-    return f"file too large ({size / 1048576:.1f} MB; the limit is {MAX_FILE_BYTES / 1048576:.0f} MB)"
+    """The reason given for a file over ``max_file_bytes()`` (``ASSISTANT_MAX_FILE_MB``)."""
+    return f"file too large ({size / 1048576:.1f} MB; the limit is {round(max_file_bytes() / 1048576, 2):g} MB)"
 
 
 def source_text(path: Path) -> str:
@@ -194,7 +209,7 @@ def source_text(path: Path) -> str:
         raise DocumentError(str(path), f"cannot read: {exc.strerror or exc}") from exc
     if size == 0:
         raise DocumentError(str(path), "empty file")
-    if size > MAX_FILE_BYTES:
+    if size > max_file_bytes():
         raise DocumentError(str(path), too_large_reason(size))
     if suffix == ".pdf":
         return replace_surrogates(_pdf_text(path))

