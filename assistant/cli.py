@@ -8,16 +8,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from rich.console import Console
 from rich.table import Table
 
 from .errors import AssistantError, ConfigError
+
+if TYPE_CHECKING:
+    from .config import Settings
 
 EXIT_OK, EXIT_PARTIAL, EXIT_ERROR = 0, 1, 2
 
@@ -31,9 +33,26 @@ def _warn(label: str, message: str, sep: str = ":") -> None:
     err_console.print(message, markup=False, highlight=False, soft_wrap=True)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with our error contract: one line on stderr and exit code 2 (not the usage block)."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see {self.prog} --help)")
+
+
+class UsageError(ConfigError):
+    """The command line does not parse."""
+
+
+class _Default(str):
+    """A setting flag's default, as parsing and --help show it, but not given on the command line:
+    its environment variable (read by ``config.Settings``) still comes first."""
+
+
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--index", type=Path, help="index directory (env ASSISTANT_INDEX; default: index)")
-    parser.add_argument("--corpus", type=Path, help="corpus directory (env ASSISTANT_CORPUS; default: corpus)")
+    # Setting flags are read as text and parsed by config.Settings, beside their environment variables.
+    parser.add_argument("--index", help="index directory (env ASSISTANT_INDEX; default: index)")
+    parser.add_argument("--corpus", help="corpus directory (env ASSISTANT_CORPUS; default: corpus)")
     parser.add_argument(
         "--chroma-url", help="use a Chroma server, e.g. http://127.0.0.1:8000 (env ASSISTANT_CHROMA_URL)"
     )
@@ -44,7 +63,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="assistant", description="Cited answers over alliance documents.")
+    parser = _Parser(prog="assistant", description="Cited answers over alliance documents.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("ingest", help="index files (default: the corpus directory), incrementally")
@@ -68,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="doc_id, source, outlet, language, date_from, date_to (repeatable)",
     )
-    p.add_argument("--k", type=int, help="passages to retrieve (default 10)")
+    p.add_argument("--k", help="passages to retrieve (1-50, default 10)")
     p.add_argument("--json", action="store_true", help="print the Answer as JSON")
     _common(p)
 
@@ -77,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("eval", help="measure retrieval and citation accuracy on a gold file")
     p.add_argument("gold", type=Path)
-    p.add_argument("--k", type=int, default=5)
+    p.add_argument("--k", default="5", help="k of hit@k (1-10, default 5)")
     p.add_argument("--out", type=Path, help="write the metrics report as JSON")
     p.add_argument("--records", type=Path, help="write one JSON line per question (raw outputs)")
     p.add_argument("--html", type=Path, help="write a self-contained HTML report")
@@ -88,34 +107,58 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="serve the web UI and the HTTP API")
     p.add_argument(
         "--host",
-        default=os.environ.get("ASSISTANT_HOST", "127.0.0.1"),
-        help="address to bind (default 127.0.0.1; 0.0.0.0 exposes it to the network)",
+        default=_Default("127.0.0.1"),
+        help="address to bind (env ASSISTANT_HOST; default 127.0.0.1; 0.0.0.0 exposes it to the network)",
     )
-    p.add_argument("--port", type=int, default=int(os.environ.get("ASSISTANT_PORT", "7860")))
+    p.add_argument("--port", default=_Default("7860"), help="port to listen on (env ASSISTANT_PORT; default 7860)")
     _common(p)
     return parser
 
 
-def _assistant(args: argparse.Namespace) -> Any:
-    from .config import Config, LLMSettings
-    from .core import Assistant
-    from .embedding import EmbeddingSettings
-    from .retrieval import RetrievalSettings
+# Setting flags -> the Settings fields they set (the rest of a command's arguments are its own).
+SETTING_FLAGS = {
+    "index": "index",
+    "corpus": "corpus",
+    "chroma_url": "chroma_url",
+    "model": "embedding_model",
+    "reranker": "reranker",
+    "llm_url": "llm_url",
+    "llm_model": "llm_model",
+    "host": "host",
+    "port": "port",
+}
 
-    base = Config.from_env()
-    overrides: dict[str, Any] = {"index_dir": args.index, "corpus_dir": args.corpus, "chroma_url": args.chroma_url}
-    if args.model:
-        overrides["embedding"] = EmbeddingSettings(model=args.model)
-    if args.reranker:
-        overrides["retrieval"] = RetrievalSettings(reranker=args.reranker)
-    if args.llm_url:
-        llm = base.llm
-        overrides["llm"] = LLMSettings(
-            url=args.llm_url,
-            model=args.llm_model or (llm.model if llm else "default"),
-            api_key=llm.api_key if llm else os.environ.get("ASSISTANT_LLM_API_KEY", "none"),
+
+def settings_from(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> Settings:
+    """Every setting, from the environment and this command's flags (flags win); ``ConfigError`` if
+    any is bad, even one this command does not use: a broken environment is reported at once."""
+    from .config import Settings
+
+    flags = {
+        field: value
+        for attr, field in SETTING_FLAGS.items()
+        if not isinstance(value := getattr(args, attr, None), _Default)
+    }
+    return Settings.from_env(env, flags=flags)
+
+
+def _index_missing(settings: Settings) -> bool:
+    """No local index to read (a Chroma server keeps its own; the local directory is then a cache)."""
+    return settings.chroma_url is None and not (settings.index / "chroma").is_dir()
+
+
+def _assistant(args: argparse.Namespace) -> Any:
+    from .core import Assistant
+
+    settings: Settings = args.settings
+    # Commands that only read must not create an empty index where a typo points; ingest builds it.
+    reads_only = args.command in ("docs", "ask", "chat") or (args.command == "eval" and not args.ingest)
+    if reads_only and _index_missing(settings):
+        raise ConfigError(
+            f"no index at {settings.index}: run `assistant ingest` to build it, "
+            "or point --index / ASSISTANT_INDEX at an existing index"
         )
-    return Assistant(Config.from_env(**overrides))
+    return Assistant(settings.config())
 
 
 def _parse_filters(items: Sequence[str]) -> dict[str, Any]:
@@ -337,7 +380,8 @@ def load_ui() -> Any:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     ui = load_ui()
-    ui.serve(_assistant(args), host=args.host, port=args.port)
+    settings: Settings = args.settings
+    ui.serve(_assistant(args), host=settings.host, port=settings.port, admin_password=settings.admin_password)
     return EXIT_OK
 
 
@@ -355,8 +399,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .embedding import offline_env
 
     offline_env()
-    args = build_parser().parse_args(argv)
     try:
+        args = build_parser().parse_args(argv)
+        from .config import check_arguments  # here: ``assistant --help`` need not import the library
+
+        check_arguments(args)
+        args.settings = settings_from(args)
         return COMMANDS[args.command](args)
     except AssistantError as exc:
         _warn("error", str(exc))
