@@ -8,16 +8,23 @@ HTML comes from ``assistant.render``, which escapes all document text. Run direc
 
 from __future__ import annotations
 
+import atexit
 import html
 import logging
+import shutil
 import tempfile
+import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator, Sequence
+from math import ceil
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
+from assistant.core import MAX_QUESTION_CHARS
+from assistant.corpus_files import VERSIONS, move_to_trash, restore, trashed
 from assistant.errors import AssistantError, DocumentError
 from assistant.render import (
     answer_plain_text,
@@ -33,11 +40,13 @@ from assistant.schema import Answer
 from assistant.server import (
     MAX_UPLOAD_BYTES,
     UPLOAD_SUFFIXES,
+    LoginThrottle,
+    SavedUpload,
     admin_password,
     check_password,
     friendly_error,
     guard_for,
-    save_upload,
+    store_upload,
 )
 
 log = logging.getLogger("assistant.ui")
@@ -82,6 +91,8 @@ TEXT: dict[str, tuple[str, str]] = {
     "gold": ("Gold questions (JSONL)", "标准问题集（JSONL）"),
     "k": ("k (passages scored)", "k（评分的段落数）"),
     "run_eval": ("Run evaluation", "运行评测"),
+    "restore": ("Trash (deleted and refused files)", "回收站（已删除或未能索引的文件）"),
+    "restore_btn": ("Restore file", "恢复文件"),
     "metrics": ("Metrics", "指标"),
     "report_file": ("HTML report", "HTML 报告"),
     "lang": ("Language · 语言", "Language · 语言"),
@@ -96,6 +107,10 @@ MSG: dict[str, tuple[str, str]] = {
     "no_doc": ("Choose a document first.", "请先选择文档。"),
     "no_gold": ("Upload a gold JSONL file first.", "请先上传标准问题集 JSONL 文件。"),
     "empty_q": ("Please ask a question.", "请输入问题。"),
+    "long_q": ("The question is too long (at most {n} characters).", "问题太长（最多 {n} 个字符）。"),
+    "locked": ("Too many wrong passwords from this address; try again in {s} s.",
+               "此地址密码错误次数过多，请 {s} 秒后再试。"),
+    "no_trash": ("Choose a file from the trash first.", "请先从回收站选择文件。"),
 }
 
 EXAMPLES_STUDENTS = [
@@ -288,6 +303,8 @@ def build_app(assistant: Any, admin_password: str | None = None) -> gr.Blocks:
     password = _configured_password() if admin_password is None else (admin_password or None)
     guard = guard_for(assistant)
     corpus_dir = Path(assistant.config.corpus_dir)
+    throttle = LoginThrottle()  # per app: wrong staff passwords by client address
+    reports = ReportFiles()
     labelled: list[tuple[Any, str, str]] = []  # (component, property, TEXT key) for the language toggle
 
     def L(component: Any, prop: str, key: str) -> Any:  # noqa: N802 - reads as a wrapper in the layout
@@ -301,7 +318,9 @@ def build_app(assistant: Any, admin_password: str | None = None) -> gr.Blocks:
         outlets = sorted({d.outlet for d in docs if d.outlet})
         return choices, outlets
 
-    with gr.Blocks(title="Alliance Assistant · 产教联盟助手", analytics_enabled=False) as demo:
+    # delete_cache: files uploaded to Gradio (anonymous route) or made for download go after an hour.
+    with gr.Blocks(title="Alliance Assistant · 产教联盟助手", analytics_enabled=False,
+                   delete_cache=(600, 3600)) as demo:
         history = gr.State([])  # earlier questions of this conversation (server side, per session)
         # The rendered conversation, kept server side: the Chatbot is output-only, so no event ever takes a
         # message list (or a file inside one) from the browser.
@@ -384,22 +403,28 @@ def build_app(assistant: Any, admin_password: str | None = None) -> gr.Blocks:
                                                 "value", "reindex_btn")
                                 logout_btn = L(gr.Button(TEXT["logout"][0], elem_id="staff-logout", size="sm"),
                                                "value", "logout")
+                            with gr.Row():
+                                restore_pick = L(gr.Dropdown([], label=TEXT["restore"][0], elem_id="restore-file",
+                                                             scale=3), "label", "restore")
+                                restore_btn = L(gr.Button(TEXT["restore_btn"][0], elem_id="restore-btn", scale=1),
+                                                "value", "restore_btn")
 
-            with L(gr.Tab(TEXT["tab_eval"][0], id="eval", elem_id="tab-eval"), "label", "tab_eval"):
-                with gr.Row():
-                    gold = L(gr.File(file_types=[".jsonl"], type="filepath", label=TEXT["gold"][0],
-                                     elem_id="gold-file"), "label", "gold")
-                    with gr.Column():
-                        eval_k = L(gr.Slider(1, 20, value=5, step=1, label=TEXT["k"][0], elem_id="eval-k"),
-                                   "label", "k")
-                        run_btn = L(gr.Button(TEXT["run_eval"][0], variant="primary", elem_id="run-eval"),
-                                    "value", "run_eval")
-                eval_status = gr.HTML(elem_id="eval-status")
-                metrics = L(gr.Dataframe(label=TEXT["metrics"][0], interactive=False, elem_id="eval-metrics"),
-                            "label", "metrics")
-                report_file = L(gr.File(label=TEXT["report_file"][0], interactive=False, elem_id="eval-file"),
-                                "label", "report_file")
-                report_view = gr.HTML(elem_id="eval-report")
+            if password:  # evaluation reads uploaded files and runs many questions: staff only
+                with L(gr.Tab(TEXT["tab_eval"][0], id="eval", elem_id="tab-eval"), "label", "tab_eval"):
+                    with gr.Row():
+                        gold = L(gr.File(file_types=[".jsonl"], type="filepath", label=TEXT["gold"][0],
+                                         elem_id="gold-file"), "label", "gold")
+                        with gr.Column():
+                            eval_k = L(gr.Slider(1, 20, value=5, step=1, label=TEXT["k"][0], elem_id="eval-k"),
+                                       "label", "k")
+                            run_btn = L(gr.Button(TEXT["run_eval"][0], variant="primary", elem_id="run-eval"),
+                                        "value", "run_eval")
+                    eval_status = gr.HTML(elem_id="eval-status")
+                    metrics = L(gr.Dataframe(label=TEXT["metrics"][0], interactive=False, elem_id="eval-metrics"),
+                                "label", "metrics")
+                    report_file = L(gr.File(label=TEXT["report_file"][0], interactive=False, elem_id="eval-file"),
+                                    "label", "report_file")
+                    report_view = gr.HTML(elem_id="eval-report")
 
         # ------------------------------------------------------------------ chat
 
@@ -415,6 +440,10 @@ def build_app(assistant: Any, admin_password: str | None = None) -> gr.Blocks:
             text = (text or "").strip()
             if not text:
                 gr.Warning(t("empty_q", ui_lang))
+                yield messages, messages, gr.update(), past, gr.update(), gr.update(), gr.update()
+                return
+            if len(text) > MAX_QUESTION_CHARS:  # refused, not kept: the session stays small
+                gr.Warning(t("long_q", ui_lang).format(n=MAX_QUESTION_CHARS))
                 yield messages, messages, gr.update(), past, gr.update(), gr.update(), gr.update()
                 return
             messages.append({"role": "user", "content": f'<div class="user-q">{esc(text)}</div>'})
@@ -504,65 +533,82 @@ def build_app(assistant: Any, admin_password: str | None = None) -> gr.Blocks:
             def delete_choices() -> Any:
                 return gr.update(choices=doc_choices()[0], value=None)
 
-            def login(given: str, ui_lang: str) -> tuple[Any, ...]:
-                if check_password(given, password):
-                    return (True, gr.update(visible=True), render_notice(t("logged_in", ui_lang), "ok"), "",
-                            delete_choices())
-                time.sleep(1.0)  # slows down guessing
-                return (False, gr.update(visible=False), render_notice(t("bad_password", ui_lang)), "",
-                        gr.update(choices=[]))
+            def trash_choices() -> Any:
+                items = trashed(corpus_dir)
+                return gr.update(choices=[(f"{i.original} ({i.moved_at})", i.name) for i in items], value=None)
 
-            login_btn.click(login, [pw_box, lang], [is_admin, staff_controls, staff_msg, pw_box, del_doc],
-                            api_visibility="private", concurrency_limit=1)
-            pw_box.submit(login, [pw_box, lang], [is_admin, staff_controls, staff_msg, pw_box, del_doc],
-                          api_visibility="private", concurrency_limit=1)
+            def login(given: str, ui_lang: str, request: gr.Request | None = None) -> tuple[Any, ...]:
+                client = client_address(request)
+                wait = throttle.retry_after(client)
+                refused = (False, gr.update(visible=False), "", "", gr.update(choices=[]), gr.update(choices=[]))
+                if wait > 0:  # refused at once, without looking at the password: nothing waits in a worker
+                    return (*refused[:2], render_notice(t("locked", ui_lang).format(s=ceil(wait))), *refused[3:])
+                if check_password(given, password):
+                    throttle.succeeded(client)
+                    return (True, gr.update(visible=True), render_notice(t("logged_in", ui_lang), "ok"), "",
+                            delete_choices(), trash_choices())
+                lock = throttle.failed(client)
+                message = t("bad_password", ui_lang)
+                if lock:
+                    message += " " + t("locked", ui_lang).format(s=ceil(lock))
+                return (*refused[:2], render_notice(message), *refused[3:])
+
+            login_outputs = [is_admin, staff_controls, staff_msg, pw_box, del_doc, restore_pick]
+            # Instant handlers (no sleep): a guesser's queue place costs nobody else a wait.
+            login_btn.click(login, [pw_box, lang], login_outputs, api_visibility="private")
+            pw_box.submit(login, [pw_box, lang], login_outputs, api_visibility="private")
 
             def logout(ui_lang: str) -> tuple[Any, ...]:
                 return False, gr.update(visible=False), render_notice(t("logged_out", ui_lang), "info"), \
-                    gr.update(choices=[])
+                    gr.update(choices=[]), gr.update(choices=[])
 
-            logout_btn.click(logout, [lang], [is_admin, staff_controls, staff_msg, del_doc], api_visibility="private")
+            logout_btn.click(logout, [lang], [is_admin, staff_controls, staff_msg, del_doc, restore_pick],
+                             api_visibility="private")
 
             def upload(files: list[str] | None, admin: bool, ui_lang: str,
                        progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:  # noqa: B008 - Gradio's idiom
                 if not admin:
-                    return denied(ui_lang), gr.update(), gr.update()
+                    return denied(ui_lang), gr.update(), gr.update(), gr.update()
                 if not files:
-                    return render_notice(t("no_files", ui_lang)), gr.update(), gr.update()
-                saved: list[Path] = []
+                    return render_notice(t("no_files", ui_lang)), gr.update(), gr.update(), gr.update()
+                saved: list[SavedUpload] = []
                 problems: list[str] = []
-                for f in files:
-                    src = Path(str(f))
+                notes: list[str] = []
+                for f in files if isinstance(files, list) else []:
+                    name = Path(str(f)).name
                     try:
-                        saved.append(save_upload(uploaded_file(f), src.name, corpus_dir, MAX_UPLOAD_BYTES))
+                        src = uploaded_file(f)
+                        saved.append(store_upload(src, name, corpus_dir, MAX_UPLOAD_BYTES))
+                        src.unlink(missing_ok=True)  # Gradio's copy is not needed any more
                     except DocumentError as exc:
                         problems.append(f"{exc.path}: {exc.reason}")
                     except OSError as exc:
-                        problems.append(f"{src.name}: {exc.strerror or exc}")
+                        problems.append(f"{name}: {exc.strerror or 'cannot be read'}")
                 message = ""
                 if saved:
                     try:
-                        with guard.write():
-                            report = assistant.ingest(saved, progress=_progress_callback(progress, ui_lang))
+                        report = ingest_under(assistant, guard, [u.path for u in saved], progress, ui_lang)
                         message = _report_text(report, ui_lang)
+                        notes += settle_uploads(saved, report.errors, corpus_dir, ui_lang)
                     except Exception as exc:
                         if not isinstance(exc, AssistantError):
                             log.exception("ingest failed")
                         problems.append(friendly_error(exc, ui_lang))
-                names = ", ".join(p.name for p in saved)
+                names = ", ".join(u.path.name for u in saved)
                 parts = [render_notice(f"{names}: {message}", "ok")] if saved and message else []
+                parts += [render_notice(n, "info") for n in notes]
                 parts += [render_notice(p) for p in problems]
-                return "".join(parts), None, delete_choices()
+                return "".join(parts), None, delete_choices(), trash_choices()
 
-            upload_btn.click(upload, [uploads, is_admin, lang], [staff_msg, uploads, del_doc],
+            upload_btn.click(upload, [uploads, is_admin, lang], [staff_msg, uploads, del_doc, restore_pick],
                              api_visibility="private", concurrency_limit=1
                              ).then(refresh_docs, [lang], refresh_outputs, api_visibility="private")
 
             def delete(doc_id: str | None, remove_file: bool, admin: bool, ui_lang: str) -> tuple[Any, ...]:
                 if not admin:
-                    return denied(ui_lang), gr.update()
-                if not doc_id:
-                    return render_notice(t("no_doc", ui_lang)), gr.update()
+                    return denied(ui_lang), gr.update(), gr.update()
+                if not doc_id or not isinstance(doc_id, str):
+                    return render_notice(t("no_doc", ui_lang)), gr.update(), gr.update()
                 try:
                     with guard.write():
                         records = {d.doc_id: d for d in assistant.documents()}
@@ -575,23 +621,41 @@ def build_app(assistant: Any, admin_password: str | None = None) -> gr.Blocks:
                 except Exception as exc:
                     if not isinstance(exc, AssistantError):
                         log.exception("delete failed")
-                    return render_notice(friendly_error(exc, ui_lang)), gr.update()
+                    return render_notice(friendly_error(exc, ui_lang)), gr.update(), gr.update()
                 done = (f"已删除 {doc_id}（{removed} 个段落）。" if ui_lang == "zh"
                         else f"Deleted {doc_id} ({removed} chunks).")
-                return render_notice(f"{done} {note}".strip(), "ok"), delete_choices()
+                return render_notice(f"{done} {note}".strip(), "ok"), delete_choices(), trash_choices()
 
-            del_btn.click(delete, [del_doc, del_file, is_admin, lang], [staff_msg, del_doc],
+            del_btn.click(delete, [del_doc, del_file, is_admin, lang], [staff_msg, del_doc, restore_pick],
                           api_visibility="private", concurrency_limit=1
                           ).then(refresh_docs, [lang], refresh_outputs, api_visibility="private")
+
+            def restore_file(name: str | None, admin: bool, ui_lang: str,
+                             progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:  # noqa: B008
+                if not admin:
+                    return denied(ui_lang), gr.update(), gr.update()
+                if not name or not isinstance(name, str):
+                    return render_notice(t("no_trash", ui_lang)), gr.update(), gr.update()
+                try:
+                    target = restore(name, corpus_dir)
+                    report = ingest_under(assistant, guard, [target], progress, ui_lang)
+                except Exception as exc:
+                    if not isinstance(exc, AssistantError):
+                        log.exception("restore failed")
+                    return render_notice(friendly_error(exc, ui_lang)), gr.update(), trash_choices()
+                done = f"已恢复 {target.name}：" if ui_lang == "zh" else f"Restored {target.name}: "
+                return render_notice(done + _report_text(report, ui_lang), "ok"), delete_choices(), trash_choices()
+
+            restore_btn.click(restore_file, [restore_pick, is_admin, lang], [staff_msg, del_doc, restore_pick],
+                              api_visibility="private", concurrency_limit=1
+                              ).then(refresh_docs, [lang], refresh_outputs, api_visibility="private")
 
             def reindex(full: bool, admin: bool, ui_lang: str,
                         progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:  # noqa: B008 - Gradio's idiom
                 if not admin:
                     return denied(ui_lang), gr.update()
                 try:
-                    with guard.write():
-                        report = assistant.ingest(None, rebuild=full,
-                                                  progress=_progress_callback(progress, ui_lang))
+                    report = ingest_under(assistant, guard, None, progress, ui_lang, rebuild=bool(full))
                 except Exception as exc:
                     if not isinstance(exc, AssistantError):
                         log.exception("re-index failed")
@@ -602,46 +666,49 @@ def build_app(assistant: Any, admin_password: str | None = None) -> gr.Blocks:
                               api_visibility="private", concurrency_limit=1
                               ).then(refresh_docs, [lang], refresh_outputs, api_visibility="private")
 
-        # ------------------------------------------------------------------ evaluation
+        # ------------------------------------------------------------------ evaluation (staff only)
 
-        def run_evaluation(path: str | None, k: float, ui_lang: str,
-                           progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:  # noqa: B008 - Gradio's idiom
-            from assistant.evaluation import load_gold, run_eval
+        if password:
+            def run_evaluation(path: str | None, k: float, admin: bool, ui_lang: str,
+                               progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:  # noqa: B008
+                from assistant.evaluation import load_gold, run_eval
 
-            if not path:
-                return render_notice(t("no_gold", ui_lang)), None, None, ""
-            try:
-                gold_file = uploaded_file(path)
-                if gold_file.stat().st_size > MAX_GOLD_BYTES:
-                    raise DocumentError(gold_file.name, f"larger than {MAX_GOLD_BYTES // 2**20} MB")
-                items = load_gold(gold_file)
-                asker = _ProgressAsker(assistant, progress, len(items))
-                result = run_eval(asker, items, k=int(k), progress=False)
-            except Exception as exc:
-                if not isinstance(exc, AssistantError | ValueError):
-                    log.exception("evaluation failed")
-                message = friendly_error(exc, ui_lang) if isinstance(exc, AssistantError) else str(exc)
-                # Name the uploaded file, never the server's folders (Gradio's cache path included).
-                if path:
-                    message = message.replace(str(path), Path(str(path)).name)
+                if not admin:
+                    return denied(ui_lang), None, None, ""
+                if not path:
+                    return render_notice(t("no_gold", ui_lang)), None, None, ""
+                try:
+                    gold_file = uploaded_file(path)
+                    if gold_file.stat().st_size > MAX_GOLD_BYTES:
+                        raise DocumentError(gold_file.name, f"larger than {MAX_GOLD_BYTES // 2**20} MB")
+                    items = load_gold(gold_file)
+                    asker = _ProgressAsker(assistant, progress, len(items))
+                    result = run_eval(asker, items, k=max(1, min(20, int(k))), progress=False)
+                except Exception as exc:
+                    if not isinstance(exc, AssistantError | ValueError):
+                        log.exception("evaluation failed")
+                    message = friendly_error(exc, ui_lang) if isinstance(exc, AssistantError) else str(exc)
+                    # Name the uploaded file, never the server's folders (Gradio's cache path included).
                     message = message.replace(str(Path(str(path)).resolve()), Path(str(path)).name)
-                return render_notice(message), None, None, ""
-            report = result.render_html(title="Evaluation report")
-            out = Path(tempfile.mkdtemp(prefix="assistant-eval-")) / "eval-report.html"
-            out.write_text(report, encoding="utf-8")
-            header, rows = metrics_rows(result.metrics)
-            frame = f'<iframe class="eval-report" sandbox="" srcdoc="{html.escape(report, quote=True)}"></iframe>'
-            done = f"{len(items)} questions, k={int(k)}" if ui_lang != "zh" else f"{len(items)} 个问题，k={int(k)}"
-            return render_notice(done, "ok"), {"headers": header, "data": rows}, str(out), frame
+                    message = message.replace(str(path), Path(str(path)).name)
+                    return render_notice(message), None, None, ""
+                report = result.render_html(title="Evaluation report")
+                out = reports.write(report)
+                header, rows = metrics_rows(result.metrics)
+                frame = f'<iframe class="eval-report" sandbox="" srcdoc="{html.escape(report, quote=True)}"></iframe>'
+                done = (f"{len(items)} questions, k={int(k)}" if ui_lang != "zh"
+                        else f"{len(items)} 个问题，k={int(k)}")
+                return render_notice(done, "ok"), {"headers": header, "data": rows}, str(out), frame
 
-        run_btn.click(run_evaluation, [gold, eval_k, lang], [eval_status, metrics, report_file, report_view],
-                      api_visibility="private", concurrency_limit=1)
+            run_btn.click(run_evaluation, [gold, eval_k, is_admin, lang],
+                          [eval_status, metrics, report_file, report_view],
+                          api_visibility="private", concurrency_limit=1)
 
     return demo
 
 
 def _remove_file(path: str, corpus_dir: Path, others: Sequence[Any], lang: str) -> str:
-    """Delete a document's file when it is inside the corpus folder and holds no other document."""
+    """Move a document's file to the corpus trash when it is inside the corpus and holds no other document."""
     file = Path(path)
     zh = lang == "zh"
     if any(d.path == path for d in others):
@@ -650,8 +717,83 @@ def _remove_file(path: str, corpus_dir: Path, others: Sequence[Any], lang: str) 
         file.resolve().relative_to(corpus_dir.resolve())
     except ValueError:
         return "文件不在语料目录中，已保留。" if zh else "Its file is outside the corpus folder and was kept."
-    file.unlink(missing_ok=True)
-    return "文件已删除。" if zh else "Its file was deleted."
+    if not file.exists():
+        return ""
+    move_to_trash(file, corpus_dir)
+    return ("文件已移到回收站（可恢复）。" if zh
+            else "Its file was moved to the trash (restore it from the Trash list).")
+
+
+def client_address(request: Any) -> str:
+    """The client's address as the server sees it (behind a trusted proxy: the forwarded one)."""
+    client = getattr(request, "client", None)
+    host = getattr(client, "host", None)
+    return str(host) if host else "unknown"
+
+
+def ingest_under(assistant: Any, guard: Any, assistant_paths: Sequence[Path] | None, progress: Any, lang: str,
+                 rebuild: bool = False) -> Any:
+    """Run an ingest for the UI with a progress bar; questions go on while it reads and embeds.
+
+    The read/write lock is taken only around the step that changes what questions read, when the
+    library supports it (``write_lock``); otherwise around the whole ingest.
+    """
+    callback = _progress_callback(progress, lang)
+    paths = list(assistant_paths) if assistant_paths is not None else None
+    try:
+        return assistant.ingest(paths, rebuild=rebuild, progress=callback, write_lock=guard.write)
+    except TypeError as exc:
+        if "write_lock" not in str(exc):
+            raise
+    with guard.write():
+        return assistant.ingest(paths, rebuild=rebuild, progress=callback)
+
+
+def settle_uploads(saved: Sequence[SavedUpload], errors: Sequence[Any], corpus_dir: Path, lang: str) -> list[str]:
+    """Uploads that could not be indexed leave the corpus (or give back the file they replaced).
+
+    A refused upload left in corpus/ would be reported again at every re-index; the one it replaced is
+    put back, so the index and the folder agree again.
+    """
+    zh = lang == "zh"
+    failed = {Path(str(getattr(e, "path", ""))).name for e in errors}
+    notes = []
+    for upload in saved:
+        if upload.path.name not in failed or not upload.path.exists():
+            if upload.previous is not None:
+                notes.append(f"{upload.path.name}：已替换，旧版本保存在 {VERSIONS}/{upload.previous.name}" if zh
+                             else f"{upload.path.name} replaced an existing file; the previous version is kept "
+                                  f"as {VERSIONS}/{upload.previous.name}")
+            continue
+        if upload.previous is not None:
+            shutil.copy2(upload.previous, upload.path)
+            notes.append(f"{upload.path.name}：无法索引，已恢复原文件" if zh
+                         else f"{upload.path.name} could not be indexed; the file it replaced was put back")
+        else:
+            move_to_trash(upload.path, corpus_dir)
+            notes.append(f"{upload.path.name}：无法索引，已移到回收站" if zh
+                         else f"{upload.path.name} could not be indexed and was moved to the trash")
+    return notes
+
+
+class ReportFiles:
+    """Evaluation reports for download: one private folder, the last ``keep`` reports, removed at exit."""
+
+    def __init__(self, keep: int = 5) -> None:
+        self.keep = keep
+        self._dir: Path | None = None
+        self._lock = threading.Lock()
+
+    def write(self, report: str) -> Path:
+        with self._lock:
+            if self._dir is None or not self._dir.exists():
+                self._dir = Path(tempfile.mkdtemp(prefix="assistant-eval-"))
+                atexit.register(shutil.rmtree, self._dir, True)
+            out = self._dir / f"eval-report-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}.html"
+            out.write_text(report, encoding="utf-8")
+            for old in sorted(self._dir.glob("eval-report-*.html"), key=lambda p: p.stat().st_mtime)[:-self.keep]:
+                old.unlink(missing_ok=True)
+            return out
 
 
 # --------------------------------------------------------------------------- app and serve
@@ -662,12 +804,13 @@ def _remove_file(path: str, corpus_dir: Path, others: Sequence[Any], lang: str) 
 def create_app(assistant: Any, admin_password: str | None = None, *, ui: bool = True) -> Any:
     """The JSON API plus the Gradio UI at ``/``; ``admin_password`` None reads ``ASSISTANT_ADMIN_PASSWORD``."""
     from assistant.server import MAX_UPLOAD_BYTES as upload_limit
-    from assistant.server import QUEUE_CONCURRENCY, BodyLimit, create_api
+    from assistant.server import QUEUE_CONCURRENCY, RequestGate, create_api
 
     app = create_api(assistant)
     if ui:
         blocks = build_app(assistant, admin_password=admin_password)
-        blocks.queue(default_concurrency_limit=QUEUE_CONCURRENCY)  # see QUEUE_CONCURRENCY
+        # api_open=False: queued handlers run only through the queue (run/predict refuses them too).
+        blocks.queue(default_concurrency_limit=QUEUE_CONCURRENCY, api_open=False)  # see QUEUE_CONCURRENCY
         app = gr.mount_gradio_app(
             app,
             blocks,
@@ -688,7 +831,7 @@ def create_app(assistant: Any, admin_password: str | None = None, *, ui: bool = 
         # sets that flag, so without this line any file the server can read could be copied into the cache
         # and downloaded by anyone. Gradio's own reload path (utils.swap_blocks) sets it the same way.
         blocks.has_launched = True
-    app.add_middleware(BodyLimit)
+    app.add_middleware(RequestGate)
     return app
 
 

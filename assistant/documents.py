@@ -534,7 +534,9 @@ def iter_files(paths: Iterable[Path]) -> Iterator[Path]:
     for path in paths:
         if path.is_dir():
             for child in sorted(path.rglob("*")):
-                if child.is_file() and not _ignored(child):
+                # Hidden folders (the corpus's .trash and .versions among them) hold no documents.
+                hidden = any(part.startswith(".") for part in child.relative_to(path).parts[:-1])
+                if child.is_file() and not hidden and not _ignored(child):
                     yield child
         else:
             yield path

@@ -21,11 +21,13 @@ import logging
 import os
 import re
 import threading
+import time
 import unicodedata
 import weakref
 from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from contextlib import contextmanager
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
+from datetime import date
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -37,12 +39,16 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from .corpus_files import keep_version
 from .errors import AssistantError, ConfigError, DocumentError, LLMError, QuestionError, StoreError
 
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 64 * 1024  # JSON API requests; uploads go through Gradio with their own limit
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
+MAX_FILES_PER_UPLOAD = 10  # files in one upload request (the staff upload takes several at once)
+MAX_GRADIO_BODY_BYTES = 256 * 1024  # any other Gradio request: a question event is a few KB
+OPEN_GRADIO_ENDPOINTS = frozenset({"ask"})  # Gradio-client endpoints callable by name (documented)
 UPLOAD_SUFFIXES = (".txt", ".md", ".html", ".htm", ".pdf", ".docx", ".jsonl")
 ADMIN_ENV = "ASSISTANT_ADMIN_PASSWORD"
 # Concurrent Gradio events per handler. Answering is CPU-bound (query embedding, BM25, sentence
@@ -121,6 +127,65 @@ def check_password(given: object, expected: str | None) -> bool:
     return hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
 
 
+class LoginThrottle:
+    """Per-client lock-out with exponential back-off after repeated wrong staff passwords.
+
+    ``free_attempts`` wrong passwords within ``window`` seconds are allowed; each further one locks the
+    client out for ``base_lock`` seconds, doubling up to ``max_lock``. A locked client's attempts are
+    refused without checking the password, at once: nothing sleeps in a worker, so a guesser never
+    delays anyone else, and staff at another address log in as usual. A success clears the client.
+    """
+
+    def __init__(self, free_attempts: int = 5, base_lock: float = 30.0, max_lock: float = 900.0,
+                 window: float = 900.0, clock: Callable[[], float] = time.monotonic, max_clients: int = 10_000) -> None:
+        if free_attempts < 1 or base_lock <= 0 or max_lock < base_lock or window <= 0:
+            raise ValueError(f"bad lock-out policy: free_attempts={free_attempts}, base_lock={base_lock}, "
+                             f"max_lock={max_lock}, window={window}")
+        self.free_attempts = free_attempts
+        self.base_lock = base_lock
+        self.max_lock = max_lock
+        self.window = window
+        self.clock = clock
+        self.max_clients = max_clients
+        self._lock = threading.Lock()
+        self._failures: dict[str, list[float]] = {}  # client -> times of recent wrong passwords
+        self._locked_until: dict[str, float] = {}
+
+    def retry_after(self, client: str) -> float:
+        """Seconds until ``client`` may try again (0: now)."""
+        with self._lock:
+            return max(0.0, self._locked_until.get(client, 0.0) - self.clock())
+
+    def failed(self, client: str) -> float:
+        """Record a wrong password; the lock-out it starts, in seconds (0: none yet)."""
+        now = self.clock()
+        with self._lock:
+            if len(self._failures) >= self.max_clients and client not in self._failures:
+                self._forget_oldest(now)
+            times = [t for t in self._failures.get(client, []) if now - t < self.window]
+            times.append(now)
+            self._failures[client] = times
+            excess = len(times) - self.free_attempts
+            if excess <= 0:
+                return 0.0
+            lock = min(self.max_lock, self.base_lock * 2 ** min(excess - 1, 30))
+            self._locked_until[client] = now + lock
+            return lock
+
+    def succeeded(self, client: str) -> None:
+        with self._lock:
+            self._failures.pop(client, None)
+            self._locked_until.pop(client, None)
+
+    def _forget_oldest(self, now: float) -> None:
+        # Bounded memory under a many-address attack: drop clients whose window has passed, else the oldest.
+        stale = [c for c, ts in self._failures.items() if not ts or now - ts[-1] >= self.window]
+        for c in stale or sorted(self._failures, key=lambda c: self._failures[c][-1])[: self.max_clients // 10 or 1]:
+            self._failures.pop(c, None)
+            if self._locked_until.get(c, 0.0) <= now:
+                self._locked_until.pop(c, None)
+
+
 def admin_password(env: MutableMapping[str, str] | None = None) -> str | None:
     """The staff password from ``ASSISTANT_ADMIN_PASSWORD`` (read by ``config.Settings`` when called);
     None (management off) when unset or blank; ``ConfigError`` when it is not one printable line."""
@@ -154,8 +219,20 @@ def sanitize_filename(name: str) -> str:
     return f"{stem}.{suffix}"
 
 
-def save_upload(src: Path, original_name: str, corpus_dir: Path, limit: int = MAX_UPLOAD_BYTES) -> Path:
-    """Copy an uploaded file into ``corpus_dir`` under a sanitized name (replacing a file of that name)."""
+@dataclass(frozen=True)
+class SavedUpload:
+    """An upload copied into the corpus, and the copy kept of the file it replaced (if any)."""
+
+    path: Path
+    previous: Path | None
+
+
+def store_upload(src: Path, original_name: str, corpus_dir: Path, limit: int = MAX_UPLOAD_BYTES) -> SavedUpload:
+    """Copy an uploaded file into ``corpus_dir`` under a sanitized name.
+
+    A file of that name already there is first copied to ``corpus/.versions/`` (``corpus_files``), so
+    an upload never silently destroys a document.
+    """
     name = sanitize_filename(original_name)
     size = src.stat().st_size
     if size > limit:
@@ -170,12 +247,30 @@ def save_upload(src: Path, original_name: str, corpus_dir: Path, limit: int = MA
     with src.open("rb") as fin, tmp.open("wb") as fout:
         while block := fin.read(1 << 20):
             fout.write(block)
+    previous = keep_version(dest, corpus_dir)
     tmp.replace(dest)
-    return dest
+    return SavedUpload(dest, previous)
+
+
+def save_upload(src: Path, original_name: str, corpus_dir: Path, limit: int = MAX_UPLOAD_BYTES) -> Path:
+    """``store_upload``, returning only the saved path."""
+    return store_upload(src, original_name, corpus_dir, limit).path
+
+
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.:/])/(?:[^\s/'\"]+/)+([^\s/'\"]*)")
+
+
+def without_paths(message: str) -> str:
+    """``message`` with absolute file paths cut to their last part: users never see the server's folders."""
+    return _ABSOLUTE_PATH.sub(lambda m: m.group(1) or "…", message)
 
 
 def friendly_error(exc: BaseException, lang: str = "en") -> str:
-    """A one-line message for a user; ``AssistantError`` messages are meant to be shown as they are."""
+    """A one-line message for a user, without server paths; ``AssistantError`` messages are shown as they are."""
+    return without_paths(_friendly(exc, lang))
+
+
+def _friendly(exc: BaseException, lang: str) -> str:
     zh = lang == "zh"
     if isinstance(exc, QuestionError):
         return str(exc)
@@ -214,6 +309,17 @@ class Filters(BaseModel):
     date_from: StrictStr | None = Field(None, pattern=r"^\d{4}-\d{2}-\d{2}$")
     date_to: StrictStr | None = Field(None, pattern=r"^\d{4}-\d{2}-\d{2}$")
 
+    @field_validator("date_from", "date_to")
+    @classmethod
+    def _real_date(cls, value: str | None) -> str | None:
+        # The pattern admits 2025-13-45 and 0000-00-00: both are refused here, the same way.
+        if value is not None:
+            try:
+                date.fromisoformat(value)
+            except ValueError:
+                raise ValueError(f"not a real date: {value!r} (YYYY-MM-DD)") from None
+        return value
+
 
 class AskRequest(BaseModel):
     """Body of ``POST /api/ask``."""
@@ -247,22 +353,94 @@ def _validation_message(exc: RequestValidationError) -> tuple[int, str]:
     return 422, "; ".join(parts) or "invalid request"
 
 
-class BodyLimit:
-    """Reject ``/api/`` request bodies over ``limit`` bytes with 413, before anything parses them."""
+def body_limit(path: str) -> int:
+    """The largest request body accepted on ``path``: uploads get the upload limit, the rest stay small."""
+    if path.startswith("/api/"):
+        return MAX_BODY_BYTES
+    if path.startswith("/gradio_api/upload"):
+        return MAX_UPLOAD_BYTES * MAX_FILES_PER_UPLOAD + 64 * 1024  # multipart headers and boundaries
+    return MAX_GRADIO_BODY_BYTES
 
-    def __init__(self, app: ASGIApp, limit: int = MAX_BODY_BYTES, prefix: str = "/api/") -> None:
-        self.app = app
+
+_CLOSED_GRADIO = ("run/", "api/", "proxy=", "run-history", "runs", "vibe-", "undo-vibe-edit", "dev/", "profiling/",
+                  "process_recording", "stream/", "mcp", "custom_component/")
+
+
+def closed_route(path: str) -> bool:
+    """Gradio routes that run handlers outside the queue or by name, or serve features we do not use.
+
+    The browser only joins the queue (``/gradio_api/queue/join``); ``run/<name>``, ``api/<name>`` and
+    ``call/<name>`` would let a script call any handler directly (23 password guesses a second were
+    measured). Only the documented ``ask`` endpoint of the Gradio client stays callable by name.
+    """
+    if not path.startswith("/gradio_api/"):
+        return False
+    rest = path.removeprefix("/gradio_api/")
+    if rest.startswith("call/"):
+        name = rest.removeprefix("call/").removeprefix("v2/").split("/")[0]
+        return name not in OPEN_GRADIO_ENDPOINTS
+    return rest.startswith(_CLOSED_GRADIO)
+
+
+class UploadQuota:
+    """Bytes each client may upload through Gradio's anonymous upload route per ``window`` seconds."""
+
+    def __init__(self, limit: int = 100 * 1024 * 1024, window: float = 600.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.limit = limit
-        self.prefix = prefix
+        self.window = window
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._used: dict[str, list[tuple[float, int]]] = {}
+
+    def take(self, client: str, size: int) -> bool:
+        """Count ``size`` bytes for ``client``; False (nothing counted) when that would pass the limit."""
+        now = self.clock()
+        with self._lock:
+            if len(self._used) > 10_000:  # bounded under a many-address attack
+                self._used = {c: u for c, u in self._used.items() if u and now - u[-1][0] < self.window}
+            recent = [(t, n) for t, n in self._used.get(client, []) if now - t < self.window]
+            if sum(n for _, n in recent) + size > self.limit:
+                self._used[client] = recent
+                return False
+            recent.append((now, size))
+            self._used[client] = recent
+            return True
+
+
+class RequestGate:
+    """Outermost middleware: closes Gradio's direct-call routes and bounds every request body.
+
+    Bodies over ``body_limit(path)`` get 413 before anything parses them (a declared Content-Length is
+    refused at once; a chunked body is counted as it arrives). Uploads also count against a per-client
+    quota (``UploadQuota``), since Gradio's upload route needs no login.
+    """
+
+    def __init__(self, app: ASGIApp, quota: UploadQuota | None = None) -> None:
+        self.app = app
+        self.quota = quota or UploadQuota()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not str(scope.get("path", "")).startswith(self.prefix):
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        path = str(scope.get("path", ""))
+        if closed_route(path):
+            await self._refuse(scope, receive, send, 404, "no such endpoint")
+            return
+        limit = body_limit(path)
         headers = dict(scope.get("headers") or [])
         declared = headers.get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
-            await self._too_large(scope, receive, send)
+        if declared is not None and (not declared.isdigit() or int(declared) > limit):
+            await self._refuse(scope, receive, send, 413, f"request body too large (limit {limit} bytes)")
+            return
+        if path.startswith("/gradio_api/upload") and scope.get("method") == "POST":
+            client = (scope.get("client") or ("unknown", 0))[0]
+            if not self.quota.take(str(client), int(declared) if declared else limit):
+                await self._refuse(scope, receive, send, 429, "upload quota exceeded; try again later")
+                return
+        if scope.get("method") in ("GET", "HEAD", "OPTIONS") and declared is None:
+            await self.app(scope, receive, send)  # no body to count (Gradio's SSE streams stay streams)
             return
         body = bytearray()
         more = True
@@ -272,8 +450,8 @@ class BodyLimit:
                 return
             body.extend(message.get("body", b""))
             more = bool(message.get("more_body"))
-            if len(body) > self.limit:
-                await self._too_large(scope, receive, send)
+            if len(body) > limit:
+                await self._refuse(scope, receive, send, 413, f"request body too large (limit {limit} bytes)")
                 return
         sent = False
 
@@ -286,8 +464,8 @@ class BodyLimit:
 
         await self.app(scope, replay, send)
 
-    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = JSONResponse({"error": f"request body too large (limit {self.limit} bytes)"}, status_code=413)
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send, status: int, message: str) -> None:
+        response = JSONResponse({"error": message}, status_code=status)
         await response(scope, receive, send)
 
 
@@ -322,7 +500,7 @@ def create_api(assistant: Any) -> FastAPI:
 
     @app.exception_handler(AssistantError)
     async def _ours(request: Request, exc: AssistantError) -> JSONResponse:
-        return JSONResponse({"error": str(exc)}, status_code=error_status(exc))
+        return JSONResponse({"error": without_paths(str(exc))}, status_code=error_status(exc))
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -29,9 +29,12 @@ class Event:
 class RawGradio:
     """Talks to a Gradio app mounted at ``/`` of ``url`` with plain HTTP."""
 
-    def __init__(self, url: str, timeout: float = 60) -> None:
+    def __init__(self, url: str, timeout: float = 60, source: str | None = None,
+                 headers: dict[str, str] | None = None) -> None:
+        """``source``: the local address to connect from (another 127.x address is another client)."""
         self.url = url
-        self.http = httpx.Client(base_url=url, timeout=timeout)
+        transport = httpx.HTTPTransport(local_address=source) if source else None
+        self.http = httpx.Client(base_url=url, timeout=timeout, transport=transport, headers=headers)
         self.config: dict[str, Any] = self.http.get("/config").raise_for_status().json()
         self.session_hash = uuid.uuid4().hex[:11]
         self.by_elem = {c["props"].get("elem_id"): c["id"] for c in self.config["components"]

@@ -311,12 +311,15 @@ def test_hostile_document_is_shown_as_text(page: Any, staff_server: LiveServer, 
     assert page.evaluate("typeof window.__pwned") == "undefined"
 
 
-def test_evaluation_tab_runs_a_gold_file(page: Any, public_server: LiveServer, tmp_path: Path) -> None:
+def test_evaluation_tab_runs_a_gold_file(page: Any, staff_server: LiveServer, tmp_path: Path) -> None:
+    """Evaluation is a staff tool: log in, then run a gold file."""
     lines = (ROOT / "eval" / "gold.jsonl").read_text(encoding="utf-8").splitlines()
     items = [json.loads(line) for line in lines if line.strip()]
     gold = tmp_path / "gold-small.jsonl"
     gold.write_text("".join(json.dumps(i, ensure_ascii=False) + "\n" for i in items[:3]), encoding="utf-8")
-    open_app(page, public_server)
+    open_app(page, staff_server)
+    log_in(page, PASSWORD)
+    page.locator("#staff-status .notice-ok").wait_for()
     open_tab(page, "Evaluation")
     page.set_input_files("#gold-file input[type=file]", str(gold))
     page.locator("#gold-file").get_by_text("gold-small.jsonl").first.wait_for()

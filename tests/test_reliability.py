@@ -42,6 +42,7 @@ import json
 import os
 import random
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -63,6 +64,7 @@ from ui_fixtures import LiveServer, open_assistant, sample_index  # noqa: F401 -
 from assistant.chunking import chunk_document
 from assistant.config import Config
 from assistant.core import MAX_QUESTION_CHARS, Assistant
+from assistant.corpus_files import trashed
 from assistant.documents import MAX_FILE_BYTES, load_file, load_paths, source_text
 from assistant.embedding import Embedder
 from assistant.errors import ConfigError, QuestionError
@@ -148,17 +150,6 @@ def run_command(args: list[str], cwd: Path, timeout: float) -> tuple[int, str, s
     return proc.returncode, proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace")
 
 
-class NoSleep:
-    """Stands in for the ``time`` module inside ui.py: no 1 s pause after a wrong password."""
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(time, name)
-
-    @staticmethod
-    def sleep(seconds: float) -> None:
-        return None
-
-
 def assert_inert(markup: str) -> str:
     """No script/img/iframe tag and no on* attribute; returns the visible text."""
     parser = parse_html(markup)
@@ -196,7 +187,7 @@ def restored(work: Work, embedder: Embedder) -> Iterator[Work]:
     yield work
     for p in work.corpus.iterdir():
         if p.name not in originals:
-            p.unlink()
+            shutil.rmtree(p) if p.is_dir() else p.unlink()  # the corpus's .trash and .versions too
     for name, data in originals.items():
         if (work.corpus / name).read_bytes() != data:
             (work.corpus / name).write_bytes(data)
@@ -424,7 +415,6 @@ def test_staff_upload_over_http(restored: Work, embedder: Embedder, monkeypatch:
         return captured["blocks"]
 
     monkeypatch.setattr(ui, "build_app", build_and_capture)
-    monkeypatch.setattr(ui, "time", NoSleep())
     bad_dir = restored.corpus.parent / "to-upload"
     bad_dir.mkdir(exist_ok=True)
     whole = make_pdf(bad_dir / "whole.pdf", "The Osprey shipyard alliance trains 40 welders.")
@@ -491,6 +481,10 @@ def test_staff_upload_over_http(restored: Work, embedder: Embedder, monkeypatch:
         names = {p.name for p in restored.corpus.iterdir()}
         assert {"escape.txt", "win-escape.md", "hourly-evil.txt"} <= names
         assert not {"empty.txt", "evil.exe", "big.txt"} & names
+        # Uploads that could not be indexed left the corpus for its trash (not reported at every re-index).
+        assert not {"junk.txt", "truncated.pdf", "encrypted.pdf", "fake.docx"} & names
+        assert {t.original for t in trashed(restored.corpus)} == {"junk.txt", "truncated.pdf", "encrypted.pdf",
+                                                                  "fake.docx"}
         for p in restored.corpus.parent.rglob("*escape*"):
             assert p.parent == restored.corpus, p  # nothing outside corpus/
         docs = {d.doc_id: d for d in assistant.documents()}
@@ -499,17 +493,27 @@ def test_staff_upload_over_http(restored: Work, embedder: Embedder, monkeypatch:
         answer = assistant.ask("When was the Bittern alliance founded?")
         assert not answer.abstained and answer.citations[0].doc_id == "escape.txt"
 
-        # The same limits when the handler is reached directly (a file already on the server).
+        # The same limits when the handler is reached directly: a file elsewhere on the server is refused
+        # whatever it is, and files in Gradio's upload folder meet the size and type checks.
         fns = {f.name: f.fn for f in load_ui().build_app(assistant, admin_password=ADMIN).fns.values()}
-        big = bad_dir / "big.txt"
+        from gradio.utils import get_upload_folder
+
+        elsewhere = bad_dir / "elsewhere.txt"
+        elsewhere.write_text("The Heron alliance trains pilots.\n")
+        out = html.unescape(fns["upload"]([str(elsewhere)], True, "en")[0])
+        assert "elsewhere.txt: not an uploaded file" in out and str(bad_dir) not in out
+        in_uploads = Path(get_upload_folder()) / uuid.uuid4().hex
+        in_uploads.mkdir(parents=True)
+        big = in_uploads / "big.txt"
         with big.open("wb") as fh:
             fh.truncate(MAX_UPLOAD_BYTES + 1)
-        exe = bad_dir / "evil.exe"
+        exe = in_uploads / "evil.exe"
         exe.write_bytes(b"MZ\x90\x00 not really a program")
         out = html.unescape(fns["upload"]([str(big), str(exe)], True, "en")[0])
+        shutil.rmtree(in_uploads)
         assert "big.txt: file is 20.0 MB; the limit is 20 MB" in out
         assert "evil.exe: unsupported file type '.exe'" in out
-        assert not {"big.txt", "evil.exe"} & {p.name for p in restored.corpus.iterdir()}
+        assert not {"big.txt", "evil.exe", "elsewhere.txt"} & {p.name for p in restored.corpus.iterdir()}
 
 
 # --------------------------------------------------------------------------- 2. bad questions
@@ -900,7 +904,6 @@ def test_password_check_is_constant_time_and_used_by_the_login(sample_assistant:
     assert check_password("密码 pw", "密码 pw") and not check_password("密码 px", "密码 pw")
     assert compared == [("密码 pw".encode(), "密码 pw".encode()), ("密码 px".encode(), "密码 pw".encode())]
     ui = load_ui()
-    monkeypatch.setattr(ui, "time", NoSleep())
     fns = {f.name: f.fn for f in ui.build_app(sample_assistant, admin_password=ADMIN).fns.values()}
     compared.clear()
     assert fns["login"]("not it", "en")[0] is False

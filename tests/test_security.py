@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from ui_fixtures import LiveServer, clone_index, open_assistant, sample_index, s
 pytestmark = pytest.mark.slow
 
 PASSWORD = "s3cret-staff-pw"
-MARKER = "TOP-SECRET-7f3a9c"
+MARKER = f"TOP-SECRET-{uuid.uuid4().hex}"  # fresh per run: no earlier run's files can match
 
 
 @pytest.fixture(scope="module")
@@ -116,3 +117,237 @@ def test_finding1_file_route_serves_no_server_file(staff_server: LiveServer, sec
                 assert MARKER not in r.text, route
         r = http.get(f"/gradio_api/file={os.getcwd()}/pyproject.toml")
         assert "[project]" not in r.text
+
+
+# --------------------------------------------------------------------------- finding 2: direct routes, guessing
+
+
+def _login_event(g: RawGradio) -> Any:
+    return g.event("staff-login", "click")
+
+
+def _login(g: RawGradio, password: str) -> str:
+    """The staff status message after a login attempt."""
+    event = _login_event(g)
+    data = [password if g.types[i] == "textbox" else "en" for i in event.inputs]
+    out = g.outputs(event, data)
+    status = g.component("staff-status")
+    return str(out[event.outputs.index(status)])
+
+
+def test_finding2_direct_call_routes_are_closed(staff_server: LiveServer) -> None:
+    g = RawGradio(staff_server.url)
+    try:
+        login = _login_event(g)
+        body = {"data": [PASSWORD, "en"], "fn_index": login.fn_index, "session_hash": "x1"}
+        for route in ("/gradio_api/run/predict", "/gradio_api/run/login", "/gradio_api/api/login",
+                      "/gradio_api/call/login", "/gradio_api/call/v2/login", "/gradio_api/call/upload"):
+            r = g.http.post(route, json=body)
+            assert r.status_code == 404, (route, r.status_code, r.text[:200])
+            assert "Logged in" not in r.text
+        # The documented Gradio-client endpoint stays open.
+        r = g.http.post("/gradio_api/call/ask", json={"data": ["What is the Suzhou alliance?"]})
+        assert r.status_code == 200 and r.json().get("event_id"), r.text
+    finally:
+        g.close()
+
+
+def test_finding2_guessing_locks_out_the_guesser_only(staff_server: LiveServer) -> None:
+    """Wrong passwords from one address lock that address out (the right one too), at once, while staff at
+    another address log in; a forged X-Forwarded-For from an untrusted client changes nothing."""
+    from assistant.server import LoginThrottle
+
+    free = LoginThrottle().free_attempts
+    attacker = RawGradio(staff_server.url, source="127.0.0.3")
+    staff = RawGradio(staff_server.url, source="127.0.0.1")
+    try:
+        replies = [_login(attacker, f"guess-{i}") for i in range(free + 3)]
+        assert all("Wrong password" in r for r in replies[:free])
+        assert not any("Too many" in r for r in replies[: free - 1])
+        assert all("Too many" in r for r in replies[free:]), replies
+        assert "Too many" in _login(attacker, PASSWORD)  # locked: not even the right password is checked
+        spoofer = RawGradio(staff_server.url, source="127.0.0.3", headers={"X-Forwarded-For": "203.0.113.9"})
+        try:
+            assert "Too many" in _login(spoofer, PASSWORD)
+        finally:
+            spoofer.close()
+        assert "Logged in" in _login(staff, PASSWORD)
+    finally:
+        attacker.close()
+        staff.close()
+
+
+def test_login_throttle_policy_exact() -> None:
+    from assistant.server import LoginThrottle
+
+    now = [1000.0]
+    th = LoginThrottle(free_attempts=3, base_lock=10, max_lock=35, window=100, clock=lambda: now[0])
+    assert [th.failed("a") for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert th.retry_after("a") == 0.0
+    assert th.failed("a") == 10.0 and th.retry_after("a") == 10.0
+    assert th.failed("a") == 20.0 and th.failed("a") == 35.0  # doubling, capped
+    assert th.retry_after("b") == 0.0  # other clients are not affected
+    now[0] += 36
+    assert th.retry_after("a") == 0.0
+    now[0] += 100  # the window has passed: the count starts again
+    assert th.failed("a") == 0.0
+    th.succeeded("a")
+    assert th.retry_after("a") == 0.0
+    with pytest.raises(ValueError, match="free_attempts=0"):
+        LoginThrottle(free_attempts=0)
+
+
+# --------------------------------------------------------------------------- finding 6: request sizes, history
+
+
+def test_finding6_large_gradio_requests_are_refused(staff_server: LiveServer) -> None:
+    g = RawGradio(staff_server.url)
+    try:
+        ask = g.event("ask-btn", "click")
+        data: list[Any] = [None] * len(ask.inputs)
+        data[ask.inputs.index(g.component("question"))] = "x" * (20 * 1024 * 1024)
+        body = {"data": data, "fn_index": ask.fn_index, "trigger_id": ask.trigger_id, "session_hash": g.session_hash}
+        r = g.http.post("/gradio_api/queue/join", content=json.dumps(body),
+                        headers={"content-type": "application/json"})
+        assert r.status_code == 413, r.status_code
+        # Under the byte limit but over the question limit: refused and not kept in the conversation.
+        from assistant.core import MAX_QUESTION_CHARS
+
+        data[ask.inputs.index(g.component("lang-toggle"))] = "en"
+        data[ask.inputs.index(g.component("question"))] = "长" * (MAX_QUESTION_CHARS + 1)
+        g.outputs(ask, data)
+        data[ask.inputs.index(g.component("question"))] = "What is the Suzhou alliance?"
+        out = g.outputs(ask, data)
+        chat = out[ask.outputs.index(g.component("chatbot"))]
+        text = json.dumps(chat, ensure_ascii=False)
+        assert "长长长" not in text and "Suzhou" in text
+        assert len(chat) == 2  # the question and its answer: the refused one left nothing behind
+    finally:
+        g.close()
+
+
+def test_request_gate_limits_and_quota() -> None:
+    """Exact limits of the outermost middleware, on a bare app (the live server uses the same class)."""
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from assistant.server import MAX_BODY_BYTES, MAX_GRADIO_BODY_BYTES, RequestGate, UploadQuota, closed_route
+
+    inner = FastAPI()
+
+    @inner.post("/{rest:path}")
+    def echo(rest: str) -> dict[str, str]:
+        return {"ok": rest}
+
+    now = [0.0]
+    app = RequestGate(inner, quota=UploadQuota(limit=1000, window=60, clock=lambda: now[0]))
+    client = TestClient(app)  # type: ignore[arg-type]
+    assert client.post("/api/ask", content=b"x" * MAX_BODY_BYTES).status_code == 200
+    assert client.post("/api/ask", content=b"x" * (MAX_BODY_BYTES + 1)).status_code == 413
+    assert client.post("/gradio_api/queue/join", content=b"x" * (MAX_GRADIO_BODY_BYTES + 1)).status_code == 413
+    assert client.post("/gradio_api/upload", content=b"x" * 600).status_code == 200
+    assert client.post("/gradio_api/upload", content=b"x" * 600).status_code == 429  # 1,200 > 1,000
+    now[0] += 61
+    assert client.post("/gradio_api/upload", content=b"x" * 600).status_code == 200
+    assert client.post("/gradio_api/run/predict", content=b"{}").status_code == 404
+    assert [closed_route(p) for p in ("/gradio_api/call/ask", "/gradio_api/call/login", "/gradio_api/queue/join",
+                                      "/api/ask", "/gradio_api/upload")] == [False, True, False, False, False]
+
+
+# --------------------------------------------------------------------------- finding 7: overwrite, trash, restore
+
+
+def _upload(g: RawGradio, name: str, content: bytes) -> dict[str, Any]:
+    r = g.http.post("/gradio_api/upload", files={"files": (name, content, "text/plain")})
+    assert r.status_code == 200, r.text
+    [path] = r.json()
+    return {"path": path, "orig_name": name, "meta": {"_type": "gradio.FileData"}}
+
+
+def _staff_event(g: RawGradio, elem_id: str, values: dict[str, Any]) -> str:
+    """Run a staff button's event with the given values (by elem_id); the staff status message."""
+    event = g.event(elem_id, "click")
+    by_id = {g.component(k): v for k, v in values.items()}
+    data = [by_id.get(i, "en" if g.types[i] == "radio" else None) for i in event.inputs]
+    out = g.outputs(event, data)
+    return str(out[event.outputs.index(g.component("staff-status"))])
+
+
+def test_finding7_overwrite_keeps_the_previous_file_and_delete_goes_to_trash(
+        sample_index: Any, tmp_path: Path) -> None:  # noqa: F811
+    from assistant.corpus_files import trashed
+
+    paths = clone_index(sample_index, tmp_path)
+    assistant = open_assistant(paths)
+    server = next(gen := serve_app(assistant, admin_password=PASSWORD))
+    g = RawGradio(server.url)
+    try:
+        assert "Logged in" in _login(g, PASSWORD)
+        first = b"The Kestrel alliance was founded in Ningbo in 2021 by six colleges.\n"
+        second = b"The Kestrel alliance now counts twelve colleges.\n"
+        msg = _staff_event(g, "upload-btn", {"upload": [_upload(g, "kestrel.txt", first)]})
+        assert "1 added" in msg, msg
+        msg = _staff_event(g, "upload-btn", {"upload": [_upload(g, "kestrel.txt", second)]})
+        assert "previous version is kept" in msg, msg
+        versions = list((paths.corpus / ".versions").glob("kestrel.txt.*"))
+        assert [v.read_bytes() for v in versions] == [first]
+        assert (paths.corpus / "kestrel.txt").read_bytes() == second
+        # Re-index does not index the kept version (hidden folder).
+        assert not any(".versions" in d.path for d in assistant.documents())
+
+        msg = _staff_event(g, "delete-btn", {"delete-doc": "kestrel.txt", "delete-file": True})
+        assert "trash" in msg, msg
+        assert not (paths.corpus / "kestrel.txt").exists()
+        [item] = trashed(paths.corpus)
+        assert item.original == "kestrel.txt"
+        # The trash list is offered to this session again after a new login.
+        assert "Logged in" in _login(g, PASSWORD)
+        msg = _staff_event(g, "restore-btn", {"restore-file": item.name})
+        assert "Restored kestrel.txt" in msg and "1 added" in msg, msg
+        assert (paths.corpus / "kestrel.txt").read_bytes() == second
+        assert "kestrel.txt" in {d.doc_id for d in assistant.documents()}
+    finally:
+        g.close()
+        with pytest.raises(StopIteration):
+            next(gen)
+
+
+# --------------------------------------------------------------------------- finding 9: the rest
+
+
+def test_finding9_evaluation_needs_a_login(staff_server: LiveServer, sample_index: Any) -> None:  # noqa: F811
+    from assistant.cli import load_ui
+
+    g = RawGradio(staff_server.url)
+    try:
+        gold = _upload(g, "gold.jsonl", b'{"id": "a", "question": "q?", "answerable": false}\n')
+        event = g.event("run-eval", "click")
+        data = [gold if g.types[i] == "file" else 5 if g.types[i] == "slider" else "en" if g.types[i] == "radio"
+                else None for i in event.inputs]
+        out = g.outputs(event, data)
+        assert "Staff login required" in str(out[0])
+    finally:
+        g.close()
+    # Without a staff password there is no Evaluation tab at all.
+    blocks = load_ui().build_app(open_assistant(sample_index), admin_password="")
+    ids = {getattr(b, "elem_id", None) for b in blocks.blocks.values()}
+    assert "tab-eval" not in ids and "run-eval" not in ids
+
+
+def test_finding9_impossible_dates_are_refused_alike(staff_server: LiveServer) -> None:
+    with httpx.Client(base_url=staff_server.url, timeout=30) as http:
+        for bad in ("2025-13-45", "0000-00-00", "2025-02-30"):
+            r = http.post("/api/ask", json={"question": "alliance", "filters": {"date_from": bad}})
+            assert r.status_code == 422 and "not a real date" in r.json()["error"], (bad, r.text)
+        r = http.post("/api/ask", json={"question": "alliance", "filters": {"date_from": "2025-02-28"}})
+        assert r.status_code == 200
+
+
+def test_without_paths() -> None:
+    from assistant.server import without_paths
+
+    assert without_paths("The index is not available: /srv/app/index/chroma is corrupt") == (
+        "The index is not available: chroma is corrupt")
+    assert without_paths("/tmp/gradio/ab12/gold.jsonl:3: invalid JSON") == "gold.jsonl:3: invalid JSON"
+    assert without_paths("see https://example.org/a/b") == "see https://example.org/a/b"
+    assert without_paths("a/b: relative stays") == "a/b: relative stays"
