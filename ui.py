@@ -73,7 +73,6 @@ TEXT: dict[str, tuple[str, str]] = {
     "f_language": ("Document language", "文档语言"),
     "f_from": ("From date (YYYY-MM-DD)", "起始日期（YYYY-MM-DD）"),
     "f_to": ("To date (YYYY-MM-DD)", "截止日期（YYYY-MM-DD）"),
-    "copy": ("Answer with sources (use the copy button)", "回答及来源（点击复制按钮）"),
     "sources": ("Sources", "来源"),
     "refresh": ("Refresh", "刷新"),
     "staff": ("Staff", "教职工管理"),
@@ -133,6 +132,9 @@ CSS = """
 .answer .related{margin-top:.5em;font-size:.9em}
 .answer .related ul{margin:.2em 0;padding-left:1.2em}
 sup.fn{font-size:.75em;white-space:nowrap}
+.copy-row{margin-top:.4em;font-size:.8em}.copy-answer{cursor:pointer;color:#3b6ea8;text-decoration:none}
+.copy-answer.copied::after{content:" ✓"}.copy-text{display:none}
+.turn-sources{margin-bottom:.8em}.turn-head{color:#5a6372;font-size:.85em;margin:.4em 0 0}
 a.fn-ref,a.rel-ref{cursor:pointer;text-decoration:none;font-weight:600}
 .sources-panel{max-height:640px;overflow:auto}
 .sources-panel.empty{color:#8a93a0;padding:.5em}
@@ -157,6 +159,19 @@ iframe.eval-report{width:100%;height:900px;border:1px solid #dde1e6;border-radiu
 HEAD = """
 <script>
 document.addEventListener('click', function (e) {
+  var c = e.target && e.target.closest ? e.target.closest('a.copy-answer') : null;
+  if (c) {
+    e.preventDefault();
+    e.stopPropagation();
+    var holder = c.parentElement ? c.parentElement.querySelector('.copy-text') : null;
+    var text = holder ? holder.textContent : '';
+    var done = function () {
+      c.classList.add('copied');
+      setTimeout(function () { c.classList.remove('copied'); }, 1500);
+    };
+    if (navigator.clipboard) { navigator.clipboard.writeText(text).then(done); }
+    return;
+  }
   var a = e.target && e.target.closest ? e.target.closest('a.fn-ref, a.rel-ref') : null;
   if (!a) return;
   var id = a.getAttribute('data-target') || (a.getAttribute('href') || '').replace(/^#/, '');
@@ -211,6 +226,32 @@ def bounded_conversation(messages: Any) -> list[dict[str, Any]]:
     if not isinstance(messages, list):
         return []
     return list(messages[-2 * MAX_TURNS:])
+
+
+def all_sources(turns: Sequence[tuple[int, Answer]], lang: str) -> str:
+    """The sources panel for a whole conversation: every turn's sources, newest first.
+
+    Footnote ids carry the turn number, so ``[1]`` of an earlier answer finds its own source.
+    """
+    shown = [(n, a) for n, a in turns if a.citations or (a.abstained and a.related)]
+    if not shown:
+        return render_sources(None, 0, lang)
+    parts = []
+    for n, answer in reversed(shown):
+        head = f"问题 {n}：" if lang == "zh" else f"Question {n}: "
+        parts.append(f'<div class="turn-sources" id="turn-{n}"><div class="turn-head">{esc(head)}'
+                     f'{esc(answer.question[:120])}</div>{render_sources(answer, n, lang)}</div>')
+    return "".join(parts)
+
+
+def copy_link(answer: Answer, lang: str) -> str:
+    """A copy control under an answer: its text and numbered sources go to the clipboard (see ``HEAD``)."""
+    label = "复制回答及来源" if lang == "zh" else "Copy answer with sources"
+    # The text rides in a hidden element (the chat's sanitizer drops long data attributes); new lines as
+    # character references, since a blank line would end the Markdown pass's HTML block.
+    text = esc(answer_plain_text(answer, lang)).replace("\n", "&#10;")
+    return (f'<div class="copy-row"><a class="copy-answer" role="button">{esc(label)}</a>'
+            f'<span class="copy-text">{text}</span></div>')
 
 
 def uploaded_file(path: Any) -> Path:
@@ -325,7 +366,7 @@ def build_app(assistant: Any, admin_password: str | None = None) -> gr.Blocks:
         # The rendered conversation, kept server side: the Chatbot is output-only, so no event ever takes a
         # message list (or a file inside one) from the browser.
         conversation = gr.State([])
-        last_answer = gr.State(None)
+        answers = gr.State([])  # (turn, answer) of this conversation, for the sources of every turn
         is_admin = gr.State(False)  # set only by a correct password, checked by every staff handler
 
         with gr.Row(equal_height=True):
@@ -369,8 +410,6 @@ def build_app(assistant: Any, admin_password: str | None = None) -> gr.Blocks:
                                     elem_id="examples-staff")
                     with gr.Column(scale=2):
                         sources = gr.HTML(render_sources(None, 0), elem_id="sources")
-                        copy_box = L(gr.Textbox(label=TEXT["copy"][0], lines=5, max_lines=12, interactive=False,
-                                                buttons=["copy"], elem_id="copy-box"), "label", "copy")
 
             with L(gr.Tab(TEXT["tab_docs"][0], id="docs", elem_id="tab-docs"), "label", "tab_docs"):
                 docs_html = gr.HTML(elem_id="docs-table")
@@ -428,7 +467,7 @@ def build_app(assistant: Any, admin_password: str | None = None) -> gr.Blocks:
 
         # ------------------------------------------------------------------ chat
 
-        def respond(text: str, messages: list[dict[str, Any]], past: list[str], ui_lang: str,
+        def respond(text: str, messages: list[dict[str, Any]], past: list[str], turns: list[Any], ui_lang: str,
                     doc_ids: list[str] | None, outlets: list[str] | None, language: str | None,
                     date_from: str | None, date_to: str | None) -> Iterator[tuple[Any, ...]]:
             """Ask, then stream the answer sentence by sentence; errors become an inline message.
@@ -437,14 +476,15 @@ def build_app(assistant: Any, admin_password: str | None = None) -> gr.Blocks:
             """
             messages = bounded_conversation(messages)
             past = list(past or [])[-MAX_TURNS:]
+            turns = list(turns or [])[-MAX_TURNS:]
             text = (text or "").strip()
             if not text:
                 gr.Warning(t("empty_q", ui_lang))
-                yield messages, messages, gr.update(), past, gr.update(), gr.update(), gr.update()
+                yield messages, messages, gr.update(), past, gr.update(), gr.update()
                 return
             if len(text) > MAX_QUESTION_CHARS:  # refused, not kept: the session stays small
                 gr.Warning(t("long_q", ui_lang).format(n=MAX_QUESTION_CHARS))
-                yield messages, messages, gr.update(), past, gr.update(), gr.update(), gr.update()
+                yield messages, messages, gr.update(), past, gr.update(), gr.update()
                 return
             messages.append({"role": "user", "content": f'<div class="user-q">{esc(text)}</div>'})
             try:
@@ -458,28 +498,29 @@ def build_app(assistant: Any, admin_password: str | None = None) -> gr.Blocks:
                 message = friendly_error(exc, ui_lang)
                 gr.Warning(message)
                 messages.append({"role": "assistant", "content": render_notice(message)})
-                yield messages, messages, "", past, gr.update(), gr.update(), gr.update()
+                yield messages, messages, "", past, gr.update(), gr.update()
                 return
             turn = len(past) + 1
             past = [*past, text]
-            panel = render_sources(answer, turn, ui_lang)  # first, so footnotes work while streaming
+            turns = [*turns, (turn, answer)]
+            panel = all_sources(turns, ui_lang)  # first, so footnotes work while streaming
             messages.append({"role": "assistant", "content": ""})
             for prefix in stream_prefixes(answer.answer)[:-1]:
                 messages[-1] = {"role": "assistant", "content": render_answer(answer, turn, text=prefix)}
-                yield messages, messages, "", past, answer, panel, ""
+                yield messages, messages, "", past, turns, panel
                 time.sleep(STREAM_DELAY)
-            messages[-1] = {"role": "assistant", "content": render_answer(answer, turn)}
-            yield messages, messages, "", past, answer, panel, answer_plain_text(answer, ui_lang)
+            messages[-1] = {"role": "assistant", "content": render_answer(answer, turn) + copy_link(answer, ui_lang)}
+            yield messages, messages, "", past, turns, panel
 
-        chat_inputs = [question, conversation, history, lang, f_doc, f_outlet, f_lang, f_from, f_to]
-        chat_outputs = [chatbot, conversation, question, history, last_answer, sources, copy_box]
+        chat_inputs = [question, conversation, history, answers, lang, f_doc, f_outlet, f_lang, f_from, f_to]
+        chat_outputs = [chatbot, conversation, question, history, answers, sources]
         ask_btn.click(respond, chat_inputs, chat_outputs, api_visibility="private")
         question.submit(respond, chat_inputs, chat_outputs, api_visibility="private")
 
         def clear(ui_lang: str) -> tuple[Any, ...]:
-            return [], [], [], None, render_sources(None, 0, ui_lang), "", ""
+            return [], [], [], [], render_sources(None, 0, ui_lang), ""
 
-        clear_btn.click(clear, [lang], [chatbot, conversation, history, last_answer, sources, copy_box, question],
+        clear_btn.click(clear, [lang], [chatbot, conversation, history, answers, sources, question],
                         api_visibility="private")
 
         def ask_api(text: str) -> dict[str, Any]:
@@ -495,15 +536,15 @@ def build_app(assistant: Any, admin_password: str | None = None) -> gr.Blocks:
 
         # ------------------------------------------------------------------ language
 
-        def relabel(ui_lang: str, answer: Answer | None, past: list[str]) -> list[Any]:
+        def relabel(ui_lang: str, turns: list[Any]) -> list[Any]:
             updates: list[Any] = []
             for _, prop, key in labelled:
                 change: dict[str, Any] = {prop: t(key, ui_lang)}
                 updates.append(gr.update(**change))
-            updates.append(render_sources(answer, len(past), ui_lang))
+            updates.append(all_sources(turns or [], ui_lang))
             return updates
 
-        relabelled = lang.change(relabel, [lang, last_answer, history], [c for c, _, _ in labelled] + [sources],
+        relabelled = lang.change(relabel, [lang, answers], [c for c, _, _ in labelled] + [sources],
                                  api_visibility="private")
 
         # ------------------------------------------------------------------ documents
