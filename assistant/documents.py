@@ -10,11 +10,12 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Iterator
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import DocumentError
+from .errors import ConfigError, DocumentError
 from .schema import Document, Span
 from .text import detect_language, replace_surrogates
 
@@ -39,6 +40,19 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+# What one file may expand to. A DOCX is a zip and a PDF holds deflated streams: a file far under the
+# size limit can inflate to gigabytes (a 428 KB DOCX held 382 MB of XML and took ingest to 6.4 GB).
+# A file over any of these is reported and skipped like any broken file. Functions take them as a
+# ``Limits`` (these are its defaults), so a settings object can pass other values.
+MAX_EXPANDED_BYTES = 64 * 1024 * 1024  # a DOCX's unzipped members; a PDF's decoded page contents, in all
+MAX_COMPRESSION_RATIO = 100.0  # a zip member over 1 MB: DOCX XML compresses 5-20:1, a zip bomb ~1000:1
+MAX_DOC_CHARS = 5_000_000  # text extracted from one PDF or DOCX (~2,500 dense pages)
+MAX_CHUNKS_PER_FILE = 20_000  # what one file may add to the index (about the largest text file allowed)
+MAX_PDF_PAGES = 5_000
+MAX_PDF_STREAM_BYTES = 16 * 1024 * 1024  # any one decoded PDF stream (pypdf's own default is 75 MB)
+_RATIO_FLOOR = 1024 * 1024  # smaller members may compress well (a repetitive styles.xml) and cost nothing
+
+
 # Page furniture scraped along with the articles: never indexed (compared after stripping
 # white space and the trailing "|" of a share bar, case-folded).
 BOILERPLATE_LINES = frozenset(
@@ -55,6 +69,23 @@ _LATIN_WORD = re.compile(r"[A-Za-z]+")
 _SENTENCE_END = re.compile(r"[.!?。！？]")
 # Control characters other than tab/newline/carriage return make a text file look like binary junk.
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one file may expand to (defaults: the ``MAX_*`` constants above); over any, it is skipped."""
+
+    expanded_bytes: int = MAX_EXPANDED_BYTES
+    compression_ratio: float = MAX_COMPRESSION_RATIO
+    doc_chars: int = MAX_DOC_CHARS
+    chunks_per_file: int = MAX_CHUNKS_PER_FILE
+    pdf_pages: int = MAX_PDF_PAGES
+    pdf_stream_bytes: int = MAX_PDF_STREAM_BYTES
+
+    def __post_init__(self) -> None:
+        for name, value in vars(self).items():
+            if not value > 0:
+                raise ConfigError(f"the document limit {name} must be above 0, got {value!r}")
 
 
 @dataclass
@@ -196,12 +227,18 @@ def too_large_reason(size: int) -> str:
     return f"file too large ({size / 1048576:.1f} MB; the limit is {round(max_file_bytes() / 1048576, 2):g} MB)"
 
 
-def source_text(path: Path) -> str:
+def _size(n: float) -> str:
+    return f"{n / 1048576:.1f} MB" if n >= 1048576 else f"{n / 1024:.0f} KB"
+
+
+def source_text(path: Path, limits: Limits | None = None) -> str:
     """The text every offset of this file's documents refers to.
 
     Plain text, Markdown and JSON Lines: the decoded file. HTML: the visible text. PDF: the text of
     the pages joined by blank lines. DOCX: the paragraphs (and table cells) joined by newlines.
+    PDF and DOCX are refused when they expand beyond ``limits`` (text files are bounded by their size).
     """
+    limits = limits or Limits()
     suffix = path.suffix.lower()
     try:
         size = path.stat().st_size
@@ -212,9 +249,9 @@ def source_text(path: Path) -> str:
     if size > max_file_bytes():
         raise DocumentError(str(path), too_large_reason(size))
     if suffix == ".pdf":
-        return replace_surrogates(_pdf_text(path))
+        return replace_surrogates(_pdf_text(path, limits))
     if suffix == ".docx":
-        return replace_surrogates(_docx_text(path))
+        return replace_surrogates(_docx_text(path, limits))
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -225,47 +262,189 @@ def source_text(path: Path) -> str:
     return text
 
 
-def _pdf_text(path: Path) -> str:
-    from pypdf import PdfReader
-    from pypdf.errors import PdfReadError
-
+def _pdf_configuration(limits: Limits) -> AbstractContextManager[object]:
+    """pypdf's own limits on decoded streams, lowered to ours for this thread (pypdf >= 7 keeps them in a
+    context variable; older versions have module constants, which we leave alone: our page-content
+    budget still applies)."""
     try:
-        reader = PdfReader(str(path))
-        if reader.is_encrypted:
-            try:
-                ok = reader.decrypt("")
-            except Exception as exc:  # pypdf raises several types for unsupported encryption
-                raise DocumentError(str(path), "encrypted PDF (password required)") from exc
-            if not ok:
-                raise DocumentError(str(path), "encrypted PDF (password required)")
-        pages = [(page.extract_text() or "").strip() for page in reader.pages]
+        from pypdf import apply_configuration
+    except ImportError:  # pypdf < 7
+        return nullcontext()
+    cap = limits.pdf_stream_bytes
+    return apply_configuration(
+        zlib_maximum_output_length=cap,
+        lzw_maximum_output_length=cap,
+        run_length_maximum_output_length=cap,
+        brotli_maximum_output_length=cap,
+        array_based_stream_maximum_output_length=cap,
+        jbig2_maximum_output_length=cap,
+        image_maximum_buffer_size=cap,
+    )
+
+
+def _pdf_content_bytes(page: Any, budget: int) -> int:
+    """Decoded size of a page's content streams and of the form XObjects it draws directly (what text
+    extraction will parse), counted without keeping them (pypdf would cache every page's); a count over
+    ``budget`` may stop early."""
+    from pypdf.generic import ArrayObject, StreamObject
+
+    streams: list[Any] = []
+    contents = page.get("/Contents")
+    contents = contents.get_object() if contents is not None else None
+    if isinstance(contents, ArrayObject):
+        streams.extend(c.get_object() for c in contents)
+    elif contents is not None:
+        streams.append(contents)
+    resources = page.get("/Resources")
+    xobjects = resources.get_object().get("/XObject") if resources is not None else None
+    if xobjects is not None:
+        for ref in xobjects.get_object().values():
+            obj = ref.get_object()
+            if isinstance(obj, StreamObject) and obj.get("/Subtype") == "/Form":
+                streams.append(obj)
+    total = 0
+    for stream in streams:
+        if isinstance(stream, StreamObject) and total <= budget:
+            total += _decoded_size(stream, budget - total)
+    return total
+
+
+def _decoded_size(stream: Any, budget: int) -> int:
+    """A stream's decoded size. FlateDecode alone (nearly every content stream) is inflated 1 MB at a
+    time and stops past ``budget``: decoding a whole 6 MB stream at once peaked at 19 MB of heap."""
+    import zlib
+
+    from pypdf.filters import decode_stream_data
+
+    filters = stream.get("/Filter")
+    filters = filters.get_object() if filters is not None else None
+    if isinstance(filters, list) and len(filters) == 1:
+        filters = filters[0]
+    if filters == "/FlateDecode" and stream.get("/DecodeParms") is None:
+        inflater = zlib.decompressobj()
+        data: bytes = stream._data  # the raw stream bytes (pypdf's own decoders read this attribute)
+        size = 0
+        try:
+            while data and size <= budget:
+                size += len(inflater.decompress(data, 1 << 20))
+                data = inflater.unconsumed_tail
+        except zlib.error:
+            pass  # damaged: pypdf's decoder knows how to recover what it can
+        else:
+            return size
+    return len(decode_stream_data(stream))
+
+
+def _pdf_text(path: Path, limits: Limits) -> str:
+    from pypdf import PdfReader
+    from pypdf.errors import LimitReachedError, PdfReadError
+
+    texts: list[str] = []
+    try:
+        with _pdf_configuration(limits):
+            reader = PdfReader(str(path))
+            if reader.is_encrypted:
+                try:
+                    ok = reader.decrypt("")
+                except Exception as exc:  # pypdf raises several types for unsupported encryption
+                    raise DocumentError(str(path), "encrypted PDF (password required)") from exc
+                if not ok:
+                    raise DocumentError(str(path), "encrypted PDF (password required)")
+            n = len(reader.pages)
+            if n > limits.pdf_pages:
+                raise DocumentError(str(path), f"PDF has {n:,} pages; the limit is {limits.pdf_pages:,}")
+            # Measure the decoded page contents before extracting any text: extraction parses them in
+            # pure Python (a 5 MB page took 2.5 s), and a 0.3 MB file inflated to 200 MB of them.
+            expanded = 0
+            for number, page in enumerate(reader.pages, start=1):
+                expanded += _pdf_content_bytes(page, limits.expanded_bytes - expanded)
+                if expanded > limits.expanded_bytes:
+                    raise DocumentError(
+                        str(path),
+                        f"PDF page content expands to more than {_size(limits.expanded_bytes)} when decoded "
+                        f"(by page {number} of {n}); the limit is {_size(limits.expanded_bytes)}",
+                    )
+            chars = 0
+            for page in reader.pages:
+                text = (page.extract_text() or "").strip()
+                chars += len(text)
+                if chars > limits.doc_chars:  # stop at once: the rest would only be thrown away
+                    raise DocumentError(str(path), _too_many_chars("PDF", limits))
+                texts.append(text)
     except DocumentError:
         raise
+    except LimitReachedError as exc:  # pypdf's own guards (stream sizes, parsing work, page tree...)
+        raise DocumentError(str(path), f"PDF exceeds a safety limit of the PDF reader ({exc})") from exc
     except (PdfReadError, ValueError, KeyError, TypeError, AttributeError, OSError) as exc:
         raise DocumentError(str(path), f"broken PDF ({type(exc).__name__}: {exc})") from exc
     except Exception as exc:  # a truncated PDF can fail in many ways inside pypdf
         raise DocumentError(str(path), f"broken PDF ({type(exc).__name__}: {exc})") from exc
-    text = "\n\n".join(p for p in pages if p)
+    text = "\n\n".join(p for p in texts if p)
     if not text.strip():
         raise DocumentError(str(path), "PDF has no extractable text (scanned images?)")
     return text
 
 
-def _docx_text(path: Path) -> str:
+def _too_many_chars(kind: str, limits: Limits) -> str:
+    return f"{kind} holds more than {limits.doc_chars:,} characters of text, the limit (split it into smaller files)"
+
+
+def _check_zip(path: Path, limits: Limits) -> None:
+    """Refuse a zip bomb from the zip directory alone, before python-docx inflates or parses anything.
+
+    The declared sizes can be trusted: Python's zipfile never returns more than a member's declared
+    ``file_size`` (a member that inflates further fails its CRC check), and python-docx reads through it.
+    """
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = archive.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise DocumentError(str(path), f"not a valid DOCX file ({type(exc).__name__}: {exc})") from exc
+    total = sum(m.file_size for m in members)
+    if total > limits.expanded_bytes:
+        raise DocumentError(
+            str(path),
+            f"DOCX expands to {_size(total)} when unzipped; the limit is {_size(limits.expanded_bytes)} "
+            "(a zip bomb?)",
+        )
+    for m in members:
+        if m.file_size > _RATIO_FLOOR and m.file_size > limits.compression_ratio * max(m.compress_size, 1):
+            raise DocumentError(
+                str(path),
+                f"DOCX part {m.filename} is compressed {m.file_size / max(m.compress_size, 1):.0f}:1; "
+                f"the limit is {limits.compression_ratio:g}:1 (a zip bomb?)",
+            )
+
+
+def _docx_text(path: Path, limits: Limits) -> str:
     import zipfile
 
     import docx
 
+    _check_zip(path, limits)
     try:
         document = docx.Document(str(path))
     except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
         raise DocumentError(str(path), f"not a valid DOCX file ({type(exc).__name__}: {exc})") from exc
     except Exception as exc:  # python-docx raises its own PackageNotFoundError and others
         raise DocumentError(str(path), f"not a valid DOCX file ({type(exc).__name__}: {exc})") from exc
-    parts = [p.text for p in document.paragraphs]
+    parts: list[str] = []
+    chars = 0
+
+    def add(part: str) -> None:
+        nonlocal chars
+        chars += len(part) + 1
+        if chars > limits.doc_chars:
+            raise DocumentError(str(path), _too_many_chars("DOCX", limits))
+        parts.append(part)
+
+    for p in document.paragraphs:
+        add(p.text)
     for table in document.tables:
         for row in table.rows:
-            parts.append(" | ".join(cell.text for cell in row.cells))
+            add(" | ".join(cell.text for cell in row.cells))
     text = "\n".join(parts)
     if not text.strip():
         raise DocumentError(str(path), "DOCX holds no text")
@@ -431,13 +610,15 @@ def _split_digest(text: str, rel: str, lines: list[_Line], outlets: dict[int, re
 _RECORD_FIELDS = ("title", "outlet", "date", "language")
 
 
-def _split_jsonl(text: str, rel: str) -> list[Document]:
+def _split_jsonl(text: str, rel: str, bad: list[str]) -> list[Document]:
     """One document per JSON line: ``{"text": ..., "title": ..., "outlet": ..., "date": ...}``.
 
     Offsets of a JSONL document refer to its own ``text`` value (``extra["line"]`` says which line).
+    Lines that give no document are described in ``bad``. A line whose id repeats an earlier line's is
+    one of them: the first keeps the id (two documents with one id would collide in the index).
     """
     docs: list[Document] = []
-    bad: list[str] = []
+    first_line: dict[str, int] = {}  # doc_id -> the line that gave it
     for n, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
@@ -461,10 +642,15 @@ def _split_jsonl(text: str, rel: str) -> list[Document]:
             bad.append(f"line {n}: no 'text' string")
             continue
         key = str(record.get("id", n))
+        doc_id = f"{rel}#{key}"
+        if doc_id in first_line:  # also an explicit id equal to an earlier id-less line's number
+            bad.append(f"line {n}: duplicate id {key!r} (first on line {first_line[doc_id]})")
+            continue
+        first_line[doc_id] = n
         meta = {k: v for k, v in record.items() if k not in ("text", "content") and isinstance(v, str | int | float)}
         docs.append(
             Document(
-                doc_id=f"{rel}#{key}",
+                doc_id=doc_id,
                 text=body,
                 source=rel,
                 offset=0,
@@ -475,8 +661,6 @@ def _split_jsonl(text: str, rel: str) -> list[Document]:
                 extra={"line": n, **{k: v for k, v in meta.items() if k not in _RECORD_FIELDS}},
             )
         )
-    if not docs and bad:
-        raise DocumentError(rel, "; ".join(bad[:3]))
     return docs
 
 
@@ -513,19 +697,41 @@ def link_name(path: Path, root: Path | None) -> str:
     return link.as_posix()
 
 
-def load_file(path: Path, root: Path | None = None) -> list[Document]:
-    """Read one file into documents. Raises ``DocumentError`` with the reason when it cannot."""
+def load_file(
+    path: Path,
+    root: Path | None = None,
+    limits: Limits | None = None,
+    problems: list[DocumentError] | None = None,
+) -> list[Document]:
+    """Read one file into documents. Raises ``DocumentError`` with the reason when it cannot.
+
+    A file read in part (JSONL lines that were skipped: invalid, no text, a repeated id) appends one
+    ``DocumentError`` naming the file and those lines to ``problems``, so the caller can report it.
+    """
     suffix = path.suffix.lower()
     rel = relative_name(path, root)
     if suffix not in SUPPORTED_SUFFIXES:
         raise DocumentError(rel, f"unsupported file type '{suffix or path.name}'")
     try:
-        text = source_text(path)
+        text = source_text(path, limits)
     except DocumentError as exc:
         raise DocumentError(rel, exc.reason) from exc
-    docs = _split_jsonl(text, rel) if suffix == ".jsonl" else split_text(text, rel)
+    bad: list[str] = []
+    docs = _split_jsonl(text, rel, bad) if suffix == ".jsonl" else split_text(text, rel)
+    if not docs and bad:
+        raise DocumentError(rel, "; ".join(bad[:3]))
     if not docs:
         raise DocumentError(rel, "no text content (empty or white space only)")
+    if bad and problems is not None:
+        more = f"; and {len(bad) - 3} more" if len(bad) > 3 else ""
+        problems.append(
+            DocumentError(
+                rel,
+                f"{len(bad)} line{'s' * (len(bad) > 1)} skipped, the other {len(docs)} indexed: "
+                + "; ".join(bad[:3])
+                + more,
+            )
+        )
     return docs
 
 
@@ -557,16 +763,47 @@ def _inside(path: Path, root: Path) -> bool:
     return True
 
 
-def load_paths(paths: Iterable[Path], root: Path | None = None) -> LoadResult:
-    """Load every supported file under ``paths``; broken files are collected in ``errors``."""
+def alias_owners(files: Iterable[Path]) -> dict[Path, Path]:
+    """Files that are another listed file under a second name (a symlink to it), each mapped to that file:
+    the one not a symlink when there is one, else the first. Indexing both would give every document
+    twice under one id."""
+    files = list(files)
+    owners: dict[Path, Path] = {}
+    for f in files:
+        try:
+            key = f.resolve()
+        except (OSError, RuntimeError):  # a symlink loop: reported when the file is read
+            continue
+        current = owners.get(key)
+        if current is None or (current.is_symlink() and not f.is_symlink()):
+            owners[key] = f
+    aliases: dict[Path, Path] = {}
+    for f in files:
+        try:
+            owner = owners.get(f.resolve(), f)
+        except (OSError, RuntimeError):
+            continue
+        if owner != f:
+            aliases[f] = owner
+    return aliases
+
+
+def load_paths(paths: Iterable[Path], root: Path | None = None, limits: Limits | None = None) -> LoadResult:
+    """Load every supported file under ``paths``; broken files, aliases of other files and files read
+    in part are collected in ``errors``."""
     result = LoadResult()
-    for path in iter_files(paths):
+    files = list(dict.fromkeys(iter_files(paths)))
+    aliases = alias_owners(files)
+    for path in files:
         result.files.append(relative_name(path, root))
         if root is not None and path.is_symlink() and not _inside(path.resolve(), root.resolve()):
             result.errors.append(DocumentError(link_name(path, root), "symlink points outside the corpus"))
             continue
+        if path in aliases:
+            result.errors.append(DocumentError(link_name(path, root), f"alias of {link_name(aliases[path], root)}"))
+            continue
         try:
-            result.documents.extend(load_file(path, root))
+            result.documents.extend(load_file(path, root, limits, result.errors))
         except DocumentError as exc:
             result.errors.append(exc)
     return result

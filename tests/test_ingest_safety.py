@@ -1,0 +1,223 @@
+"""Ingest safety: documents that expand without bound.
+
+Every hostile file is generated here (a DOCX and a PDF "bomb");
+the index is a real Chroma store and the embeddings come from the real packaged model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+import tracemalloc
+import zipfile
+import zlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from conftest import CORPUS_FILES, DIGEST, copy_corpus
+
+from assistant.documents import Limits, load_file, load_paths
+from assistant.embedding import Embedder
+from assistant.errors import DocumentError
+from assistant.ingest import IngestReport, ingest
+from assistant.store import Store
+
+MB = 1024 * 1024
+SMALL = [name for name in CORPUS_FILES if name != DIGEST][:2]  # two single-article sample files
+
+# --------------------------------------------------------------------------- generated bombs
+
+_W = "http://schemas.openxmlformats.org/wordprocessingml/2006/main"
+_CONTENT_TYPES = (
+    '<?xml version="1.0" encoding="UTF-8"?>'
+    '<Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types">'
+    '<Default Extension="rels" ContentType="application/vnd.openxmlformats-package.relationships+xml"/>'
+    '<Default Extension="xml" ContentType="application/xml"/>'
+    '<Override PartName="/word/document.xml" '
+    'ContentType="application/vnd.openxmlformats-officedocument.wordprocessingml.document.main+xml"/></Types>'
+)
+_RELS = (
+    '<?xml version="1.0" encoding="UTF-8"?>'
+    '<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'
+    '<Relationship Id="rId1" Target="word/document.xml" '
+    'Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/officeDocument"/></Relationships>'
+)
+
+
+def docx_bomb(path: Path, expanded: int) -> int:
+    """A valid DOCX whose document.xml is ``expanded`` bytes of repeated paragraphs, streamed through
+    ZIP_DEFLATED (the test never holds the XML); returns the real uncompressed size of document.xml."""
+    head = f'<?xml version="1.0" encoding="UTF-8" standalone="yes"?><w:document xmlns:w="{_W}"><w:body>'.encode()
+    block = (b"<w:p><w:r><w:t>" + b"Bomb text " * 50 + b"</w:t></w:r></w:p>") * 1000
+    written = 0
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("[Content_Types].xml", _CONTENT_TYPES)
+        z.writestr("_rels/.rels", _RELS)
+        with z.open("word/document.xml", "w", force_zip64=True) as fh:
+            fh.write(head)
+            written += len(head)
+            while written < expanded:
+                fh.write(block)
+                written += len(block)
+            fh.write(b"</w:body></w:document>")
+            written += len(b"</w:body></w:document>")
+    return written
+
+
+def pdf_bomb(path: Path, pages: int, per_page: int) -> int:
+    """A hand-made PDF whose pages each draw ``per_page`` bytes of long text strings from one deflated
+    content stream (about 1,000:1); returns the total decompressed content size."""
+    line = b"(" + b"A" * 4000 + b") Tj\n"
+    filler = line * max(1, min(per_page, MB) // len(line))
+    streams = []
+    total = 0
+    for i in range(pages):
+        z = zlib.compressobj(9)
+        parts = [z.compress(f"BT /F1 12 Tf 72 720 Td (Bomb page {i}) Tj\n".encode())]
+        done = 0
+        while done < per_page:
+            parts.append(z.compress(filler))
+            done += len(filler)
+        parts += [z.compress(b"ET\n"), z.flush()]
+        streams.append(b"".join(parts))
+        total += done
+    objects: list[bytes] = [
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+        f"<< /Type /Pages /Count {pages} /Kids [{' '.join(f'{3 + 2 * i} 0 R' for i in range(pages))}] >>".encode(),
+    ]
+    for i, data in enumerate(streams):
+        objects.append(
+            f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 1 0 R >> >> "
+            f"/Contents {4 + 2 * i} 0 R >>".encode()
+        )
+        objects.append(f"<< /Length {len(data)} /Filter /FlateDecode >>\nstream\n".encode() + data + b"\nendstream")
+    objects.append(b"<< /Type /Catalog /Pages 2 0 R >>")
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += f"{number} 0 obj\n".encode() + body + b"\nendobj\n"
+    xref = len(out)
+    out += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode()
+    out += b"".join(f"{o:010d} 00000 n \n".encode() for o in offsets)
+    out += f"trailer\n<< /Size {len(objects) + 1} /Root {len(objects)} 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
+    path.write_bytes(bytes(out))
+    return total
+
+
+@contextlib.contextmanager
+def measured(budget_s: float) -> Iterator[dict[str, float]]:
+    """Python-heap peak (tracemalloc) and wall time of the block, in ``result``."""
+    result: dict[str, float] = {}
+    tracemalloc.start()
+    started = time.perf_counter()
+    try:
+        yield result
+    finally:
+        result["seconds"] = time.perf_counter() - started
+        result["peak"] = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        print(f"\n{result['seconds']:.2f} s, Python heap peak {result['peak'] / MB:.1f} MB (budget {budget_s} s)")
+
+
+def deadline(budget_s: float) -> Callable[[str, int, int], None]:
+    """An ingest ``progress`` callback that aborts the ingest once ``budget_s`` seconds have passed (the
+    code before the fix spent minutes and gigabytes on a bomb; the test should fail, not hang)."""
+    started = time.perf_counter()
+
+    def progress(stage: str, advance: int, total: int) -> None:
+        elapsed = time.perf_counter() - started
+        assert elapsed < budget_s, f"ingest still running after {elapsed:.0f} s ({stage})"
+
+    return progress
+
+
+def errors_by_path(report: IngestReport) -> dict[str, str]:
+    return {e.path: e.reason for e in report.errors}
+
+
+# --------------------------------------------------------------------------- 1. documents that expand
+
+
+def test_docx_zip_bomb_is_skipped_before_parsing(tmp_path: Path, embedder: Embedder) -> None:
+    """A 0.7 MB DOCX holding 200 MB of XML is refused from its zip directory (nothing is inflated or
+    parsed): the ingest takes seconds, the Python heap stays far below the XML's size, the sample files
+    are indexed and the bomb is reported with its reason."""
+    corpus = copy_corpus(tmp_path / "corpus", SMALL)
+    expanded = docx_bomb(corpus / "bomb.docx", 200 * MB)
+    assert (corpus / "bomb.docx").stat().st_size < MB < expanded // 100
+    store = Store(tmp_path / "index")
+    with measured(30) as m:
+        report = ingest([corpus], store, embedder, corpus_root=corpus, progress=deadline(60))
+    reason = errors_by_path(report)["bomb.docx"]
+    assert "expands to" in reason and "the limit is" in reason, reason
+    assert [e.path for e in report.errors] == ["bomb.docx"]
+    assert report.added == len(SMALL)
+    assert m["seconds"] < 30
+    assert m["peak"] < expanded / 10  # before the fix: the whole XML was read (and parsed by lxml)
+
+
+def test_docx_compressed_too_well_is_refused(tmp_path: Path) -> None:
+    """Under the expanded-size limit, a member compressed far beyond any real document's ratio is refused
+    too (a 30 MB document.xml in a 0.1 MB file); a real python-docx document still loads."""
+    import docx
+
+    expanded = docx_bomb(tmp_path / "dense.docx", 30 * MB)
+    with measured(5) as m, pytest.raises(DocumentError) as info:
+        load_file(tmp_path / "dense.docx", tmp_path)
+    assert info.value.path == "dense.docx"
+    assert "compressed" in info.value.reason and ":1" in info.value.reason, info.value.reason
+    assert m["peak"] < expanded / 10
+
+    document = docx.Document()
+    document.add_paragraph("The Avocet alliance trains 30 welders a year. " * 200)
+    document.save(str(tmp_path / "real.docx"))
+    [doc] = load_file(tmp_path / "real.docx", tmp_path)
+    assert doc.text.startswith("The Avocet alliance")
+
+
+def test_pdf_bomb_is_skipped_quickly(tmp_path: Path, embedder: Embedder) -> None:
+    """A 0.3 MB PDF whose 40 pages inflate to 200 MB of text operators (each page within pypdf's own
+    75 MB stream limit) is refused in seconds with bounded memory; the other files are indexed."""
+    corpus = copy_corpus(tmp_path / "corpus", SMALL)
+    expanded = pdf_bomb(corpus / "bomb.pdf", pages=40, per_page=5 * MB)
+    assert (corpus / "bomb.pdf").stat().st_size < MB
+    store = Store(tmp_path / "index")
+    with measured(30) as m:
+        report = ingest([corpus], store, embedder, corpus_root=corpus, progress=deadline(60))
+    reason = errors_by_path(report)["bomb.pdf"]
+    assert "limit" in reason, reason
+    assert [e.path for e in report.errors] == ["bomb.pdf"]
+    assert report.added == len(SMALL)
+    assert m["seconds"] < 30
+    assert m["peak"] < expanded / 10  # before the fix: 98 s and 1.1 GB, 239 M characters extracted
+
+
+def test_pdf_pages_and_characters_are_capped(tmp_path: Path) -> None:
+    """The page and character caps are parameters (``Limits``): a PDF over either is refused with a
+    reason naming the limit; the same file loads under the defaults."""
+    path = tmp_path / "small-bomb.pdf"
+    pdf_bomb(path, pages=3, per_page=20_000)
+    with pytest.raises(DocumentError) as info:
+        load_file(path, tmp_path, limits=Limits(pdf_pages=2))
+    assert "3 pages" in info.value.reason and "limit is 2" in info.value.reason, info.value.reason
+    with pytest.raises(DocumentError) as info:
+        load_file(path, tmp_path, limits=Limits(doc_chars=30_000))
+    assert "more than 30,000 characters" in info.value.reason, info.value.reason
+    [doc] = load_file(path, tmp_path)
+    assert len(doc.text) > 50_000
+
+
+def test_docx_characters_are_capped(tmp_path: Path) -> None:
+    import docx
+
+    document = docx.Document()
+    for _ in range(50):
+        document.add_paragraph("The Avocet alliance trains 30 welders a year. " * 20)
+    document.save(str(tmp_path / "long.docx"))
+    with pytest.raises(DocumentError) as info:
+        load_file(tmp_path / "long.docx", tmp_path, limits=Limits(doc_chars=10_000))
+    assert info.value.path == "long.docx" and "more than 10,000 characters" in info.value.reason
+    result = load_paths([tmp_path], tmp_path, limits=Limits(expanded_bytes=1000))
+    assert [(e.path, "expands to" in e.reason) for e in result.errors] == [("long.docx", True)]
