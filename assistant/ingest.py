@@ -2,7 +2,13 @@
 
 Idempotent and keyed on content hashes: an unchanged file is not even parsed again (its byte hash is
 in the manifest); a changed document is re-chunked and re-embedded; documents whose file disappeared
-are removed. A broken file is reported and skipped, and the documents it held before stay indexed.
+are removed. A broken file is reported and skipped, and the documents it held before stay indexed; so
+is a file over a ``documents.Limits`` limit, a symlink alias of a file being indexed, and a file whose
+chunks the store refuses: one file never stops the others.
+
+Two phases: *prepare* (read, chunk, embed) changes nothing readers see; *publish* (chunk and manifest
+writes, removals, the lexical index) does. With a ``write_lock`` only the publish phase runs inside
+it, so questions are answered while a large upload is embedded, and no question sees half an ingest.
 """
 
 from __future__ import annotations
@@ -11,12 +17,24 @@ import hashlib
 import json
 import time
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from . import documents
 from .chunking import ChunkerSettings, chunk_document
-from .documents import iter_files, link_name, load_file, relative_name, source_text, too_large_reason
+from .documents import (
+    Limits,
+    alias_owners,
+    iter_files,
+    link_name,
+    load_file,
+    relative_name,
+    source_text,
+    too_large_reason,
+)
 from .embedding import Embedder
 from .errors import DocumentError
 from .schema import Chunk, Document
@@ -26,11 +44,14 @@ EMBED_BATCH_CHUNKS = 256
 
 # progress(stage, advance, total): stage is "files" or "embed"; total is sent once with advance=0.
 Progress = Callable[[str, int, int], None]
+# A lock held while the index changes under readers, e.g. the server's ``ReadWriteLock.write``.
+WriteLock = Callable[[], AbstractContextManager[object]]
 
 
 @dataclass
 class IngestReport:
-    """What an ingest did. ``partial`` is true when some files were skipped as broken."""
+    """What an ingest did. ``partial`` is true when some files (or some lines of a file) were skipped;
+    ``errors`` names each with its path (relative to the corpus) and the reason."""
 
     files: int = 0
     files_unchanged: int = 0
@@ -61,6 +82,17 @@ class IngestReport:
             "errors": [{"path": e.path, "reason": e.reason} for e in self.errors],
             "seconds": round(self.seconds, 3),
         }
+
+
+@dataclass
+class _Plan:
+    """One document version to embed and store."""
+
+    doc: Document
+    hash: str
+    path: str  # absolute path of its file
+    rel: str  # its file as reported
+    chunks: list[Chunk]
 
 
 def document_hash(doc: Document, chunker: ChunkerSettings) -> str:
@@ -98,27 +130,38 @@ def ingest(
     rebuild: bool = False,
     progress: Progress | None = None,
     after_change: Callable[[Store], object] | None = None,
+    limits: Limits | None = None,
+    write_lock: WriteLock | None = None,
 ) -> IngestReport:
     """Bring the index in step with the files under ``paths``; see the module docstring.
 
     ``after_change`` runs once when anything changed (the lexical index rebuilds itself there).
+    ``limits`` caps what one file may expand to (``documents.Limits()`` by default).
+    ``write_lock``: when given, files are read, chunked and embedded outside it, and everything that
+    changes what readers see (``--rebuild``'s reset, chunk and manifest writes, removals,
+    ``after_change``) runs in one ``with write_lock():`` at the end. Without it, chunks are written as
+    they are embedded, batch by batch (a long ingest that is interrupted keeps what it committed).
     """
     chunker = chunker or ChunkerSettings()
+    limits = limits or Limits()
     started = time.perf_counter()
     report = IngestReport()
     notify: Progress = progress or (lambda stage, advance, total: None)
+    streaming = write_lock is None
     with store.lock():
         # Another process (sharing a Chroma server) may have changed the manifest since we read it.
         store.reload()
-        if rebuild:
-            store.reset()
-        store.check_compatible(embedder.settings.model_name, None, chunker.to_dict())
-        was_dirty = store.dirty()
+        if rebuild and streaming:
+            store.reset()  # with a write lock, the reset waits for the publish phase: readers keep the index
+        if not rebuild:
+            store.check_compatible(embedder.settings.model_name, None, chunker.to_dict())
+        was_dirty = not rebuild and store.dirty()
         if was_dirty:
-            # A previous ingest stopped half-way: its unvouched chunks go first.
+            # A previous ingest stopped half-way: its unvouched chunks go first (readers ignore them).
             report.swept = store.sweep()
-        known = store.documents()
-        file_hashes = store.file_hashes()
+        # A copy: the store's own cache changes as documents are committed and removed below.
+        known = {} if rebuild else dict(store.documents())
+        file_hashes = {} if rebuild else store.file_hashes()
         # Documents by file, once: looking them up per file by scanning all records was files x documents.
         known_by_path: dict[str, list[DocRecord]] = {}
         for rec in known.values():
@@ -134,24 +177,46 @@ def ingest(
                 report.errors.append(DocumentError(str(p), "no such file or directory"))
                 continue
             files.extend((f, root) for f in iter_files([p]))
+        files = list(dict.fromkeys(files))  # a file named twice (a folder and a file in it) is read once
+        aliases = alias_owners(f for f, _ in files)
         report.files = len(files)
         notify("files", 0, len(files))
 
-        todo: list[tuple[Document, str, str]] = []  # document, hash, absolute file path
+        plans: list[_Plan] = []
         seen_docs: set[str] = set()
         seen_files: set[str] = set()
         failed_files: set[str] = set()
         new_file_hashes: dict[str, str] = {}
+        doc_files: dict[str, str] = {}  # doc_id -> the file (as reported) that gives it in this run
         for path, root in files:
             abs_path = str(path.resolve())
             seen_files.add(abs_path)
             try:
                 if path.is_symlink() and not path.resolve().is_relative_to(root):
                     raise DocumentError(link_name(path, root), "symlink points outside the corpus")
+                if path in aliases:  # its target is indexed under its own name (and fails there, if broken)
+                    report.errors.append(
+                        DocumentError(link_name(path, root), f"alias of {link_name(aliases[path], root)}")
+                    )
+                    notify("files", 1, len(files))
+                    continue
+                rel = relative_name(path, root)
                 size = path.stat().st_size
                 if size > documents.MAX_FILE_BYTES:  # reported without reading (or even hashing) it
-                    raise DocumentError(relative_name(path, root), too_large_reason(size))
+                    raise DocumentError(rel, too_large_reason(size))
                 digest = file_hash(path)
+                old_docs = known_by_path.get(abs_path, [])
+                if not rebuild and file_hashes.get(abs_path) == digest and old_docs:
+                    report.files_unchanged += 1
+                    report.unchanged += len(old_docs)
+                    seen_docs.update(r.doc_id for r in old_docs)
+                    doc_files.update((r.doc_id, rel) for r in old_docs)
+                    notify("files", 1, len(files))
+                    continue
+                problems: list[DocumentError] = []
+                file_plans, unchanged = _prepare_file(
+                    path, root, rel, abs_path, known, rebuild, chunker, limits, doc_files, problems
+                )
             except DocumentError as exc:
                 report.errors.append(exc)
                 failed_files.add(abs_path)
@@ -162,30 +227,22 @@ def ingest(
                 failed_files.add(abs_path)
                 notify("files", 1, len(files))
                 continue
-            old_docs = known_by_path.get(abs_path, [])
-            if not rebuild and file_hashes.get(abs_path) == digest and old_docs:
-                report.files_unchanged += 1
-                report.unchanged += len(old_docs)
-                seen_docs.update(r.doc_id for r in old_docs)
-                notify("files", 1, len(files))
-                continue
-            try:
-                docs = load_file(path, root)
-            except DocumentError as exc:
-                report.errors.append(exc)
+            except Exception as exc:  # a parser or chunker bug on one odd file must not stop the others
+                report.errors.append(
+                    DocumentError(relative_name(path, root), f"could not be read ({type(exc).__name__}: {exc})")
+                )
                 failed_files.add(abs_path)
                 notify("files", 1, len(files))
                 continue
-            new_file_hashes[abs_path] = digest
-            for doc in docs:
-                doc.extra.setdefault("path", abs_path)
-                h = document_hash(doc, chunker)
-                seen_docs.add(doc.doc_id)
-                old = known.get(doc.doc_id)
-                if old is not None and old.hash == h and not rebuild:
-                    report.unchanged += 1
-                    continue
-                todo.append((doc, h, abs_path))
+            report.errors.extend(problems)
+            if not problems:
+                # A file read in part keeps no byte hash, so the next ingest reads (and reports) it again.
+                new_file_hashes[abs_path] = digest
+            report.unchanged += len(unchanged)
+            for doc_id in unchanged + [p.doc.doc_id for p in file_plans]:
+                seen_docs.add(doc_id)
+                doc_files[doc_id] = rel
+            plans.extend(file_plans)
             notify("files", 1, len(files))
 
         # Documents to remove: their file loaded fine but no longer yields them, or their file is gone
@@ -199,94 +256,215 @@ def ingest(
             ):
                 removals.append(doc_id)
 
-        changed = bool(todo or removals)
+        changed = bool(plans or removals or rebuild)
+        settings: IndexSettings | None = None
         if changed or was_dirty:
             dim = embedder.dimension
-            store.check_compatible(embedder.settings.model_name, dim, chunker.to_dict())
-            store.write_settings(IndexSettings(embedder.settings.model_name, dim, chunker.to_dict()), dirty=True)
+            if not rebuild:
+                store.check_compatible(embedder.settings.model_name, dim, chunker.to_dict())
+            settings = IndexSettings(embedder.settings.model_name, dim, chunker.to_dict())
+            if streaming:
+                store.write_settings(settings, dirty=True)
 
-        sources: dict[str, str] = {}
-        plans: list[tuple[Document, str, str, list[Chunk]]] = []
-        for doc, h, abs_path in todo:
-            if "line" in doc.extra:
-                source = doc.text  # a JSONL document's offsets refer to its own text
-            else:
-                if abs_path not in sources:
-                    sources[abs_path] = _source_for(doc, abs_path)
-                source = sources[abs_path]
-            plans.append((doc, h, abs_path, chunk_document(doc, chunker, source)))
-        sources.clear()
-        total_chunks = sum(len(p[3]) for p in plans)
+        publisher = _Publisher(store, known, report, failed_files, new_file_hashes)
+        total_chunks = sum(len(p.chunks) for p in plans)
         notify("embed", 0, total_chunks)
-
-        batch: list[tuple[Document, str, str, list[Chunk]]] = []
-
-        def flush() -> None:
-            # Embedding many small documents one by one wastes the batch: we embed across documents,
-            # write their chunks, then point the manifest at all of them in one call.
-            texts = [c.text for plan in batch for c in plan[3]]
-            vectors = embedder.encode_passages(texts, lambda n: notify("embed", n, total_chunks)) if texts else None
-            records: list[DocRecord] = []
-            replaced: list[DocRecord] = []
-            if vectors is not None:
-                store.add_chunk_groups([(chunks, h) for _, h, _, chunks in batch if chunks], vectors)
-            for doc, h, abs_path, chunks in batch:
-                record = DocRecord(
-                    doc_id=doc.doc_id,
-                    hash=h,
-                    source=doc.source,
-                    path=abs_path,
-                    title=doc.title,
-                    outlet=doc.outlet,
-                    date=doc.date,
-                    language=doc.language,
-                    chunks=len(chunks),
-                    offset=doc.offset,
-                )
-                records.append(record)
-                old = known.get(doc.doc_id)
-                report.chunks_added += len(chunks)
-                if old is None:
-                    report.added += 1
-                else:
-                    replaced.append(record)
-                    report.updated += 1
-                    report.chunks_removed += old.chunks
-            store.commit_documents(records, replaced)
-            batch.clear()
-
-        pending = 0
-        for plan in plans:
+        pending: list[tuple[list[_Plan], np.ndarray | None]] = []
+        batch: list[_Plan] = []
+        batch_chunks = 0
+        for i, plan in enumerate(plans):
             batch.append(plan)
-            pending += len(plan[3])
-            if pending >= EMBED_BATCH_CHUNKS:
-                flush()
-                pending = 0
-        if batch:
-            flush()
-        for doc_id in removals:
-            report.chunks_removed += store.remove_document(doc_id)
-            report.removed += 1
-        store.set_file_hashes(new_file_hashes)
-        for abs_path in list(file_hashes):
-            if abs_path not in seen_files and any(Path(abs_path).is_relative_to(d) for d in scanned_dirs):
-                if not Path(abs_path).exists():
-                    store.forget_file(abs_path)
-        if changed or was_dirty:
-            settings = store.settings()
-            assert settings is not None
-            store.write_settings(settings, dirty=False)
-        if (changed or was_dirty) and after_change is not None:
-            after_change(store)
+            batch_chunks += len(plan.chunks)
+            if batch_chunks >= EMBED_BATCH_CHUNKS or i == len(plans) - 1:
+                # Embedding many small documents one by one wastes the batch: we embed across documents.
+                texts = [c.text for p in batch for c in p.chunks]
+                vectors = (
+                    embedder.encode_passages(texts, lambda n: notify("embed", n, total_chunks)) if texts else None
+                )
+                if streaming:
+                    publisher.publish(batch, vectors)
+                else:
+                    pending.append((batch, vectors))  # held until the publish phase
+                batch, batch_chunks = [], 0
+
+        forgotten = [
+            abs_path
+            for abs_path in file_hashes
+            if abs_path not in seen_files
+            and any(Path(abs_path).is_relative_to(d) for d in scanned_dirs)
+            and not Path(abs_path).exists()
+        ]
+        # Nothing to publish (an unchanged corpus): readers are not held up at all.
+        idle = not (pending or removals or new_file_hashes or forgotten or settings is not None)
+        with write_lock() if write_lock is not None and not idle else nullcontext():
+            if not streaming:
+                if rebuild:
+                    store.reset()
+                if settings is not None:
+                    store.write_settings(settings, dirty=True)
+                for batch, vectors in pending:
+                    publisher.publish(batch, vectors)
+            for doc_id in removals:
+                if known[doc_id].path in failed_files:
+                    continue  # its file failed to store: its documents stay as they were
+                report.chunks_removed += store.remove_document(doc_id)
+                report.removed += 1
+            store.set_file_hashes(new_file_hashes)
+            for abs_path in forgotten:
+                store.forget_file(abs_path)
+            if publisher.failed:
+                # Chunks of a file the store refused half-way are vouched for by no manifest record.
+                report.swept += store.sweep()
+            if settings is not None:
+                store.write_settings(settings, dirty=False)
+            if (changed or was_dirty) and after_change is not None:
+                after_change(store)
     report.seconds = time.perf_counter() - started
     return report
 
 
-def _source_for(doc: Document, abs_path: str) -> str:
+def _prepare_file(
+    path: Path,
+    root: Path,
+    rel: str,
+    abs_path: str,
+    known: dict[str, DocRecord],
+    rebuild: bool,
+    chunker: ChunkerSettings,
+    limits: Limits,
+    doc_files: dict[str, str],
+    problems: list[DocumentError],
+) -> tuple[list[_Plan], list[str]]:
+    """Read and chunk one changed file: the documents to (re)embed and the ids of those unchanged.
+
+    Raises ``DocumentError`` when the file cannot be read, would hold more than ``limits.chunks_per_file``
+    chunks, or gives a document id another file gives (both would be stored under one id).
+    """
+    docs = load_file(path, root, limits, problems)
+    if len({d.doc_id for d in docs}) < len(docs):  # the loaders never do this; Chroma would refuse it
+        raise DocumentError(rel, "gives two documents with one id")
+    plans: list[_Plan] = []
+    unchanged: list[str] = []
+    total = 0
+    source: str | None = None
+    for doc in docs:
+        other = doc_files.get(doc.doc_id)
+        if other is not None:
+            raise DocumentError(rel, f"document id {doc.doc_id!r} is also given by {other}")
+        doc.extra.setdefault("path", abs_path)
+        h = document_hash(doc, chunker)
+        old = known.get(doc.doc_id)
+        if old is not None and old.hash == h and not rebuild:
+            unchanged.append(doc.doc_id)
+            total += old.chunks
+        else:
+            if "line" in doc.extra:
+                text = doc.text  # a JSONL document's offsets refer to its own text
+            else:
+                if source is None:
+                    source = _source_for(doc, abs_path, limits)
+                text = source
+            chunks = chunk_document(doc, chunker, text)
+            total += len(chunks)
+            plans.append(_Plan(doc, h, abs_path, rel, chunks))
+        if total > limits.chunks_per_file:  # refused before anything of it is embedded
+            raise DocumentError(
+                rel,
+                f"too many chunks (over {total:,} so far); the limit is {limits.chunks_per_file:,} per file "
+                "(split it into smaller files)",
+            )
+    return plans, unchanged
+
+
+class _Publisher:
+    """Writes embedded documents to the store; a file whose writes fail is reported and skipped."""
+
+    def __init__(
+        self,
+        store: Store,
+        known: dict[str, DocRecord],
+        report: IngestReport,
+        failed_files: set[str],
+        file_hashes: dict[str, str],
+    ) -> None:
+        self._store = store
+        self.known = known
+        self.report = report
+        self.failed_files = failed_files
+        self.file_hashes = file_hashes
+        self.failed = False
+
+    def publish(self, batch: list[_Plan], vectors: np.ndarray | None) -> None:
+        """Chunks first, then the manifest records that vouch for them (one write for the batch)."""
+        try:
+            self._write(batch, vectors)
+            return
+        except Exception as exc:  # whatever Chroma raises for one file must not stop the others
+            if len({p.path for p in batch}) == 1:
+                self._fail(batch, exc)
+                return
+        # Find the file at fault: write the batch again file by file (upserts, so nothing doubles).
+        start = 0
+        by_file: dict[str, list[tuple[_Plan, int]]] = {}
+        for plan in batch:
+            by_file.setdefault(plan.path, []).append((plan, start))
+            start += len(plan.chunks)
+        for group in by_file.values():
+            plans = [p for p, _ in group]
+            rows = [i for p, s in group for i in range(s, s + len(p.chunks))]
+            try:
+                self._write(plans, vectors[rows] if vectors is not None and rows else None)
+            except Exception as exc:
+                self._fail(plans, exc)
+
+    def _write(self, batch: list[_Plan], vectors: np.ndarray | None) -> None:
+        if vectors is not None:
+            self._store.add_chunk_groups([(p.chunks, p.hash) for p in batch if p.chunks], vectors)
+        records: list[DocRecord] = []
+        replaced: list[DocRecord] = []
+        previous = [self.known.get(p.doc.doc_id) for p in batch]
+        for p in batch:
+            doc = p.doc
+            record = DocRecord(
+                doc_id=doc.doc_id,
+                hash=p.hash,
+                source=doc.source,
+                path=p.path,
+                title=doc.title,
+                outlet=doc.outlet,
+                date=doc.date,
+                language=doc.language,
+                chunks=len(p.chunks),
+                offset=doc.offset,
+            )
+            records.append(record)
+            if doc.doc_id in self.known:
+                replaced.append(record)
+        self._store.commit_documents(records, replaced)
+        for p, old in zip(batch, previous, strict=True):
+            self.report.chunks_added += len(p.chunks)
+            if old is None:
+                self.report.added += 1
+            else:
+                self.report.updated += 1
+                self.report.chunks_removed += old.chunks
+
+    def _fail(self, plans: list[_Plan], exc: Exception) -> None:
+        """Report the file as skipped; its earlier documents stay, and the next ingest tries it again."""
+        self.failed = True
+        message = str(exc).splitlines()[0] if str(exc) else ""
+        self.report.errors.append(
+            DocumentError(plans[0].rel, f"could not be stored ({type(exc).__name__}: {message})")
+        )
+        self.failed_files.add(plans[0].path)
+        self.file_hashes.pop(plans[0].path, None)
+
+
+def _source_for(doc: Document, abs_path: str, limits: Limits | None = None) -> str:
     """The source text the document's offsets refer to (JSONL documents: their own text)."""
     if "line" in doc.extra:
         return doc.text
     try:
-        return source_text(Path(abs_path))
+        return source_text(Path(abs_path), limits)
     except DocumentError:
         return " " * doc.offset + doc.text

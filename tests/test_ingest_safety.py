@@ -1,6 +1,6 @@
-"""Ingest safety: documents that expand without bound.
+"""Ingest safety: documents that expand without bound, duplicate ids and aliases.
 
-Every hostile file is generated here (a DOCX and a PDF "bomb");
+Every hostile file is generated here (a DOCX and a PDF "bomb", a JSONL with repeated ids, symlink aliases);
 the index is a real Chroma store and the embeddings come from the real packaged model.
 """
 
@@ -13,6 +13,7 @@ import zipfile
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import CORPUS_FILES, DIGEST, copy_corpus
@@ -221,3 +222,100 @@ def test_docx_characters_are_capped(tmp_path: Path) -> None:
     assert info.value.path == "long.docx" and "more than 10,000 characters" in info.value.reason
     result = load_paths([tmp_path], tmp_path, limits=Limits(expanded_bytes=1000))
     assert [(e.path, "expands to" in e.reason) for e in result.errors] == [("long.docx", True)]
+
+
+def test_chunks_per_file_are_capped(tmp_path: Path, embedder: Embedder) -> None:
+    """A file that would hold more chunks than the limit is skipped before anything is embedded; the
+    other files are indexed, and documents the file held before stay."""
+    corpus = copy_corpus(tmp_path / "corpus", SMALL)
+    long_file = corpus / "long.txt"
+    long_file.write_text("The Avocet alliance trains welders in Ningbo. " * 20, encoding="utf-8")
+    store = Store(tmp_path / "index")
+    first = ingest([corpus], store, embedder, corpus_root=corpus, limits=Limits(chunks_per_file=3))
+    assert not first.errors and first.added == len(SMALL) + 1
+    long_file.write_text("The Avocet alliance trains welders in Ningbo. " * 600, encoding="utf-8")
+    embedded: list[int] = []
+    report = ingest([corpus], store, embedder, corpus_root=corpus, limits=Limits(chunks_per_file=3),
+                    progress=lambda stage, advance, total: embedded.append(total) if stage == "embed" else None)
+    reason = errors_by_path(report)["long.txt"]
+    assert "chunks" in reason and "the limit is 3" in reason, reason
+    assert embedded == [0]  # nothing to embed: the long file was refused before embedding
+    store.reload()
+    assert "long.txt" in store.documents()  # its previous version stays indexed
+    assert report.removed == 0 and report.unchanged == len(SMALL)
+
+
+# --------------------------------------------------------------------------- 2. duplicates and aliases
+
+
+def write_duplicates(corpus: Path) -> tuple[str, dict[str, str]]:
+    """A JSONL file with a repeated id (and a line-number key that an explicit id repeats), plus two
+    symlink aliases of a corpus file, one sorting before it; returns the aliased name and the expected
+    skipped paths -> a phrase of their reason."""
+    target = SMALL[0]
+    (corpus / "records.jsonl").write_text(
+        '{"id": "a", "text": "The Avocet alliance trains 30 welders in Ningbo."}\n'
+        '{"id": "b", "text": "The Bittern alliance runs a logistics school in Wuhan."}\n'
+        '{"id": "a", "text": "A second record that repeats the id a."}\n'
+        '{"text": "The Curlew alliance has no id: it is keyed by its line number, 4."}\n'
+        '{"id": 4, "text": "An explicit id 4 that repeats the key of line 4."}\n',
+        encoding="utf-8",
+    )
+    (corpus / "0-alias.txt").symlink_to(target)  # sorts before its target
+    (corpus / "z-alias.txt").symlink_to(corpus / target)
+    return target, {"records.jsonl": "duplicate id", "0-alias.txt": f"alias of {target}",
+                    "z-alias.txt": f"alias of {target}"}
+
+
+def test_duplicate_ids_and_aliases_are_skipped_and_never_break_ingest(tmp_path: Path, embedder: Embedder) -> None:
+    """Before the fix both raised chromadb's DuplicateIDError and every later ingest failed the same way.
+    Now: two ingests in a row succeed, the good documents are all indexed once, and the repeated lines
+    and the aliases are reported (path + reason) every time."""
+    corpus = copy_corpus(tmp_path / "corpus", SMALL)
+    target, skipped = write_duplicates(corpus)
+    store = Store(tmp_path / "index")
+    reports = [ingest([corpus], store, embedder, corpus_root=corpus) for _ in range(2)]
+    for report in reports:
+        errors = errors_by_path(report)
+        assert set(errors) == set(skipped), errors
+        for path, phrase in skipped.items():
+            assert phrase in errors[path], (path, errors[path])
+        assert "line 3" in errors["records.jsonl"] and "line 5" in errors["records.jsonl"]
+    assert reports[0].added == len(SMALL) + 3
+    assert (reports[1].added, reports[1].updated, reports[1].removed) == (0, 0, 0)
+    store.reload()
+    docs = store.documents()
+    assert set(docs) == {*SMALL, "records.jsonl#a", "records.jsonl#b", "records.jsonl#4"}
+    assert docs[target].source == target
+    texts = {m["doc_id"]: t for _, t, m in store.iter_chunks()}
+    assert texts["records.jsonl#a"].startswith("The Avocet")  # the first record with the id wins
+    assert texts["records.jsonl#4"].startswith("The Curlew")
+    got = store.chunks.get(include=[])
+    assert len(got["ids"]) == len(set(got["ids"])) == sum(r.chunks for r in docs.values())
+
+
+def test_a_file_that_fails_to_store_is_skipped_and_the_others_are_indexed(
+    tmp_path: Path, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Any one file failing in the store phase (here: Chroma refusing its chunks) is reported as skipped
+    and never blocks the other files; the next ingest indexes it."""
+    corpus = copy_corpus(tmp_path / "corpus", SMALL)
+    (corpus / "refused.txt").write_text("The Dunlin alliance trains nurses in Xiamen.\n", encoding="utf-8")
+    store = Store(tmp_path / "index")
+    real = Store.add_chunk_groups
+
+    def refuse(self: Store, groups: Any, embeddings: Any) -> None:
+        if any(c.doc_id == "refused.txt" for chunks, _ in groups for c in chunks):
+            raise ValueError("simulated Chroma failure")
+        real(self, groups, embeddings)
+
+    monkeypatch.setattr(Store, "add_chunk_groups", refuse)
+    report = ingest([corpus], store, embedder, corpus_root=corpus)
+    assert [e.path for e in report.errors] == ["refused.txt"]
+    assert "simulated Chroma failure" in report.errors[0].reason
+    store.reload()
+    assert set(store.documents()) == set(SMALL)
+    assert not store.dirty() and store.count() == sum(r.chunks for r in store.documents().values())
+    monkeypatch.setattr(Store, "add_chunk_groups", real)
+    again = ingest([corpus], store, embedder, corpus_root=corpus)
+    assert not again.errors and again.added == 1 and again.unchanged == len(SMALL)
