@@ -23,6 +23,7 @@ from typing import Any
 
 import gradio as gr
 
+from assistant import feedback
 from assistant.core import MAX_QUESTION_CHARS
 from assistant.corpus_files import VERSIONS, move_to_trash, restore, trashed
 from assistant.errors import AssistantError, DocumentError
@@ -90,6 +91,8 @@ TEXT: dict[str, tuple[str, str]] = {
     "gold": ("Gold questions (JSONL)", "标准问题集（JSONL）"),
     "k": ("k (passages scored)", "k（评分的段落数）"),
     "run_eval": ("Run evaluation", "运行评测"),
+    "fb_comment": ("Comment on an answer (optional, sent with 👍 / 👎 or a flag)",
+                   "对回答的意见（可选，随 👍 / 👎 或标记一起提交）"),
     "restore": ("Trash (deleted and refused files)", "回收站（已删除或未能索引的文件）"),
     "restore_btn": ("Restore file", "恢复文件"),
     "metrics": ("Metrics", "指标"),
@@ -110,6 +113,8 @@ MSG: dict[str, tuple[str, str]] = {
     "locked": ("Too many wrong passwords from this address; try again in {s} s.",
                "此地址密码错误次数过多，请 {s} 秒后再试。"),
     "no_trash": ("Choose a file from the trash first.", "请先从回收站选择文件。"),
+    "fb_thanks": ("Thank you: your feedback was recorded.", "谢谢，已记录你的反馈。"),
+    "fb_failed": ("Your feedback could not be stored; please try again.", "反馈未能保存，请重试。"),
 }
 
 EXAMPLES_STUDENTS = [
@@ -226,6 +231,55 @@ def bounded_conversation(messages: Any) -> list[dict[str, Any]]:
     if not isinstance(messages, list):
         return []
     return list(messages[-2 * MAX_TURNS:])
+
+
+# Chatbot feedback: the two thumbs, and flags that are a thumbs-down with a reason.
+FEEDBACK_OPTIONS = ("Like", "Dislike", "Wrong source", "Should have said not found")
+
+
+def feedback_item(kept: Sequence[dict[str, Any]], index: Any, liked: Any, comment: Any) -> dict[str, Any] | None:
+    """The feedback item for the answer at chat message ``index``, or None when it names no answer.
+
+    Messages come in pairs (question, answer), so answer ``i`` is message ``2 i + 1``; ``kept`` is the
+    server's record of each pair, so the browser's copy of the message is never used.
+    """
+    if isinstance(index, list | tuple):
+        index = index[0] if index else None
+    if not isinstance(index, int) or isinstance(index, bool) or index % 2 != 1:
+        return None
+    pair = index // 2
+    if not 0 <= pair < len(kept):
+        return None
+    record = kept[pair]
+    if liked is True or liked == "Like":
+        rating, option = "up", ""
+    elif liked is False or liked == "Dislike":
+        rating, option = "down", ""
+    elif isinstance(liked, str) and liked in FEEDBACK_OPTIONS:
+        rating, option = "down", liked
+    else:
+        return None
+    return feedback.make_item(rating, record["question"], record["history"], record["answer"], option,
+                              comment if isinstance(comment, str) else "")
+
+
+def render_feedback(items: Sequence[dict[str, Any]], lang: str) -> str:
+    """Recent feedback for staff, newest first (all text escaped)."""
+    zh = lang == "zh"
+    if not items:
+        return f'<div class="docs-count">{"还没有反馈。" if zh else "No feedback yet."}</div>'
+    head = ("时间", "评价", "问题", "意见") if zh else ("Time", "Rating", "Question", "Comment")
+    rows = []
+    for item in reversed(items):
+        rating = "👍" if item.get("rating") == "up" else "👎"
+        if item.get("option"):
+            rating += f" {item['option']}"
+        rows.append(f"<tr><td>{esc(str(item.get('time', ''))[:16])}</td><td>{esc(rating)}</td>"
+                    f"<td>{esc(str(item.get('question', ''))[:200])}</td><td>{esc(str(item.get('comment', ''))[:300])}"
+                    "</td></tr>")
+    title = "最近的反馈" if zh else "Recent feedback"
+    return (f'<div class="docs-table"><div class="panel-head">{esc(title)}</div><table><tr>'
+            + "".join(f"<th>{esc(h)}</th>" for h in head) + "</tr>" + "".join(rows) + "</table></div>")
 
 
 def all_sources(turns: Sequence[tuple[int, Answer]], lang: str) -> str:
@@ -345,6 +399,7 @@ def build_app(assistant: Any, admin_password: str | None = None) -> gr.Blocks:
     guard = guard_for(assistant)
     corpus_dir = Path(assistant.config.corpus_dir)
     throttle = LoginThrottle()  # per app: wrong staff passwords by client address
+    feedback_file = feedback.feedback_path(assistant.config.index_dir)
     reports = ReportFiles()
     labelled: list[tuple[Any, str, str]] = []  # (component, property, TEXT key) for the language toggle
 
@@ -367,6 +422,7 @@ def build_app(assistant: Any, admin_password: str | None = None) -> gr.Blocks:
         # message list (or a file inside one) from the browser.
         conversation = gr.State([])
         answers = gr.State([])  # (turn, answer) of this conversation, for the sources of every turn
+        records = gr.State([])  # one per question/answer message pair: what feedback on that answer refers to
         is_admin = gr.State(False)  # set only by a correct password, checked by every staff handler
 
         with gr.Row(equal_height=True):
@@ -379,9 +435,13 @@ def build_app(assistant: Any, admin_password: str | None = None) -> gr.Blocks:
                 with gr.Row():
                     with gr.Column(scale=3):
                         chatbot = L(gr.Chatbot(elem_id="chatbot", height=520, latex_delimiters=[], buttons=[],
-                                               feedback_options=None, sanitize_html=True, label=TEXT["chatbot"][0],
-                                               show_label=False),
+                                               feedback_options=FEEDBACK_OPTIONS, sanitize_html=True,
+                                               label=TEXT["chatbot"][0], show_label=False),
                                     "label", "chatbot")
+                        with gr.Row():
+                            fb_comment = L(gr.Textbox(label=TEXT["fb_comment"][0], elem_id="feedback-comment",
+                                                      max_lines=2, scale=5), "label", "fb_comment")
+                            fb_status = gr.HTML(elem_id="feedback-status")
                         with gr.Row():
                             question = L(L(gr.Textbox(label=TEXT["question"][0], placeholder=TEXT["question_ph"][0],
                                                       elem_id="question", scale=5, lines=1, max_lines=4),
@@ -422,6 +482,7 @@ def build_app(assistant: Any, admin_password: str | None = None) -> gr.Blocks:
                             login_btn = L(gr.Button(TEXT["login"][0], elem_id="staff-login", scale=1),
                                           "value", "login")
                         staff_msg = gr.HTML(elem_id="staff-status")
+                        staff_feedback = gr.HTML(elem_id="staff-feedback", visible=False)
                         with gr.Column(visible=False, elem_id="staff-controls") as staff_controls:
                             uploads = L(gr.File(file_count="multiple", file_types=list(UPLOAD_SUFFIXES),
                                                 type="filepath", label=TEXT["upload"][0], elem_id="upload"),
@@ -467,9 +528,9 @@ def build_app(assistant: Any, admin_password: str | None = None) -> gr.Blocks:
 
         # ------------------------------------------------------------------ chat
 
-        def respond(text: str, messages: list[dict[str, Any]], past: list[str], turns: list[Any], ui_lang: str,
-                    doc_ids: list[str] | None, outlets: list[str] | None, language: str | None,
-                    date_from: str | None, date_to: str | None) -> Iterator[tuple[Any, ...]]:
+        def respond(text: str, messages: list[dict[str, Any]], past: list[str], turns: list[Any],
+                    kept: list[dict[str, Any]], ui_lang: str, doc_ids: list[str] | None, outlets: list[str] | None,
+                    language: str | None, date_from: str | None, date_to: str | None) -> Iterator[tuple[Any, ...]]:
             """Ask, then stream the answer sentence by sentence; errors become an inline message.
 
             ``messages`` is the server-side conversation state, never the browser's copy of the chat.
@@ -477,14 +538,15 @@ def build_app(assistant: Any, admin_password: str | None = None) -> gr.Blocks:
             messages = bounded_conversation(messages)
             past = list(past or [])[-MAX_TURNS:]
             turns = list(turns or [])[-MAX_TURNS:]
+            kept = list(kept or [])[-MAX_TURNS:]
             text = (text or "").strip()
             if not text:
                 gr.Warning(t("empty_q", ui_lang))
-                yield messages, messages, gr.update(), past, gr.update(), gr.update()
+                yield messages, messages, gr.update(), past, gr.update(), gr.update(), kept
                 return
             if len(text) > MAX_QUESTION_CHARS:  # refused, not kept: the session stays small
                 gr.Warning(t("long_q", ui_lang).format(n=MAX_QUESTION_CHARS))
-                yield messages, messages, gr.update(), past, gr.update(), gr.update()
+                yield messages, messages, gr.update(), past, gr.update(), gr.update(), kept
                 return
             messages.append({"role": "user", "content": f'<div class="user-q">{esc(text)}</div>'})
             try:
@@ -498,29 +560,31 @@ def build_app(assistant: Any, admin_password: str | None = None) -> gr.Blocks:
                 message = friendly_error(exc, ui_lang)
                 gr.Warning(message)
                 messages.append({"role": "assistant", "content": render_notice(message)})
-                yield messages, messages, "", past, gr.update(), gr.update()
+                kept = [*kept, {"question": text, "history": list(past), "answer": None}]
+                yield messages, messages, "", past, gr.update(), gr.update(), kept
                 return
             turn = len(past) + 1
             past = [*past, text]
             turns = [*turns, (turn, answer)]
+            kept = [*kept, {"question": text, "history": past[:-1], "answer": answer.to_dict()}]
             panel = all_sources(turns, ui_lang)  # first, so footnotes work while streaming
             messages.append({"role": "assistant", "content": ""})
             for prefix in stream_prefixes(answer.answer)[:-1]:
                 messages[-1] = {"role": "assistant", "content": render_answer(answer, turn, text=prefix)}
-                yield messages, messages, "", past, turns, panel
+                yield messages, messages, "", past, turns, panel, kept
                 time.sleep(STREAM_DELAY)
             messages[-1] = {"role": "assistant", "content": render_answer(answer, turn) + copy_link(answer, ui_lang)}
-            yield messages, messages, "", past, turns, panel
+            yield messages, messages, "", past, turns, panel, kept
 
-        chat_inputs = [question, conversation, history, answers, lang, f_doc, f_outlet, f_lang, f_from, f_to]
-        chat_outputs = [chatbot, conversation, question, history, answers, sources]
+        chat_inputs = [question, conversation, history, answers, records, lang, f_doc, f_outlet, f_lang, f_from, f_to]
+        chat_outputs = [chatbot, conversation, question, history, answers, sources, records]
         ask_btn.click(respond, chat_inputs, chat_outputs, api_visibility="private")
         question.submit(respond, chat_inputs, chat_outputs, api_visibility="private")
 
         def clear(ui_lang: str) -> tuple[Any, ...]:
-            return [], [], [], [], render_sources(None, 0, ui_lang), ""
+            return [], [], [], [], [], render_sources(None, 0, ui_lang), ""
 
-        clear_btn.click(clear, [lang], [chatbot, conversation, history, answers, sources, question],
+        clear_btn.click(clear, [lang], [chatbot, conversation, history, answers, records, sources, question],
                         api_visibility="private")
 
         def ask_api(text: str) -> dict[str, Any]:
@@ -533,6 +597,21 @@ def build_app(assistant: Any, admin_password: str | None = None) -> gr.Blocks:
             return result
 
         gr.api(ask_api, api_name="ask")
+
+        def on_feedback(kept: list[dict[str, Any]], comment: str | None, ui_lang: str,
+                        data: gr.LikeData) -> tuple[Any, ...]:
+            """Store a thumbs up/down (or flag) on one answer; only the message index is taken from the browser."""
+            item = feedback_item(kept, data.index, data.liked, comment)
+            if item is None:
+                return "", gr.update()
+            try:
+                feedback.record(feedback_file, item)
+            except OSError:
+                log.exception("feedback not stored")
+                return render_notice(t("fb_failed", ui_lang)), gr.update()
+            return render_notice(t("fb_thanks", ui_lang), "ok"), ""
+
+        chatbot.like(on_feedback, [records, fb_comment, lang], [fb_status, fb_comment], api_visibility="private")
 
         # ------------------------------------------------------------------ language
 
@@ -581,29 +660,32 @@ def build_app(assistant: Any, admin_password: str | None = None) -> gr.Blocks:
             def login(given: str, ui_lang: str, request: gr.Request | None = None) -> tuple[Any, ...]:
                 client = client_address(request)
                 wait = throttle.retry_after(client)
-                refused = (False, gr.update(visible=False), "", "", gr.update(choices=[]), gr.update(choices=[]))
+                refused = (False, gr.update(visible=False), "", "", gr.update(choices=[]), gr.update(choices=[]),
+                           gr.update(visible=False, value=""))
                 if wait > 0:  # refused at once, without looking at the password: nothing waits in a worker
                     return (*refused[:2], render_notice(t("locked", ui_lang).format(s=ceil(wait))), *refused[3:])
                 if check_password(given, password):
                     throttle.succeeded(client)
                     return (True, gr.update(visible=True), render_notice(t("logged_in", ui_lang), "ok"), "",
-                            delete_choices(), trash_choices())
+                            delete_choices(), trash_choices(),
+                            gr.update(visible=True, value=render_feedback(feedback.read(feedback_file, 20), ui_lang)))
                 lock = throttle.failed(client)
                 message = t("bad_password", ui_lang)
                 if lock:
                     message += " " + t("locked", ui_lang).format(s=ceil(lock))
                 return (*refused[:2], render_notice(message), *refused[3:])
 
-            login_outputs = [is_admin, staff_controls, staff_msg, pw_box, del_doc, restore_pick]
+            login_outputs = [is_admin, staff_controls, staff_msg, pw_box, del_doc, restore_pick, staff_feedback]
             # Instant handlers (no sleep): a guesser's queue place costs nobody else a wait.
             login_btn.click(login, [pw_box, lang], login_outputs, api_visibility="private")
             pw_box.submit(login, [pw_box, lang], login_outputs, api_visibility="private")
 
             def logout(ui_lang: str) -> tuple[Any, ...]:
                 return False, gr.update(visible=False), render_notice(t("logged_out", ui_lang), "info"), \
-                    gr.update(choices=[]), gr.update(choices=[])
+                    gr.update(choices=[]), gr.update(choices=[]), gr.update(visible=False, value="")
 
-            logout_btn.click(logout, [lang], [is_admin, staff_controls, staff_msg, del_doc, restore_pick],
+            logout_btn.click(logout, [lang], [is_admin, staff_controls, staff_msg, del_doc, restore_pick,
+                                              staff_feedback],
                              api_visibility="private")
 
             def upload(files: list[str] | None, admin: bool, ui_lang: str,

@@ -104,6 +104,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true")
     _common(p)
 
+    p = sub.add_parser("feedback", help="feedback given in the web UI: list it, or export thumbs-down as draft gold")
+    p.add_argument("action", choices=["list", "export"])
+    p.add_argument("--out", type=Path, help="export: write the draft gold JSONL here (default: stdout)")
+    _common(p)
+
     p = sub.add_parser("serve", help="serve the web UI and the HTTP API")
     p.add_argument(
         "--host",
@@ -385,7 +390,30 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_feedback(args: argparse.Namespace) -> int:
+    from . import feedback
+
+    settings: Settings = args.settings
+    items = feedback.read(feedback.feedback_path(settings.index))
+    if args.action == "list":
+        for item in items:
+            comment = f" — {item['comment']}" if item.get("comment") else ""
+            option = f" [{item['option']}]" if item.get("option") else ""
+            console.print(f"{item.get('time', '')}  {item['rating']:>4}{option}  {item.get('question', '')}{comment}",
+                          markup=False, highlight=False)
+        console.print(f"{len(items)} feedback items", markup=False)
+        return EXIT_OK
+    lines = "".join(json.dumps(d, ensure_ascii=False) + "\n" for d in feedback.draft_gold(items))
+    if args.out:
+        args.out.write_text(lines, encoding="utf-8")
+        err_console.print(f"{lines.count(chr(10))} draft gold questions written to {args.out}")
+    else:
+        sys.stdout.write(lines)
+    return EXIT_OK
+
+
 COMMANDS = {
+    "feedback": cmd_feedback,
     "ingest": cmd_ingest,
     "docs": cmd_docs,
     "ask": cmd_ask,

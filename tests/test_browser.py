@@ -339,3 +339,24 @@ def test_evaluation_tab_runs_a_gold_file(page: Any, staff_server: LiveServer, tm
     shot(page, "12-evaluation-metrics")
     page.locator("#eval-report iframe.eval-report").scroll_into_view_if_needed()
     shot(page, "13-evaluation-report")  # a viewport shot: full-page shots leave iframes blank
+
+
+def test_thumbs_down_with_a_comment_reaches_the_file_and_the_staff_tab(page: Any, staff_server: LiveServer,
+                                                                       ui_assistant: Any) -> None:
+    from assistant import feedback
+
+    path = feedback.feedback_path(ui_assistant.config.index_dir)
+    before = len(feedback.read(path))
+    open_app(page, staff_server)
+    ask(page, "What is the Suzhou alliance?")
+    page.fill("#feedback-comment textarea", "should cite the founding article")
+    page.locator("#chatbot button[aria-label='Dislike']").last.click()
+    page.locator("#feedback-status .notice-ok").wait_for()
+    items = feedback.read(path)
+    assert len(items) == before + 1
+    item = items[-1]
+    assert item["rating"] == "down" and item["comment"] == "should cite the founding article"
+    assert item["question"] == "What is the Suzhou alliance?" and item["citations"]
+    shot(page, "14-feedback")
+    log_in(page, PASSWORD)
+    page.locator("#staff-feedback").get_by_text("should cite the founding article").wait_for()

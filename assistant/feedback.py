@@ -1,0 +1,102 @@
+"""Feedback on answers: thumbs up or down with an optional comment, kept append-only beside the index.
+
+Each item is one JSON line of ``INDEX/feedback.jsonl``: time, rating, option, comment, the question, its
+history, the answer text and its citations. Appends hold a process lock and an ``flock`` on the file and
+are written in one ``write`` of a whole line, so concurrent users (threads or processes) never interleave
+or lose a line. ``draft_gold`` turns thumbs-down items into a gold file for evaluators to complete.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+FEEDBACK_FILE = "feedback.jsonl"
+MAX_COMMENT_CHARS = 2000
+RATINGS = ("up", "down")
+_append_lock = threading.Lock()
+
+
+def feedback_path(index_dir: str | Path) -> Path:
+    """Where the feedback of an index is kept."""
+    return Path(index_dir) / FEEDBACK_FILE
+
+
+def make_item(rating: str, question: str, history: Sequence[str], answer: Mapping[str, Any] | None,
+              option: str = "", comment: str = "") -> dict[str, Any]:
+    """A feedback item; ``answer`` is ``Answer.to_dict()`` (only what a reviewer needs is kept)."""
+    if rating not in RATINGS:
+        raise ConfigError(f"feedback rating must be one of {', '.join(RATINGS)}, got {rating!r}")
+    item: dict[str, Any] = {
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "rating": rating,
+        "option": str(option or "")[:200],
+        "comment": str(comment or "")[:MAX_COMMENT_CHARS],
+        "question": str(question),
+        "history": [str(h) for h in history],
+    }
+    if answer is not None:
+        item["answer"] = str(answer.get("answer", ""))
+        item["abstained"] = bool(answer.get("abstained", False))
+        item["standalone_question"] = str(answer.get("standalone_question", question))
+        item["citations"] = [
+            {k: c.get(k) for k in ("n", "doc_id", "quote", "start", "end")} for c in answer.get("citations", [])
+        ]
+    return item
+
+
+def record(path: Path, item: Mapping[str, Any]) -> None:
+    """Append one item as one line; safe under concurrent writers (threads and processes)."""
+    line = (json.dumps(item, ensure_ascii=False) + "\n").encode("utf-8")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _append_lock:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            os.write(fd, line)
+            os.fsync(fd)
+        finally:
+            os.close(fd)  # closing releases the flock
+
+
+def read(path: Path, limit: int | None = None) -> list[dict[str, Any]]:
+    """The items of a feedback file, oldest first (the last ``limit`` only); unreadable lines are skipped."""
+    if not path.is_file():
+        return []
+    items = []
+    with path.open(encoding="utf-8", errors="replace") as fh:
+        for line in fh:
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(obj, dict) and obj.get("rating") in RATINGS:
+                items.append(obj)
+    return items[-limit:] if limit else items
+
+
+def draft_gold(items: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Thumbs-down items as gold questions (the ``eval/gold.jsonl`` format) for a person to complete.
+
+    ``answerable`` and ``evidence`` are left out (the loader reads that as "not answerable, no evidence"):
+    the ``needs-review`` tag says a person must set them; what the assistant said is kept in ``meta``.
+    """
+    drafts = []
+    for n, item in enumerate((i for i in items if i.get("rating") == "down"), start=1):
+        drafts.append({
+            "id": f"feedback-{n:04d}",
+            "question": str(item.get("question", "")).strip() or "(empty question)",
+            "history": [str(h) for h in item.get("history", [])],
+            "tags": ["from-feedback", "needs-review"],
+            "meta": {"feedback": {k: item.get(k) for k in ("time", "option", "comment", "answer", "abstained",
+                                                            "citations") if k in item}},
+        })
+    return drafts
