@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ from .chat import Rewrite, entities, is_elliptical, rewrite, split_subjects
 from .config import Config
 from .embedding import Embedder
 from .errors import QuestionError, StoreError
-from .ingest import IngestReport, Progress, ingest
+from .ingest import IngestReport, Progress, WriteLock, ingest
 from .retrieval import Retriever, analyse, focus_text, refresh_lexical
 from .schema import Answer, Passage
 from .store import DocRecord, Store
@@ -54,9 +55,30 @@ class Assistant:
     # ------------------------------------------------------------------ collection
 
     def ingest(
-        self, paths: Sequence[Path] | None = None, rebuild: bool = False, progress: Progress | None = None
+        self,
+        paths: Sequence[Path] | None = None,
+        rebuild: bool = False,
+        progress: Progress | None = None,
+        write_lock: WriteLock | None = None,
     ) -> IngestReport:
-        """Incrementally index ``paths`` (default: the corpus directory)."""
+        """Incrementally index ``paths`` (default: the corpus directory).
+
+        ``write_lock`` (the server's ``guard.write``): files are read, chunked and embedded outside it, so
+        questions are answered meanwhile; only the short phase that changes what they read (Chroma, the
+        manifest, the lexical index, the retriever's cache) runs inside it. Call this without holding
+        that lock (the lock is not re-entrant), and without it only from a single-threaded caller.
+        """
+
+        @contextmanager
+        def publishing() -> Iterator[None]:
+            assert write_lock is not None
+            with write_lock():
+                try:
+                    yield
+                finally:
+                    # Still inside the lock: the first question after it reloads the lexical index.
+                    self.retriever.invalidate()
+
         with self._ingest_lock:
             report = ingest(
                 list(paths) if paths else [self.config.corpus_dir],
@@ -67,6 +89,7 @@ class Assistant:
                 rebuild=rebuild,
                 progress=progress,
                 after_change=refresh_lexical,
+                write_lock=publishing if write_lock is not None else None,
             )
             self.retriever.invalidate()
             return report
@@ -76,9 +99,13 @@ class Assistant:
         self.store.reload()
         return sorted(self.store.documents().values(), key=lambda r: (r.source, _natural(r.doc_id)))
 
-    def delete_document(self, doc_id: str) -> int:
-        """Remove one document from the index (its file stays where it is)."""
-        with self._ingest_lock, self.store.lock():
+    def delete_document(self, doc_id: str, write_lock: WriteLock | None = None) -> int:
+        """Remove one document from the index (its file stays where it is).
+
+        ``write_lock`` as for ``ingest``: taken after the ingest lock, never around it (a caller holding
+        the write lock while an upload embeds would wait for the upload, which waits for the lock).
+        """
+        with self._ingest_lock, self.store.lock(), write_lock() if write_lock is not None else nullcontext():
             removed = self.store.remove_document(doc_id)
             self.store.write_settings_clean()
             refresh_lexical(self.store)
@@ -116,6 +143,7 @@ class Assistant:
             self.config.answer,
             names=list(dict.fromkeys([*entities(question), *([subject] if subject else [])])),
             asks=standalone if rw.context and is_elliptical(question) and answer_kind(question) is None else "",
+            followup=bool(rw.context),
         )
         return answer, passages
 

@@ -1,4 +1,4 @@
-"""Ingest safety: documents that expand without bound, duplicate ids and aliases.
+"""Ingest safety: documents that expand without bound, duplicate ids and aliases, and questions during an upload.
 
 Every hostile file is generated here (a DOCX and a PDF "bomb", a JSONL with repeated ids, symlink aliases);
 the index is a real Chroma store and the embeddings come from the real packaged model.
@@ -7,6 +7,8 @@ the index is a real Chroma store and the embeddings come from the real packaged 
 from __future__ import annotations
 
 import contextlib
+import random
+import threading
 import time
 import tracemalloc
 import zipfile
@@ -18,10 +20,13 @@ from typing import Any
 import pytest
 from conftest import CORPUS_FILES, DIGEST, copy_corpus
 
+from assistant.config import Config
+from assistant.core import Assistant
 from assistant.documents import Limits, load_file, load_paths
 from assistant.embedding import Embedder
 from assistant.errors import DocumentError
 from assistant.ingest import IngestReport, ingest
+from assistant.server import ReadWriteLock
 from assistant.store import Store
 
 MB = 1024 * 1024
@@ -319,3 +324,89 @@ def test_a_file_that_fails_to_store_is_skipped_and_the_others_are_indexed(
     monkeypatch.setattr(Store, "add_chunk_groups", real)
     again = ingest([corpus], store, embedder, corpus_root=corpus)
     assert not again.errors and again.added == 1 and again.unchanged == len(SMALL)
+
+
+# --------------------------------------------------------------------------- 3. questions during an upload
+
+UPLOAD_QUESTION = "Which valley does the Pelican harbour alliance train crane operators for?"
+CORPUS_QUESTION = "常州检验检测认证产教联盟是什么时候成立的？"
+
+
+def harbour_report(n_chars: int) -> str:
+    """A long English report on a made-up topic no sample document mentions."""
+    rnd = random.Random(3)
+    ports = ["Qinzhou", "Beihai", "Fangcheng", "Zhanjiang", "Haikou", "Sanya"]
+    lines = ["The Pelican harbour alliance trains crane operators for the Nanliu valley ports."]
+    while sum(map(len, lines)) < n_chars:
+        lines.append(
+            f"In week {rnd.randrange(1, 53)} the {rnd.choice(ports)} terminal of the Pelican harbour alliance "
+            f"certified {rnd.randrange(5, 90)} crane operators and {rnd.randrange(2, 40)} riggers, and its "
+            f"simulator logged {rnd.randrange(100, 900)} hours of night shifts."
+        )
+    return "\n".join(lines) + "\n"
+
+
+def test_questions_are_answered_while_an_upload_is_embedded(tmp_path: Path, embedder: Embedder) -> None:
+    """``Assistant.ingest(paths, write_lock=guard.write)``: loading, chunking and embedding run outside the
+    write lock, so questions asked under the read lock keep being answered; only the short publishing
+    phase holds it. Readers never see half an ingest: before the write lock nobody retrieves the new
+    document, after it everybody does."""
+    corpus = copy_corpus(tmp_path / "corpus", [*SMALL, DIGEST])
+    assistant = Assistant(Config.from_env(env={}, index_dir=tmp_path / "index", corpus_dir=corpus))
+    assistant.embedder = assistant.retriever.embedder = embedder
+    assert not assistant.ingest().errors
+    top = assistant.ask(CORPUS_QUESTION).retrieved[0].doc_id
+    upload = corpus / "pelican.txt"
+    upload.write_text(harbour_report(200_000), encoding="utf-8")  # about 170 chunks: ~15 s of embedding
+
+    guard = ReadWriteLock()
+    times: dict[str, float] = {}
+    failures: list[BaseException] = []
+    reports: list[IngestReport] = []
+
+    @contextlib.contextmanager
+    def write_lock() -> Iterator[None]:
+        with guard.write():
+            times["entered"] = time.monotonic()
+            yield
+            times["left"] = time.monotonic()
+
+    def run_ingest() -> None:
+        try:
+            reports.append(assistant.ingest([upload], write_lock=write_lock))
+        except BaseException as exc:  # reported by the test thread
+            failures.append(exc)
+
+    asks: list[tuple[float, float, str, list[str]]] = []  # started, finished, question, retrieved doc ids
+    worker = threading.Thread(target=run_ingest)
+    times["started"] = time.monotonic()
+    worker.start()
+    question = 0
+    while worker.is_alive():
+        q = (CORPUS_QUESTION, UPLOAD_QUESTION)[question % 2]
+        question += 1
+        with guard.read():
+            started = time.monotonic()
+            answer = assistant.ask(q)
+            asks.append((started, time.monotonic(), q, [p.doc_id for p in answer.retrieved]))
+        time.sleep(0.05)  # a steady stream of questions, leaving the embedding some CPU
+    worker.join()
+    assert not failures, failures
+    [report] = reports
+    assert report.added == 1 and not report.errors
+
+    before = [a for a in asks if a[1] <= times["entered"]]
+    after = [a for a in asks if a[0] >= times["left"]]
+    embedding_s = times["entered"] - times["started"]
+    locked_s = times["left"] - times["entered"]
+    print(f"\n{len(before)} questions answered in the {embedding_s:.1f} s before the write lock, which was held "
+          f"{locked_s:.2f} s; {len(asks)} in all")
+    assert len(before) >= 5
+    assert locked_s < embedding_s / 3
+    for _, _, q, retrieved in before:  # nothing of the unfinished ingest is visible
+        assert "pelican.txt" not in retrieved, q
+    for _, _, q, retrieved in after:
+        assert ("pelican.txt" in retrieved) if q == UPLOAD_QUESTION else retrieved[0] == top
+    answer = assistant.ask(UPLOAD_QUESTION)
+    assert answer.retrieved[0].doc_id == "pelican.txt" and not answer.abstained
+    assert assistant.ask(CORPUS_QUESTION).retrieved[0].doc_id == top
