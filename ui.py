@@ -9,6 +9,7 @@ HTML comes from ``assistant.render``, which escapes all document text. Run direc
 from __future__ import annotations
 
 import atexit
+import hashlib
 import html
 import logging
 import shutil
@@ -49,6 +50,8 @@ from assistant.server import (
     guard_for,
     store_upload,
 )
+from assistant.transcript import restore as restore_answer
+from assistant.transcript import slim, to_markdown
 
 log = logging.getLogger("assistant.ui")
 
@@ -91,6 +94,10 @@ TEXT: dict[str, tuple[str, str]] = {
     "gold": ("Gold questions (JSONL)", "标准问题集（JSONL）"),
     "k": ("k (passages scored)", "k（评分的段落数）"),
     "run_eval": ("Run evaluation", "运行评测"),
+    "past": ("Earlier conversations (kept in this browser)", "之前的对话（保存在本浏览器中）"),
+    "open": ("Open", "打开"),
+    "export": ("Export", "导出"),
+    "export_file": ("Conversation as Markdown", "对话（Markdown）"),
     "fb_comment": ("Comment on an answer (optional, sent with 👍 / 👎 or a flag)",
                    "对回答的意见（可选，随 👍 / 👎 或标记一起提交）"),
     "restore": ("Trash (deleted and refused files)", "回收站（已删除或未能索引的文件）"),
@@ -113,6 +120,7 @@ MSG: dict[str, tuple[str, str]] = {
     "locked": ("Too many wrong passwords from this address; try again in {s} s.",
                "此地址密码错误次数过多，请 {s} 秒后再试。"),
     "no_trash": ("Choose a file from the trash first.", "请先从回收站选择文件。"),
+    "nothing_to_export": ("Ask something first: there is nothing to export.", "请先提问：没有可导出的对话。"),
     "fb_thanks": ("Thank you: your feedback was recorded.", "谢谢，已记录你的反馈。"),
     "fb_failed": ("Your feedback could not be stored; please try again.", "反馈未能保存，请重试。"),
 }
@@ -401,6 +409,23 @@ def build_app(assistant: Any, admin_password: str | None = None) -> gr.Blocks:
     throttle = LoginThrottle()  # per app: wrong staff passwords by client address
     feedback_file = feedback.feedback_path(assistant.config.index_dir)
     reports = ReportFiles()
+    exports = ReportFiles(keep=50)
+    # BrowserState encrypts with this; stable per index so a restart does not lose saved conversations.
+    browser_secret = hashlib.sha256(str(Path(assistant.config.index_dir).resolve()).encode()).hexdigest()[:24]
+
+    def session_from(restored: Sequence[Answer], ui_lang: str) -> tuple[Any, ...]:
+        """Server-side session state (and the chat) rebuilt from answers: the outputs ``session_outputs``."""
+        messages: list[dict[str, Any]] = []
+        turns: list[tuple[int, Answer]] = []
+        kept: list[dict[str, Any]] = []
+        past: list[str] = []
+        for n, answer in enumerate(restored, start=1):
+            messages.append({"role": "user", "content": f'<div class="user-q">{esc(answer.question)}</div>'})
+            messages.append({"role": "assistant", "content": render_answer(answer, n) + copy_link(answer, ui_lang)})
+            turns.append((n, answer))
+            kept.append({"question": answer.question, "history": list(past), "answer": answer.to_dict()})
+            past.append(answer.question)
+        return messages, messages, past, turns, kept, all_sources(turns, ui_lang)
     labelled: list[tuple[Any, str, str]] = []  # (component, property, TEXT key) for the language toggle
 
     def L(component: Any, prop: str, key: str) -> Any:  # noqa: N802 - reads as a wrapper in the layout
@@ -423,6 +448,10 @@ def build_app(assistant: Any, admin_password: str | None = None) -> gr.Blocks:
         conversation = gr.State([])
         answers = gr.State([])  # (turn, answer) of this conversation, for the sources of every turn
         records = gr.State([])  # one per question/answer message pair: what feedback on that answer refers to
+        # The conversation in the browser (localStorage), so a reload keeps it and the server stores nothing:
+        # the current one with its sources, earlier ones with their quotes. Read back strictly (transcript).
+        saved_current = gr.BrowserState([], storage_key="alliance-assistant-current", secret=browser_secret)
+        saved_past = gr.BrowserState([], storage_key="alliance-assistant-past", secret=browser_secret)
         is_admin = gr.State(False)  # set only by a correct password, checked by every staff handler
 
         with gr.Row(equal_height=True):
@@ -450,6 +479,15 @@ def build_app(assistant: Any, admin_password: str | None = None) -> gr.Blocks:
                                                   scale=1, min_width=80), "value", "ask")
                             clear_btn = L(gr.Button(TEXT["clear"][0], elem_id="clear-btn", scale=1, min_width=80),
                                           "value", "clear")
+                        with gr.Row():
+                            past_pick = L(gr.Dropdown([], label=TEXT["past"][0], elem_id="past-conversations",
+                                                      scale=4), "label", "past")
+                            open_btn = L(gr.Button(TEXT["open"][0], elem_id="open-conversation", scale=1,
+                                                   min_width=80), "value", "open")
+                            export_btn = L(gr.Button(TEXT["export"][0], elem_id="export-btn", scale=1,
+                                                     min_width=80), "value", "export")
+                        export_file = L(gr.File(label=TEXT["export_file"][0], interactive=False,
+                                                elem_id="export-file", visible=False), "label", "export_file")
                         with L(gr.Accordion(TEXT["filters"][0], open=False, elem_id="filters"), "label", "filters"):
                             with gr.Row():
                                 f_doc = L(gr.Dropdown([], multiselect=True, label=TEXT["f_doc"][0],
@@ -542,11 +580,11 @@ def build_app(assistant: Any, admin_password: str | None = None) -> gr.Blocks:
             text = (text or "").strip()
             if not text:
                 gr.Warning(t("empty_q", ui_lang))
-                yield messages, messages, gr.update(), past, gr.update(), gr.update(), kept
+                yield messages, messages, gr.update(), past, gr.update(), gr.update(), kept, gr.update()
                 return
             if len(text) > MAX_QUESTION_CHARS:  # refused, not kept: the session stays small
                 gr.Warning(t("long_q", ui_lang).format(n=MAX_QUESTION_CHARS))
-                yield messages, messages, gr.update(), past, gr.update(), gr.update(), kept
+                yield messages, messages, gr.update(), past, gr.update(), gr.update(), kept, gr.update()
                 return
             messages.append({"role": "user", "content": f'<div class="user-q">{esc(text)}</div>'})
             try:
@@ -561,7 +599,7 @@ def build_app(assistant: Any, admin_password: str | None = None) -> gr.Blocks:
                 gr.Warning(message)
                 messages.append({"role": "assistant", "content": render_notice(message)})
                 kept = [*kept, {"question": text, "history": list(past), "answer": None}]
-                yield messages, messages, "", past, gr.update(), gr.update(), kept
+                yield messages, messages, "", past, gr.update(), gr.update(), kept, gr.update()
                 return
             turn = len(past) + 1
             past = [*past, text]
@@ -571,21 +609,57 @@ def build_app(assistant: Any, admin_password: str | None = None) -> gr.Blocks:
             messages.append({"role": "assistant", "content": ""})
             for prefix in stream_prefixes(answer.answer)[:-1]:
                 messages[-1] = {"role": "assistant", "content": render_answer(answer, turn, text=prefix)}
-                yield messages, messages, "", past, turns, panel, kept
+                yield messages, messages, "", past, turns, panel, kept, gr.update()
                 time.sleep(STREAM_DELAY)
             messages[-1] = {"role": "assistant", "content": render_answer(answer, turn) + copy_link(answer, ui_lang)}
-            yield messages, messages, "", past, turns, panel, kept
+            yield messages, messages, "", past, turns, panel, kept, save_current(turns)
 
         chat_inputs = [question, conversation, history, answers, records, lang, f_doc, f_outlet, f_lang, f_from, f_to]
-        chat_outputs = [chatbot, conversation, question, history, answers, sources, records]
+        chat_outputs = [chatbot, conversation, question, history, answers, sources, records, saved_current]
         ask_btn.click(respond, chat_inputs, chat_outputs, api_visibility="private")
         question.submit(respond, chat_inputs, chat_outputs, api_visibility="private")
 
-        def clear(ui_lang: str) -> tuple[Any, ...]:
-            return [], [], [], [], [], render_sources(None, 0, ui_lang), ""
+        session_outputs = [chatbot, conversation, history, answers, records, sources]
 
-        clear_btn.click(clear, [lang], [chatbot, conversation, history, answers, records, sources, question],
+        def clear(turns: list[Any], earlier: Any, ui_lang: str) -> tuple[Any, ...]:
+            """New conversation: the current one joins the earlier ones (in the browser)."""
+            kept_past = with_past(earlier, turns)
+            return (*session_from([], ui_lang), "", [], kept_past, past_choices(kept_past),
+                    gr.update(visible=False, value=None))
+
+        clear_btn.click(clear, [answers, saved_past, lang],
+                        [*session_outputs, question, saved_current, saved_past, past_pick, export_file],
                         api_visibility="private")
+
+        def reload(current: Any, earlier: Any, ui_lang: str) -> tuple[Any, ...]:
+            """A page (re)load: the conversation saved in this browser comes back."""
+            restored = restored_answers(current)
+            return (*session_from(restored, ui_lang), past_choices(earlier))
+
+        def open_past(pick: Any, turns: list[Any], earlier: Any, ui_lang: str) -> tuple[Any, ...]:
+            """Open an earlier conversation; the current one takes its place in the list."""
+            items = valid_past(earlier)
+            if not isinstance(pick, int) or isinstance(pick, bool) or not 0 <= pick < len(items):
+                return (*[gr.update()] * len(session_outputs), gr.update(), gr.update(), gr.update())
+            chosen = restored_answers(items[pick].get("turns"))
+            rest = with_past(items[:pick] + items[pick + 1:], turns)
+            return (*session_from(chosen, ui_lang), save_current([(i, a) for i, a in enumerate(chosen, 1)]), rest,
+                    past_choices(rest))
+
+        open_btn.click(open_past, [past_pick, answers, saved_past, lang],
+                       [*session_outputs, saved_current, saved_past, past_pick], api_visibility="private")
+
+        def export(turns: list[Any], ui_lang: str) -> Any:
+            """The conversation as a Markdown file to download."""
+            answers_only = [a for _, a in turns or []]
+            if not answers_only:
+                gr.Warning(t("nothing_to_export", ui_lang))
+                return gr.update(visible=False, value=None)
+            title = "对话记录" if ui_lang == "zh" else "Conversation"
+            path = exports.write(to_markdown(answers_only, title=title), suffix=".md", prefix="conversation")
+            return gr.update(visible=True, value=str(path))
+
+        export_btn.click(export, [answers, lang], [export_file], api_visibility="private")
 
         def ask_api(text: str) -> dict[str, Any]:
             """Gradio client endpoint: one question, no history; returns ``Answer.to_dict()``."""
@@ -642,6 +716,7 @@ def build_app(assistant: Any, admin_password: str | None = None) -> gr.Blocks:
         relabelled.then(refresh_docs, [lang], refresh_outputs, api_visibility="private")  # table headers
         demo.load(None, None, [lang], js=LANG_JS)
         demo.load(refresh_docs, [lang], refresh_outputs, api_visibility="private")
+        demo.load(reload, [saved_current, saved_past, lang], [*session_outputs, past_pick], api_visibility="private")
 
         # ------------------------------------------------------------------ staff management
 
@@ -733,14 +808,15 @@ def build_app(assistant: Any, admin_password: str | None = None) -> gr.Blocks:
                 if not doc_id or not isinstance(doc_id, str):
                     return render_notice(t("no_doc", ui_lang)), gr.update(), gr.update()
                 try:
-                    with guard.write():
+                    with guard.read():
                         records = {d.doc_id: d for d in assistant.documents()}
-                        rec = records.get(doc_id)
-                        removed = assistant.delete_document(doc_id)
-                        note = ""
-                        if rec is not None and remove_file:
-                            others = [d for d in records.values() if d.doc_id != doc_id]
-                            note = _remove_file(rec.path, corpus_dir, others, ui_lang)
+                    rec = records.get(doc_id)
+                    # Only the index change holds the write lock (never around the call: it is not re-entrant).
+                    removed = assistant.delete_document(doc_id, write_lock=guard.write)
+                    note = ""
+                    if rec is not None and remove_file:
+                        others = [d for d in records.values() if d.doc_id != doc_id]
+                        note = _remove_file(rec.path, corpus_dir, others, ui_lang)
                 except Exception as exc:
                     if not isinstance(exc, AssistantError):
                         log.exception("delete failed")
@@ -858,18 +934,11 @@ def ingest_under(assistant: Any, guard: Any, assistant_paths: Sequence[Path] | N
                  rebuild: bool = False) -> Any:
     """Run an ingest for the UI with a progress bar; questions go on while it reads and embeds.
 
-    The read/write lock is taken only around the step that changes what questions read, when the
-    library supports it (``write_lock``); otherwise around the whole ingest.
+    The read/write lock is taken only around the step that changes what questions read (``write_lock``).
     """
     callback = _progress_callback(progress, lang)
     paths = list(assistant_paths) if assistant_paths is not None else None
-    try:
-        return assistant.ingest(paths, rebuild=rebuild, progress=callback, write_lock=guard.write)
-    except TypeError as exc:
-        if "write_lock" not in str(exc):
-            raise
-    with guard.write():
-        return assistant.ingest(paths, rebuild=rebuild, progress=callback)
+    return assistant.ingest(paths, rebuild=rebuild, progress=callback, write_lock=guard.write)
 
 
 def settle_uploads(saved: Sequence[SavedUpload], errors: Sequence[Any], corpus_dir: Path, lang: str) -> list[str]:
@@ -899,22 +968,61 @@ def settle_uploads(saved: Sequence[SavedUpload], errors: Sequence[Any], corpus_d
     return notes
 
 
+MAX_SAVED_TURNS = 20  # turns of the current conversation kept in the browser
+MAX_SAVED_CONVERSATIONS = 10  # earlier conversations kept in the browser (quotes only)
+
+
+def save_current(turns: Sequence[tuple[int, Answer]]) -> list[dict[str, Any]]:
+    """The current conversation as saved in the browser (its last ``MAX_SAVED_TURNS`` turns)."""
+    return [slim(a) for _, a in list(turns)[-MAX_SAVED_TURNS:]]
+
+
+def restored_answers(saved: Any) -> list[Answer]:
+    """Answers read back from the browser; anything malformed is dropped (never trusted, only shown)."""
+    if not isinstance(saved, list):
+        return []
+    return [a for a in (restore_answer(item) for item in saved[-MAX_SAVED_TURNS:]) if a is not None]
+
+
+def valid_past(earlier: Any) -> list[dict[str, Any]]:
+    """The earlier conversations saved in the browser that have the expected shape."""
+    if not isinstance(earlier, list):
+        return []
+    return [c for c in earlier[:MAX_SAVED_CONVERSATIONS]
+            if isinstance(c, dict) and isinstance(c.get("title"), str) and isinstance(c.get("turns"), list)]
+
+
+def with_past(earlier: Any, turns: Sequence[tuple[int, Answer]]) -> list[dict[str, Any]]:
+    """The earlier conversations, with ``turns`` (if any) first; quotes only, to stay small."""
+    items = valid_past(earlier)
+    if turns:
+        first = turns[0][1].question.strip()
+        items = [{"title": first[:80], "time": time.strftime("%Y-%m-%d %H:%M"),
+                  "turns": [slim(a, keep_passages=False) for _, a in list(turns)[-MAX_SAVED_TURNS:]]}, *items]
+    return items[:MAX_SAVED_CONVERSATIONS]
+
+
+def past_choices(earlier: Any) -> Any:
+    items = valid_past(earlier)
+    return gr.update(choices=[(f"{c.get('time', '')} · {c['title']}", i) for i, c in enumerate(items)], value=None)
+
+
 class ReportFiles:
-    """Evaluation reports for download: one private folder, the last ``keep`` reports, removed at exit."""
+    """Files for download (evaluation reports, exports): one private folder, the last ``keep``, removed at exit."""
 
     def __init__(self, keep: int = 5) -> None:
         self.keep = keep
         self._dir: Path | None = None
         self._lock = threading.Lock()
 
-    def write(self, report: str) -> Path:
+    def write(self, report: str, suffix: str = ".html", prefix: str = "eval-report") -> Path:
         with self._lock:
             if self._dir is None or not self._dir.exists():
                 self._dir = Path(tempfile.mkdtemp(prefix="assistant-eval-"))
                 atexit.register(shutil.rmtree, self._dir, True)
-            out = self._dir / f"eval-report-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}.html"
+            out = self._dir / f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}{suffix}"
             out.write_text(report, encoding="utf-8")
-            for old in sorted(self._dir.glob("eval-report-*.html"), key=lambda p: p.stat().st_mtime)[:-self.keep]:
+            for old in sorted(self._dir.glob(f"{prefix}-*{suffix}"), key=lambda p: p.stat().st_mtime)[:-self.keep]:
                 old.unlink(missing_ok=True)
             return out
 

@@ -360,3 +360,35 @@ def test_thumbs_down_with_a_comment_reaches_the_file_and_the_staff_tab(page: Any
     shot(page, "14-feedback")
     log_in(page, PASSWORD)
     page.locator("#staff-feedback").get_by_text("should cite the founding article").wait_for()
+
+
+def test_conversation_survives_a_reload_and_exports_as_markdown(page: Any, public_server: LiveServer) -> None:
+    open_app(page, public_server)
+    ask(page, "What is the Suzhou alliance?")
+    ask(page, "How many training bases will it establish?")
+    page.reload()
+    page.wait_for_selector("#question textarea")
+    page.wait_for_function("document.querySelectorAll('#chatbot .answer.complete').length === 2")
+    assert "Suzhou" in page.inner_text("#chatbot")
+    assert page.locator("#sources .turn-sources").count() == 2  # both turns' sources came back
+    # A follow-up after the reload still knows the conversation.
+    follow = ask(page, "When was it established?")
+    assert "Suzhou" in follow.locator(".searched").inner_text()
+
+    page.click("#export-btn")
+    link = page.locator("#export-file a").first
+    link.wait_for()
+    with page.expect_download() as dl:
+        link.click()
+    text = Path(dl.value.path()).read_text(encoding="utf-8")
+    assert text.count("## Question ") == 3 and "[^1-1]" in text and "\n[^1-1]: " in text
+    shot(page, "15-export")
+
+    page.click("#clear-btn")
+    page.wait_for_function("document.querySelectorAll('#chatbot .answer').length === 0")
+    page.reload()
+    page.wait_for_selector("#question textarea")
+    page.locator("#past-conversations input").click()
+    page.get_by_role("option").filter(has_text="What is the Suzhou alliance?").first.click()
+    page.click("#open-conversation")
+    page.wait_for_function("document.querySelectorAll('#chatbot .answer.complete').length === 3")
