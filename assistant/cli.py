@@ -298,7 +298,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
     from .chat import ChatSession
 
     session = ChatSession(_assistant(args))
-    console.print("Ask in Chinese or English. Commands: /sources, /new, /quit")
+    console.print("Ask in Chinese or English. Commands: /sources, /export FILE, /new, /quit")
     while True:
         try:
             line = input("> ").strip()
@@ -313,6 +313,9 @@ def cmd_chat(args: argparse.Namespace) -> int:
             session.reset()
             console.print("[dim]New conversation.[/]")
             continue
+        if line == "/export" or line.startswith("/export "):
+            _export_chat(session, line.removeprefix("/export").strip())
+            continue
         if line == "/sources":
             last = session.last
             if last is None or not last.citations:
@@ -325,6 +328,26 @@ def cmd_chat(args: argparse.Namespace) -> int:
             print_answer(session.ask(line))
         except AssistantError as exc:
             _warn("error", str(exc))
+
+
+def _export_chat(session: Any, target: str) -> None:
+    """``/export FILE``: the conversation so far as Markdown, with footnotes and quoted sources."""
+    from .transcript import to_markdown
+
+    answers = [t.answer for t in session.turns]
+    if not target:
+        _warn("error", "usage: /export FILE (for example /export chat.md)")
+    elif not answers:
+        console.print("[dim]Nothing to export yet.[/]")
+    else:
+        path = Path(target).expanduser()
+        try:
+            path.write_text(to_markdown(answers, title="对话记录" if answers[0].language == "zh" else "Conversation"),
+                            encoding="utf-8")
+        except OSError as exc:
+            _warn("error", f"cannot write {path}: {exc.strerror or exc}")
+            return
+        console.print(f"{len(answers)} turns exported to {path}", markup=False, highlight=False)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:

@@ -244,3 +244,20 @@ def test_terminal_chat_follow_up_sources_new_and_quit(indexed_corpus: IndexedCor
     assert "NQ1 Think Tank Center" in out  # the follow-up is answered from the same document
     assert "000_7e88f567a7bc938b.txt" in out.split("What think tank")[-1]  # /sources lists the passage
     assert "New conversation." in out
+
+
+def test_terminal_chat_export(indexed_corpus: IndexedCorpus, tmp_path: Path) -> None:
+    out_file = tmp_path / "chat.md"
+    script = f"/export {out_file}\nWho co-leads the Changzhou alliance?\nWhat think tank will it set up?\n" \
+             f"/export\n/export {out_file}\n/export {tmp_path}/missing/dir/x.md\n/quit\n"
+    proc = subprocess.run(
+        [sys.executable, "-m", "assistant.cli", "chat", *map(str, full_args(indexed_corpus))],
+        input=script, cwd=indexed_corpus.corpus.parent, env={**cli_env(), "COLUMNS": "400"},
+        capture_output=True, text=True, timeout=180,
+    )
+    assert proc.returncode == 0, proc.stderr
+    no_traceback(proc)
+    assert "Nothing to export yet." in proc.stdout and "usage: /export FILE" in proc.stderr
+    assert "2 turns exported" in proc.stdout and "cannot write" in proc.stderr
+    md = out_file.read_text(encoding="utf-8")
+    assert md.count("## Question ") == 2 and "[^1-1]" in md and "\n[^2-1]: " in md and "SGS-CSTC" in md
