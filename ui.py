@@ -11,6 +11,7 @@ from __future__ import annotations
 import atexit
 import hashlib
 import html
+import json
 import logging
 import shutil
 import tempfile
@@ -33,6 +34,7 @@ from assistant.render import (
     esc,
     metrics_rows,
     render_answer,
+    render_document,
     render_documents,
     render_notice,
     render_sources,
@@ -147,7 +149,12 @@ CSS = """
 sup.fn{font-size:.75em;white-space:nowrap}
 .copy-row{margin-top:.4em;font-size:.8em}.copy-answer{cursor:pointer;color:#3b6ea8;text-decoration:none}
 .copy-answer.copied::after{content:" ✓"}.copy-text{display:none}
-.turn-sources{margin-bottom:.8em}.turn-head{color:#5a6372;font-size:.85em;margin:.4em 0 0}
+.turn-sources{margin-bottom:.8em}
+.hidden-control{display:none !important}
+a.open-doc{cursor:pointer;color:#3b6ea8}
+.doc-view .doc-text{white-space:pre-wrap;max-height:520px;overflow:auto;border:1px solid #dde1e6;border-radius:6px;
+  padding:.5em .7em;font-size:.88em}
+.doc-view mark{background:#ffe28a;color:#1d2330}.turn-head{color:#5a6372;font-size:.85em;margin:.4em 0 0}
 a.fn-ref,a.rel-ref{cursor:pointer;text-decoration:none;font-weight:600}
 .sources-panel{max-height:640px;overflow:auto}
 .sources-panel.empty{color:#8a93a0;padding:.5em}
@@ -185,6 +192,16 @@ document.addEventListener('click', function (e) {
     if (navigator.clipboard) { navigator.clipboard.writeText(text).then(done); }
     return;
   }
+  var d = e.target && e.target.closest ? e.target.closest('a.open-doc') : null;
+  if (d) {
+    e.preventDefault();
+    var box = document.querySelector('#doc-request textarea, #doc-request input');
+    if (!box) return;
+    box.value = d.getAttribute('data-doc') || '';
+    box.dispatchEvent(new Event('input', {bubbles: true}));
+    setTimeout(function () { document.querySelector('#doc-open').click(); }, 50);
+    return;
+  }
   var a = e.target && e.target.closest ? e.target.closest('a.fn-ref, a.rel-ref') : null;
   if (!a) return;
   var id = a.getAttribute('data-target') || (a.getAttribute('href') || '').replace(/^#/, '');
@@ -198,6 +215,13 @@ document.addEventListener('click', function (e) {
 }, true);
 // Scroll each passage so its highlighted quote is in view (once per rendered passage).
 function revealMarks() {
+  var quote = document.querySelector('#doc-view #doc-quote');
+  if (quote && !quote.dataset.revealed) {
+    quote.dataset.revealed = '1';
+    var box = quote.closest('.doc-text');
+    if (box) box.scrollTop = Math.max(0, quote.offsetTop - box.offsetTop - 40);
+    quote.scrollIntoView({behavior: 'smooth', block: 'center'});
+  }
   document.querySelectorAll('.src-text').forEach(function (box) {
     var m = box.querySelector('mark');
     if (!m || box.dataset.revealed) return;
@@ -288,6 +312,20 @@ def render_feedback(items: Sequence[dict[str, Any]], lang: str) -> str:
     title = "最近的反馈" if zh else "Recent feedback"
     return (f'<div class="docs-table"><div class="panel-head">{esc(title)}</div><table><tr>'
             + "".join(f"<th>{esc(h)}</th>" for h in head) + "</tr>" + "".join(rows) + "</table></div>")
+
+
+def parse_doc_request(request: Any) -> tuple[str, int, int] | None:
+    """``[doc_id, start, end]`` from the browser, checked; None when malformed."""
+    if not isinstance(request, str) or len(request) > 2000:
+        return None
+    try:
+        value = json.loads(request)
+    except ValueError:
+        return None
+    if (not isinstance(value, list) or len(value) != 3 or not isinstance(value[0], str) or not value[0]
+            or not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 10**9 for v in value[1:])):
+        return None
+    return value[0], value[1], value[2]
 
 
 def all_sources(turns: Sequence[tuple[int, Answer]], lang: str) -> str:
@@ -508,6 +546,12 @@ def build_app(assistant: Any, admin_password: str | None = None) -> gr.Blocks:
                                     elem_id="examples-staff")
                     with gr.Column(scale=2):
                         sources = gr.HTML(render_sources(None, 0), elem_id="sources")
+                        doc_view = gr.HTML(elem_id="doc-view")
+                        # Driven by the sources panel's "open the document" links (see HEAD); hidden by CSS,
+                        # since Gradio does not render invisible components at all.
+                        doc_request = gr.Textbox(elem_id="doc-request", elem_classes=["hidden-control"],
+                                                 show_label=False, container=False)
+                        doc_open = gr.Button("open", elem_id="doc-open", elem_classes=["hidden-control"])
 
             with L(gr.Tab(TEXT["tab_docs"][0], id="docs", elem_id="tab-docs"), "label", "tab_docs"):
                 docs_html = gr.HTML(elem_id="docs-table")
@@ -671,6 +715,22 @@ def build_app(assistant: Any, admin_password: str | None = None) -> gr.Blocks:
             return result
 
         gr.api(ask_api, api_name="ask")
+
+        def open_document(request: str | None, ui_lang: str) -> str:
+            """The whole document of a citation, as indexed, with the quote marked; the id must be indexed."""
+            wanted = parse_doc_request(request)
+            if wanted is None:
+                return ""
+            doc_id, start, end = wanted
+            try:
+                with guard.read():
+                    record = assistant.store.documents().get(doc_id)
+                    chunks = assistant.store.document_chunks(doc_id) if record is not None else []
+            except AssistantError as exc:
+                return render_notice(friendly_error(exc, ui_lang))
+            return render_document(record.title if record else "", doc_id, chunks, start, end, ui_lang)
+
+        doc_open.click(open_document, [doc_request, lang], [doc_view], api_visibility="private")
 
         def on_feedback(kept: list[dict[str, Any]], comment: str | None, ui_lang: str,
                         data: gr.LikeData) -> tuple[Any, ...]:

@@ -11,6 +11,8 @@ Anchor ids are ``src-{turn}-{n}`` for the citations of turn ``turn`` and ``rel-{
 
 from __future__ import annotations
 
+import html
+import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
@@ -45,6 +47,8 @@ UI_TEXT: dict[str, dict[str, str]] = {
         "n_chunks": "chunks",
         "no_docs": "No documents are indexed yet.",
         "unsupported": "not supported by the cited passage",
+        "open_doc": "Open the document",
+        "no_doc": "This document is not in the index.",
     },
     "zh": {
         "sources": "来源",
@@ -62,6 +66,8 @@ UI_TEXT: dict[str, dict[str, str]] = {
         "n_chunks": "个段落",
         "no_docs": "尚未索引任何文档。",
         "unsupported": "引用的段落不支持此句",
+        "open_doc": "打开全文",
+        "no_doc": "找不到这个文档。",
     },
 }
 
@@ -99,6 +105,16 @@ def quote_span(citation: Citation) -> tuple[int, int] | None:
     if found >= 0:
         return found, found + len(quote)
     return None
+
+
+def doc_request(c: Citation) -> str:
+    """What "open the document" of a citation sends back to the server: [doc_id, start, end] as JSON."""
+    return json.dumps([c.doc_id, c.start, c.end], ensure_ascii=False)
+
+
+def esc_attr(text: str) -> str:
+    """``text`` for a double-quoted HTML attribute (no Markdown escaping: attributes are not rendered)."""
+    return html.escape(text, quote=True)
 
 
 def highlight(text: str, span: tuple[int, int] | None) -> str:
@@ -189,7 +205,8 @@ def _citation_html(c: Citation, turn: int, lab: Mapping[str, str]) -> str:
         f'<div class="src" id="{source_id(turn, c.n)}">'
         f'<div class="src-head"><span class="src-n">&#91;{c.n}&#93;</span> '
         f'<span class="src-title">{esc(c.title or c.doc_id)}</span></div>'
-        f'<div class="src-meta">{meta}</div>'
+        f'<div class="src-meta">{meta} · <a class="open-doc" data-doc="{esc_attr(doc_request(c))}">'
+        f'{esc(lab["open_doc"])}</a></div>'
         f'<blockquote class="src-text">{highlight(c.text, quote_span(c))}</blockquote>'
         "</div>"
     )
@@ -297,3 +314,33 @@ def metrics_rows(metrics: Mapping[str, Mapping[str, Any]]) -> tuple[list[str], l
             row.append("" if value is None else (f"{value:.3f}" if isinstance(value, float) else str(value)))
         rows.append(row)
     return ["metric", *groups], rows
+
+
+def render_document(title: str, doc_id: str, chunks: Sequence[tuple[str, Mapping[str, Any]]], quote_start: int,
+                    quote_end: int, lang: str = "en") -> str:
+    """A whole document as indexed, with the cited span highlighted (``<mark id="doc-quote">``).
+
+    ``chunks`` are (text, metadata with absolute ``start``/``end``) in order; text between chunks that
+    the index left out (headings, boilerplate) shows as a gap.
+    """
+    if not chunks:
+        return f'<div class="doc-view empty">{esc(ui_text(lang)["no_doc"])}</div>'
+    parts = [f'<div class="doc-view"><div class="panel-head">{esc(title or doc_id)}</div>'
+             f'<div class="src-meta"><code class="doc-id">{esc(doc_id)}</code></div><div class="doc-text">']
+    previous_end: int | None = None
+    for text, meta in chunks:
+        start = int(meta.get("start", 0))
+        if previous_end is not None and start > previous_end:
+            parts.append("\n")
+        if previous_end is not None and start < previous_end:  # overlapping chunks: show each character once
+            cut = previous_end - start
+            text, start = text[cut:], previous_end
+        lo, hi = max(quote_start, start) - start, min(quote_end, start + len(text)) - start
+        if lo < hi:
+            mark_id = ' id="doc-quote"' if quote_start >= start else ""
+            parts.append(f"{esc(text[:lo])}<mark{mark_id}>{esc(text[lo:hi])}</mark>{esc(text[hi:])}")
+        else:
+            parts.append(esc(text))
+        previous_end = start + len(text)
+    parts.append("</div></div>")
+    return "".join(parts)

@@ -342,6 +342,15 @@ class Store:
         }
         return [by_id[i] for i in ids if i in by_id]
 
+    def document_chunks(self, doc_id: str) -> list[tuple[str, dict[str, Any]]]:
+        """The current chunks of one document as (text, metadata), in text order; [] for an unknown id."""
+        rec = self.documents().get(doc_id)
+        if rec is None:
+            return []
+        got = self.get_chunks([chunk_id(doc_id, i, rec.hash) for i in range(rec.chunks)])
+        current = [(text, meta) for _, text, meta in got]
+        return sorted(current, key=lambda tm: int(tm[1].get("start", 0)))
+
     # ------------------------------------------------------------------ locking
 
     @contextmanager

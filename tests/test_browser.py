@@ -392,3 +392,21 @@ def test_conversation_survives_a_reload_and_exports_as_markdown(page: Any, publi
     page.get_by_role("option").filter(has_text="What is the Suzhou alliance?").first.click()
     page.click("#open-conversation")
     page.wait_for_function("document.querySelectorAll('#chatbot .answer.complete').length === 3")
+
+
+def test_source_opens_the_whole_document_at_the_quote(page: Any, public_server: LiveServer) -> None:
+    open_app(page, public_server)
+    ask(page, "When was the Changzhou testing and certification alliance established?")
+    source = page.locator("#sources .src").first
+    quote = source.locator("mark").inner_text()
+    passage = source.locator(".src-text").inner_text()
+    source.locator("a.open-doc").click()
+    mark = page.locator("#doc-view mark#doc-quote")
+    mark.wait_for()
+    assert mark.inner_text().strip() == quote.strip()
+    whole = page.inner_text("#doc-view .doc-text")
+    assert len(whole) > len(passage) and quote.strip() in whole
+    assert page.evaluate("(() => { const m = document.querySelector('#doc-view #doc-quote');"
+                         " const b = m.closest('.doc-text').getBoundingClientRect();"
+                         " const r = m.getBoundingClientRect(); return r.top >= b.top - 1 && r.top <= b.bottom; })()")
+    shot(page, "16-document-viewer")

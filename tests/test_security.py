@@ -351,3 +351,20 @@ def test_without_paths() -> None:
     assert without_paths("/tmp/gradio/ab12/gold.jsonl:3: invalid JSON") == "gold.jsonl:3: invalid JSON"
     assert without_paths("see https://example.org/a/b") == "see https://example.org/a/b"
     assert without_paths("a/b: relative stays") == "a/b: relative stays"
+
+
+def test_document_viewer_opens_only_indexed_documents(staff_server: LiveServer) -> None:
+    g = RawGradio(staff_server.url)
+    try:
+        event = g.event("doc-open", "click")
+        for request in ('["/etc/passwd", 0, 10]', '["../../pyproject.toml", 0, 10]', '["x", -1, 5]', "not json",
+                        '["001_19f0403027cb6d52.txt", 0, true]', "[" * 5000):
+            data = [request if g.types[i] == "textbox" else "en" for i in event.inputs]
+            out = g.outputs(event, data)
+            assert "root:" not in str(out) and "[project]" not in str(out)
+            assert str(out[0]) in ("", ) or "not in the index" in str(out[0]), (request[:40], str(out)[:200])
+        data = ['["001_19f0403027cb6d52.txt", 1110, 1415]' if g.types[i] == "textbox" else "en" for i in event.inputs]
+        out = g.outputs(event, data)
+        assert 'id="doc-quote"' in str(out[0]) and "Suzhou" in str(out[0])
+    finally:
+        g.close()
