@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 
 from .errors import ConfigError
@@ -341,6 +341,10 @@ def chunk_document(doc: Document, settings: ChunkerSettings | None = None, sourc
 
 def _make_chunk(source: str, doc: Document, index: int, sentences: list[Span], meta: dict[str, object]) -> Chunk:
     start, end = sentences[0].start, sentences[-1].end
+    metadata = dict(meta)
+    page_starts = doc.extra.get("page_starts")
+    if isinstance(page_starts, list) and page_starts:  # a PDF: the pages this chunk spans
+        metadata["pages"] = page_field(page_starts, start, end)
     return Chunk(
         doc_id=doc.doc_id,
         index=index,
@@ -348,5 +352,33 @@ def _make_chunk(source: str, doc: Document, index: int, sentences: list[Span], m
         start=start,
         end=end,
         sentences=list(sentences),
-        metadata=dict(meta),
+        metadata=metadata,
     )
+
+
+def page_field(page_starts: Sequence[tuple[int, int]], start: int, end: int) -> str:
+    """The pages a span ``[start, end)`` of a PDF's text lies on, as stored with its chunk:
+    ``"offset:page;offset:page"`` (the page holding ``start`` first, then each page that begins inside)."""
+    kept: list[tuple[int, int]] = []
+    for offset, number in page_starts:
+        if offset <= start:
+            kept = [(offset, number)]
+        elif offset < end:
+            kept.append((offset, number))
+        else:
+            break
+    return ";".join(f"{o}:{n}" for o, n in kept)
+
+
+def page_at(field: object, position: int) -> int | None:
+    """The page number at ``position`` of the source text, from a chunk's ``page_field``; None if unknown."""
+    if not isinstance(field, str) or not field:
+        return None
+    page = None
+    for item in field.split(";"):
+        offset, _, number = item.partition(":")
+        if not offset.isdigit() or not number.isdigit():
+            return None
+        if int(offset) <= position:
+            page = int(number)
+    return page

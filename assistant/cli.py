@@ -270,8 +270,10 @@ def print_answer(answer: Any) -> None:
         console.print(f"\n[bold]{text['sources']}[/]")
         for c in answer.citations:
             where = ", ".join(x for x in (c.outlet, c.date) if x)
+            page = f" p. {c.page}" if c.page else ""
             console.print(
-                f"[{c.n}] {c.title}" + (f" ({where})" if where else "") + f" — {c.doc_id} chars {c.start}-{c.end}",
+                f"[{c.n}] {c.title}" + (f" ({where})" if where else "")
+                + f" — {c.doc_id}{page} chars {c.start}-{c.end}",
                 markup=False,
                 highlight=False,
             )

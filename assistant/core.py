@@ -11,6 +11,7 @@ from typing import Any
 
 from .answer import answer_kind, answer_language, combine_answers, covers_subjects, extractive_answer, messages
 from .chat import Rewrite, entities, is_elliptical, rewrite, split_subjects
+from .chunking import page_at
 from .config import Config
 from .embedding import Embedder
 from .errors import QuestionError, StoreError
@@ -186,8 +187,18 @@ class Assistant:
 
             answer = synthesize(self, answer, passages)
         answer.notes.extend(notes)
+        _attach_pages(answer)
         answer.latency_ms = round((time.perf_counter() - started) * 1000, 2)
         return answer
+
+
+def _attach_pages(answer: Answer) -> None:
+    """Each citation into a PDF gets the page of its quote (from its passage's chunk metadata)."""
+    by_chunk = {p.chunk_id: p for p in (*answer.retrieved, *answer.related)}
+    for c in answer.citations:
+        passage = by_chunk.get(c.chunk_id)
+        if passage is not None and c.page is None:
+            c.page = page_at(passage.metadata.get("pages"), c.start)
 
 
 def _natural(doc_id: str) -> tuple[str, int]:

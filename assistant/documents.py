@@ -231,7 +231,7 @@ def _size(n: float) -> str:
     return f"{n / 1048576:.1f} MB" if n >= 1048576 else f"{n / 1024:.0f} KB"
 
 
-def source_text(path: Path, limits: Limits | None = None) -> str:
+def source_text(path: Path, limits: Limits | None = None, pages: list[tuple[int, int]] | None = None) -> str:
     """The text every offset of this file's documents refers to.
 
     Plain text, Markdown and JSON Lines: the decoded file. HTML: the visible text. PDF: the text of
@@ -249,7 +249,7 @@ def source_text(path: Path, limits: Limits | None = None) -> str:
     if size > max_file_bytes():
         raise DocumentError(str(path), too_large_reason(size))
     if suffix == ".pdf":
-        return replace_surrogates(_pdf_text(path, limits))
+        return replace_surrogates(_pdf_text(path, limits, pages))
     if suffix == ".docx":
         return replace_surrogates(_docx_text(path, limits))
     try:
@@ -335,7 +335,9 @@ def _decoded_size(stream: Any, budget: int) -> int:
     return len(decode_stream_data(stream))
 
 
-def _pdf_text(path: Path, limits: Limits) -> str:
+def _pdf_text(path: Path, limits: Limits, pages: list[tuple[int, int]] | None = None) -> str:
+    """The text of the pages joined by blank lines; ``pages`` receives (offset, page number) of each
+    non-empty page, 1-based, so a citation can name its page."""
     from pypdf import PdfReader
     from pypdf.errors import LimitReachedError, PdfReadError
 
@@ -380,6 +382,12 @@ def _pdf_text(path: Path, limits: Limits) -> str:
     except Exception as exc:  # a truncated PDF can fail in many ways inside pypdf
         raise DocumentError(str(path), f"broken PDF ({type(exc).__name__}: {exc})") from exc
     text = "\n\n".join(p for p in texts if p)
+    if pages is not None:
+        offset = 0
+        for number, page_text in enumerate(texts, start=1):
+            if page_text:
+                pages.append((offset, number))
+                offset += len(page_text) + 2
     if not text.strip():
         raise DocumentError(str(path), "PDF has no extractable text (scanned images?)")
     return text
@@ -712,12 +720,15 @@ def load_file(
     rel = relative_name(path, root)
     if suffix not in SUPPORTED_SUFFIXES:
         raise DocumentError(rel, f"unsupported file type '{suffix or path.name}'")
+    pages: list[tuple[int, int]] = []
     try:
-        text = source_text(path, limits)
+        text = source_text(path, limits, pages)
     except DocumentError as exc:
         raise DocumentError(rel, exc.reason) from exc
     bad: list[str] = []
     docs = _split_jsonl(text, rel, bad) if suffix == ".jsonl" else split_text(text, rel)
+    for doc in docs if pages else []:
+        doc.extra["page_starts"] = pages  # each chunk keeps the pages it spans (chunking.page_field)
     if not docs and bad:
         raise DocumentError(rel, "; ".join(bad[:3]))
     if not docs:
@@ -807,3 +818,4 @@ def load_paths(paths: Iterable[Path], root: Path | None = None, limits: Limits |
         except DocumentError as exc:
             result.errors.append(exc)
     return result
+

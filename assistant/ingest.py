@@ -102,6 +102,8 @@ def document_hash(doc: Document, chunker: ChunkerSettings) -> str:
     h.update(json.dumps(doc.metadata(), sort_keys=True, ensure_ascii=False).encode())
     h.update(json.dumps([[s.start, s.end] for s in doc.skip]).encode())
     h.update(json.dumps(chunker.to_dict(), sort_keys=True).encode())
+    if doc.extra.get("page_starts"):  # PDFs: chunks carry page numbers (only there, so other hashes stay)
+        h.update(json.dumps(doc.extra["page_starts"]).encode())
     return h.hexdigest()
 
 

@@ -48,6 +48,7 @@ UI_TEXT: dict[str, dict[str, str]] = {
         "no_docs": "No documents are indexed yet.",
         "unsupported": "not supported by the cited passage",
         "open_doc": "Open the document",
+        "page": "p. {n}",
         "no_doc": "This document is not in the index.",
     },
     "zh": {
@@ -67,6 +68,7 @@ UI_TEXT: dict[str, dict[str, str]] = {
         "no_docs": "尚未索引任何文档。",
         "unsupported": "引用的段落不支持此句",
         "open_doc": "打开全文",
+        "page": "第 {n} 页",
         "no_doc": "找不到这个文档。",
     },
 }
@@ -199,6 +201,7 @@ def _citation_html(c: Citation, turn: int, lab: Mapping[str, str]) -> str:
             esc(c.date),
             f'<code class="doc-id">{esc(c.doc_id)}</code>',
             f"{esc(lab['chars'])} {c.start}–{c.end}",
+            f'<span class="page">{esc(lab["page"].format(n=c.page))}</span>' if c.page else "",
         ]
     )
     return (

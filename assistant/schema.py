@@ -129,6 +129,7 @@ class Citation:
     start: int  # absolute span of the quote in the source text
     end: int
     score: float = 0.0
+    page: int | None = None  # PDF page of the quote's start (1-based), when the document has pages
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

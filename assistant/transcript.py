@@ -28,7 +28,8 @@ def slim(answer: Answer, keep_passages: bool = True) -> dict[str, Any]:
         hi = min(len(c.text), rel + len(c.quote) + WINDOW) if keep_passages else rel + len(c.quote)
         cits.append({"n": c.n, "doc_id": c.doc_id, "chunk_id": c.chunk_id, "title": c.title, "outlet": c.outlet,
                      "date": c.date, "source": c.source, "text": c.text[lo:hi], "passage_start": c.passage_start + lo,
-                     "passage_end": c.passage_start + hi, "quote": c.quote, "start": c.start, "end": c.end})
+                     "passage_end": c.passage_start + hi, "quote": c.quote, "start": c.start, "end": c.end,
+                     "page": c.page})
     related = [{"doc_id": p.doc_id, "title": p.title, "text": p.text[:300] if keep_passages else "",
                 "outlet": str(p.metadata.get("outlet", "")), "date": str(p.metadata.get("date", ""))}
                for p in answer.related]
@@ -67,7 +68,8 @@ def restore(data: Any) -> Answer | None:
                      title=_text(c.get("title", "")), outlet=_text(c.get("outlet", ""), 500),
                      date=_text(c.get("date", ""), 50), source=_text(c.get("source", ""), 500), text=_text(c["text"]),
                      passage_start=_int(c["passage_start"]), passage_end=_int(c["passage_end"]),
-                     quote=_text(c["quote"]), start=_int(c["start"]), end=_int(c["end"]))
+                     quote=_text(c["quote"]), start=_int(c["start"]), end=_int(c["end"]),
+                     page=None if c.get("page") is None else _int(c["page"]))
             for c in _items(data.get("citations", []))
         ]
         sentences = [AnswerSentence(text=_text(s["text"]), citations=[_int(n) for n in _items(s.get("citations", []))],
@@ -105,7 +107,8 @@ def to_markdown(turns: Sequence[Answer], title: str = "Conversation") -> str:
         for c in answer.citations:
             where = ", ".join(x for x in (c.outlet, c.date) if x)
             head = f"{c.title or c.doc_id}" + (f" ({where})" if where else "")
-            lines.append(f"[^{i}-{c.n}]: {head} — `{c.doc_id}`, chars {c.start}–{c.end}: “{c.quote.strip()}”")
+            page = f", p. {c.page}" if c.page else ""
+            lines.append(f"[^{i}-{c.n}]: {head} — `{c.doc_id}`{page}, chars {c.start}–{c.end}: “{c.quote.strip()}”")
         if answer.abstained and answer.related:
             lines.append("")
             lines.append("可能相关：" if zh else "Possibly related:")

@@ -410,3 +410,35 @@ def test_source_opens_the_whole_document_at_the_quote(page: Any, public_server: 
                          " const b = m.closest('.doc-text').getBoundingClientRect();"
                          " const r = m.getBoundingClientRect(); return r.top >= b.top - 1 && r.top <= b.bottom; })()")
     shot(page, "16-document-viewer")
+
+
+def test_pdf_citation_shows_its_page_and_opens_at_the_quote(page: Any, staff_server: LiveServer,
+                                                            tmp_path: Path) -> None:
+    from reportlab.pdfgen import canvas
+
+    pdf = tmp_path / "osprey-report.pdf"
+    c = canvas.Canvas(str(pdf))
+    pages = [["The Osprey Maritime Alliance annual report.", "Chapter one describes its members in general."],
+             ["The Osprey Maritime Alliance was founded in Qingdao in 2019 by nine shipyards.",
+              "It trains marine welders every spring."],
+             ["Chapter three lists the budget of the training centre."]]
+    for lines in pages:
+        for i, line in enumerate(lines):
+            c.drawString(72, 760 - 20 * i, line)
+        c.showPage()
+    c.save()
+    open_app(page, staff_server)
+    log_in(page, PASSWORD)
+    page.locator("#upload-btn").wait_for()
+    assert "1 added" in upload(page, [pdf])
+    open_tab(page, "Chat")
+    answer = ask(page, "Where was the Osprey Maritime Alliance founded?")
+    assert "Qingdao" in answer.inner_text()
+    source = page.locator("#sources .src").first
+    assert "osprey-report.pdf" in source.inner_text()
+    assert source.locator(".page").inner_text() == "p. 2"
+    source.locator("a.open-doc").click()
+    mark = page.locator("#doc-view mark#doc-quote")
+    mark.wait_for()
+    assert "Qingdao" in mark.inner_text()
+    shot(page, "17-pdf-page")

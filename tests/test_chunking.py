@@ -506,3 +506,16 @@ def test_span_rejects_inverted_ranges() -> None:
     with pytest.raises(ValueError, match=r"\[5, 3\)"):
         Span(5, 3)
     assert len(Span(2, 9)) == 7
+
+
+def test_page_field_and_page_at_exact() -> None:
+    from assistant.chunking import page_at, page_field
+
+    starts = [(0, 1), (100, 2), (250, 4)]  # page 3 was empty
+    assert page_field(starts, 10, 90) == "0:1"
+    assert page_field(starts, 90, 120) == "0:1;100:2"
+    assert page_field(starts, 100, 300) == "100:2;250:4"
+    assert page_field(starts, 260, 300) == "250:4"
+    field = page_field(starts, 90, 300)
+    assert [page_at(field, pos) for pos in (90, 99, 100, 249, 250, 999)] == [1, 1, 2, 2, 4, 4]
+    assert page_at("", 5) is None and page_at(None, 5) is None and page_at("x:1", 5) is None

@@ -519,3 +519,19 @@ def test_document_errors_name_the_file_inside_the_corpus_root(tmp_path: Path) ->
     with pytest.raises(DocumentError) as info:
         load_file(sub / "empty.txt", tmp_path)
     assert info.value.path == "sub/empty.txt"
+
+
+def test_pdf_documents_and_chunks_know_their_pages(tmp_path: Path) -> None:
+    from assistant.chunking import chunk_document, page_at
+
+    pdf = make_pdf(tmp_path / "three.pdf", [["First page about welding."], [], ["Third page: 产教融合 in Suzhou."]])
+    [doc] = load_file(pdf, tmp_path)
+    assert doc.extra["page_starts"][0][1] == 1 and doc.extra["page_starts"][-1][1] == 3  # the empty page 2 is skipped
+    text = source_text(pdf)
+    chunks = chunk_document(doc, source=text)
+    where = text.index("Third page")
+    [chunk] = [c for c in chunks if c.start <= where < c.end]
+    assert page_at(chunk.metadata["pages"], where) == 3
+    first = text.index("First page")
+    [chunk] = [c for c in chunks if c.start <= first < c.end]
+    assert page_at(chunk.metadata["pages"], first) == 1
