@@ -19,13 +19,14 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from math import ceil
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
-from assistant import feedback
+from assistant import feedback, strings
 from assistant.core import MAX_QUESTION_CHARS
 from assistant.corpus_files import VERSIONS, move_to_trash, restore, trashed
 from assistant.errors import AssistantError, DocumentError
@@ -60,72 +61,6 @@ log = logging.getLogger("assistant.ui")
 STREAM_DELAY = 0.05  # seconds between streamed sentences
 MAX_GOLD_BYTES = 5 * 1024 * 1024
 MAX_TURNS = 50  # questions (and rendered messages: two per turn) a session keeps on the server
-
-# (English, Chinese) for every label the language toggle changes.
-TEXT: dict[str, tuple[str, str]] = {
-    "title": ("## Industry–Education Alliance Assistant\nAsk in English or Chinese; every answer cites its "
-              "sources.", "## 产教联盟智能助手\n可用中文或英文提问，每个回答都附有引用来源。"),
-    "tab_chat": ("Chat", "问答"),
-    "tab_docs": ("Documents", "文档"),
-    "tab_eval": ("Evaluation", "评测"),
-    "chatbot": ("Conversation", "对话"),
-    "question": ("Your question", "你的问题"),
-    "question_ph": ("e.g. What is the Suzhou standardized alliance?", "例如：常州检验检测认证产教联盟何时成立？"),
-    "ask": ("Ask", "提问"),
-    "clear": ("New conversation", "新对话"),
-    "filters": ("Filters", "筛选"),
-    "f_doc": ("Documents", "文档"),
-    "f_outlet": ("Outlets", "媒体"),
-    "f_language": ("Document language", "文档语言"),
-    "f_from": ("From date (YYYY-MM-DD)", "起始日期（YYYY-MM-DD）"),
-    "f_to": ("To date (YYYY-MM-DD)", "截止日期（YYYY-MM-DD）"),
-    "sources": ("Sources", "来源"),
-    "refresh": ("Refresh", "刷新"),
-    "staff": ("Staff", "教职工管理"),
-    "password": ("Staff password", "管理密码"),
-    "login": ("Log in", "登录"),
-    "logout": ("Log out", "退出"),
-    "upload": ("Add documents (.txt .md .html .htm .pdf .docx .jsonl, up to 20 MB each)",
-               "添加文档（.txt .md .html .htm .pdf .docx .jsonl，每个不超过 20 MB）"),
-    "upload_btn": ("Upload and index", "上传并索引"),
-    "delete_doc": ("Document to delete", "要删除的文档"),
-    "delete_file": ("Also delete its file from the corpus folder", "同时从语料目录删除文件"),
-    "delete_btn": ("Delete document", "删除文档"),
-    "rebuild": ("Rebuild from scratch", "从头重建索引"),
-    "reindex_btn": ("Re-index corpus", "重新索引语料"),
-    "gold": ("Gold questions (JSONL)", "标准问题集（JSONL）"),
-    "k": ("k (passages scored)", "k（评分的段落数）"),
-    "run_eval": ("Run evaluation", "运行评测"),
-    "past": ("Earlier conversations (kept in this browser)", "之前的对话（保存在本浏览器中）"),
-    "open": ("Open", "打开"),
-    "export": ("Export", "导出"),
-    "export_file": ("Conversation as Markdown", "对话（Markdown）"),
-    "fb_comment": ("Comment on an answer (optional, sent with 👍 / 👎 or a flag)",
-                   "对回答的意见（可选，随 👍 / 👎 或标记一起提交）"),
-    "restore": ("Trash (deleted and refused files)", "回收站（已删除或未能索引的文件）"),
-    "restore_btn": ("Restore file", "恢复文件"),
-    "metrics": ("Metrics", "指标"),
-    "report_file": ("HTML report", "HTML 报告"),
-    "lang": ("Language · 语言", "Language · 语言"),
-}
-
-MSG: dict[str, tuple[str, str]] = {
-    "denied": ("Staff login required.", "需要管理员登录。"),
-    "bad_password": ("Wrong password.", "密码错误。"),
-    "logged_in": ("Logged in: management enabled.", "已登录：可以管理文档。"),
-    "logged_out": ("Logged out.", "已退出。"),
-    "no_files": ("Choose one or more files first.", "请先选择文件。"),
-    "no_doc": ("Choose a document first.", "请先选择文档。"),
-    "no_gold": ("Upload a gold JSONL file first.", "请先上传标准问题集 JSONL 文件。"),
-    "empty_q": ("Please ask a question.", "请输入问题。"),
-    "long_q": ("The question is too long (at most {n} characters).", "问题太长（最多 {n} 个字符）。"),
-    "locked": ("Too many wrong passwords from this address; try again in {s} s.",
-               "此地址密码错误次数过多，请 {s} 秒后再试。"),
-    "no_trash": ("Choose a file from the trash first.", "请先从回收站选择文件。"),
-    "nothing_to_export": ("Ask something first: there is nothing to export.", "请先提问：没有可导出的对话。"),
-    "fb_thanks": ("Thank you: your feedback was recorded.", "谢谢，已记录你的反馈。"),
-    "fb_failed": ("Your feedback could not be stored; please try again.", "反馈未能保存，请重试。"),
-}
 
 EXAMPLES_STUDENTS = [
     ["What is the Suzhou standardized industry-education alliance?"],
@@ -252,10 +187,9 @@ def _configured_password() -> str | None:
     return admin_password()
 
 
-def t(key: str, lang: str) -> str:
-    """A label in ``lang``."""
-    en, zh = TEXT[key] if key in TEXT else MSG[key]
-    return zh if lang == "zh" else en
+def t(key: str, lang: str, **values: object) -> str:
+    """A fixed text (``section.name`` of ``assistant/strings.toml``) in ``lang``."""
+    return strings.text(key, lang, **values)
 
 
 def bounded_conversation(messages: Any) -> list[dict[str, Any]]:
@@ -297,10 +231,9 @@ def feedback_item(kept: Sequence[dict[str, Any]], index: Any, liked: Any, commen
 
 def render_feedback(items: Sequence[dict[str, Any]], lang: str) -> str:
     """Recent feedback for staff, newest first (all text escaped)."""
-    zh = lang == "zh"
     if not items:
-        return f'<div class="docs-count">{"还没有反馈。" if zh else "No feedback yet."}</div>'
-    head = ("时间", "评价", "问题", "意见") if zh else ("Time", "Rating", "Question", "Comment")
+        return f'<div class="docs-count">{esc(t("status.feedback_none", lang))}</div>'
+    head = [t(f"status.feedback_{k}", lang) for k in ("time", "rating", "question", "comment")]
     rows = []
     for item in reversed(items):
         rating = "👍" if item.get("rating") == "up" else "👎"
@@ -309,7 +242,7 @@ def render_feedback(items: Sequence[dict[str, Any]], lang: str) -> str:
         rows.append(f"<tr><td>{esc(str(item.get('time', ''))[:16])}</td><td>{esc(rating)}</td>"
                     f"<td>{esc(str(item.get('question', ''))[:200])}</td><td>{esc(str(item.get('comment', ''))[:300])}"
                     "</td></tr>")
-    title = "最近的反馈" if zh else "Recent feedback"
+    title = t("status.feedback_title", lang)
     return (f'<div class="docs-table"><div class="panel-head">{esc(title)}</div><table><tr>'
             + "".join(f"<th>{esc(h)}</th>" for h in head) + "</tr>" + "".join(rows) + "</table></div>")
 
@@ -338,7 +271,7 @@ def all_sources(turns: Sequence[tuple[int, Answer]], lang: str) -> str:
         return render_sources(None, 0, lang)
     parts = []
     for n, answer in reversed(shown):
-        head = f"问题 {n}：" if lang == "zh" else f"Question {n}: "
+        head = t("status.turn_head", lang, n=n)
         parts.append(f'<div class="turn-sources" id="turn-{n}"><div class="turn-head">{esc(head)}'
                      f'{esc(answer.question[:120])}</div>{render_sources(answer, n, lang)}</div>')
     return "".join(parts)
@@ -346,7 +279,7 @@ def all_sources(turns: Sequence[tuple[int, Answer]], lang: str) -> str:
 
 def copy_link(answer: Answer, lang: str) -> str:
     """A copy control under an answer: its text and numbered sources go to the clipboard (see ``HEAD``)."""
-    label = "复制回答及来源" if lang == "zh" else "Copy answer with sources"
+    label = t("status.copy_answer", lang)
     # The text rides in a hidden element (the chat's sanitizer drops long data attributes); new lines as
     # character references, since a blank line would end the Markdown pass's HTML block.
     text = esc(answer_plain_text(answer, lang)).replace("\n", "&#10;")
@@ -392,34 +325,31 @@ def build_filters(doc_ids: Sequence[str] | None, outlets: Sequence[str] | None, 
     return filters
 
 
-def _progress_callback(progress: gr.Progress, lang: str) -> Callable[[str, int, int], None]:
+def _progress_callback(progress: Any, lang: str) -> Callable[[str, int, int], None]:
     done: dict[str, int] = {}
-    labels = {"files": ("Reading files", "读取文件"), "embed": ("Embedding chunks", "向量化段落")}
 
     def callback(stage: str, advance: int, total: int) -> None:
         done[stage] = done.get(stage, 0) + advance
-        en, zh = labels.get(stage, (stage, stage))
-        progress((done[stage], total or None), desc=zh if lang == "zh" else en)
+        if progress is not None:
+            desc = t(f"status.progress_{stage}", lang) if stage in ("files", "embed") else stage
+            progress((done[stage], total or None), desc=desc)
 
     return callback
 
 
 def _report_text(report: Any, lang: str) -> str:
-    zh = lang == "zh"
-    line = (f"新增 {report.added}，更新 {report.updated}，删除 {report.removed}，未变 {report.unchanged} 个文档"
-            f"（{report.chunks_added} 个新段落，{report.seconds:.1f} 秒）。" if zh else
-            f"{report.added} added, {report.updated} updated, {report.removed} removed, {report.unchanged} "
-            f"unchanged documents ({report.chunks_added} new chunks, {report.seconds:.1f} s).")
+    line = t("status.ingest_report", lang, added=report.added, updated=report.updated, removed=report.removed,
+             unchanged=report.unchanged, chunks=report.chunks_added, seconds=f"{report.seconds:.1f}")
     skipped = "; ".join(f"{e.path}: {e.reason}" for e in report.errors)
     if skipped:
-        line += (" 跳过：" if zh else " Skipped: ") + skipped
+        line += t("status.skipped", lang) + skipped
     return line
 
 
 class _ProgressAsker:
     """Wraps the assistant for ``run_eval``: a read lock per question and a progress bar."""
 
-    def __init__(self, assistant: Any, progress: gr.Progress, total: int) -> None:
+    def __init__(self, assistant: Any, progress: Any, total: int) -> None:
         self.assistant = assistant
         self.guard = guard_for(assistant)
         self.progress = progress
@@ -427,7 +357,8 @@ class _ProgressAsker:
         self.done = 0
 
     def ask(self, question: str, history: list[str] | None = None, filters: dict[str, Any] | None = None) -> Answer:
-        self.progress((self.done, self.total), desc="evaluating")
+        if self.progress is not None:
+            self.progress((self.done, self.total), desc="evaluating")
         try:
             with self.guard.read():
                 answer: Answer = self.assistant.ask(question, history=history, filters=filters)
@@ -436,551 +367,19 @@ class _ProgressAsker:
             self.done += 1
 
 
-def build_app(assistant: Any, admin_password: str | None = None) -> gr.Blocks:
-    """The Gradio app over ``assistant``; staff controls exist only when a password is configured.
-
-    ``admin_password`` None reads ``ASSISTANT_ADMIN_PASSWORD``; "" turns management off.
-    """
-    password = _configured_password() if admin_password is None else (admin_password or None)
-    guard = guard_for(assistant)
-    corpus_dir = Path(assistant.config.corpus_dir)
-    throttle = LoginThrottle()  # per app: wrong staff passwords by client address
-    feedback_file = feedback.feedback_path(assistant.config.index_dir)
-    reports = ReportFiles()
-    exports = ReportFiles(keep=50)
-    # BrowserState encrypts with this; stable per index so a restart does not lose saved conversations.
-    browser_secret = hashlib.sha256(str(Path(assistant.config.index_dir).resolve()).encode()).hexdigest()[:24]
-
-    def session_from(restored: Sequence[Answer], ui_lang: str) -> tuple[Any, ...]:
-        """Server-side session state (and the chat) rebuilt from answers: the outputs ``session_outputs``."""
-        messages: list[dict[str, Any]] = []
-        turns: list[tuple[int, Answer]] = []
-        kept: list[dict[str, Any]] = []
-        past: list[str] = []
-        for n, answer in enumerate(restored, start=1):
-            messages.append({"role": "user", "content": f'<div class="user-q">{esc(answer.question)}</div>'})
-            messages.append({"role": "assistant", "content": render_answer(answer, n) + copy_link(answer, ui_lang)})
-            turns.append((n, answer))
-            kept.append({"question": answer.question, "history": list(past), "answer": answer.to_dict()})
-            past.append(answer.question)
-        return messages, messages, past, turns, kept, all_sources(turns, ui_lang)
-    labelled: list[tuple[Any, str, str]] = []  # (component, property, TEXT key) for the language toggle
-
-    def L(component: Any, prop: str, key: str) -> Any:  # noqa: N802 - reads as a wrapper in the layout
-        labelled.append((component, prop, key))
-        return component
-
-    def doc_choices() -> tuple[list[tuple[str, str]], list[str]]:
-        with guard.read():
-            docs = assistant.documents()
-        choices = [(f"{(d.title or d.doc_id)[:60]} — {d.doc_id}", d.doc_id) for d in docs]
-        outlets = sorted({d.outlet for d in docs if d.outlet})
-        return choices, outlets
-
-    # delete_cache: files uploaded to Gradio (anonymous route) or made for download go after an hour.
-    with gr.Blocks(title="Alliance Assistant · 产教联盟助手", analytics_enabled=False,
-                   delete_cache=(600, 3600)) as demo:
-        history = gr.State([])  # earlier questions of this conversation (server side, per session)
-        # The rendered conversation, kept server side: the Chatbot is output-only, so no event ever takes a
-        # message list (or a file inside one) from the browser.
-        conversation = gr.State([])
-        answers = gr.State([])  # (turn, answer) of this conversation, for the sources of every turn
-        records = gr.State([])  # one per question/answer message pair: what feedback on that answer refers to
-        # The conversation in the browser (localStorage), so a reload keeps it and the server stores nothing:
-        # the current one with its sources, earlier ones with their quotes. Read back strictly (transcript).
-        saved_current = gr.BrowserState([], storage_key="alliance-assistant-current", secret=browser_secret)
-        saved_past = gr.BrowserState([], storage_key="alliance-assistant-past", secret=browser_secret)
-        is_admin = gr.State(False)  # set only by a correct password, checked by every staff handler
-
-        with gr.Row(equal_height=True):
-            L(gr.Markdown(TEXT["title"][0], elem_id="title"), "value", "title")
-            lang = L(gr.Radio([("English", "en"), ("中文", "zh")], value="en", label=TEXT["lang"][0],
-                              elem_id="lang-toggle", scale=0, min_width=200), "label", "lang")
-
-        with gr.Tabs():
-            with L(gr.Tab(TEXT["tab_chat"][0], id="chat", elem_id="tab-chat"), "label", "tab_chat"):
-                with gr.Row():
-                    with gr.Column(scale=3):
-                        chatbot = L(gr.Chatbot(elem_id="chatbot", height=520, latex_delimiters=[], buttons=[],
-                                               feedback_options=FEEDBACK_OPTIONS, sanitize_html=True,
-                                               label=TEXT["chatbot"][0], show_label=False),
-                                    "label", "chatbot")
-                        with gr.Row():
-                            fb_comment = L(gr.Textbox(label=TEXT["fb_comment"][0], elem_id="feedback-comment",
-                                                      max_lines=2, scale=5), "label", "fb_comment")
-                            fb_status = gr.HTML(elem_id="feedback-status")
-                        with gr.Row():
-                            question = L(L(gr.Textbox(label=TEXT["question"][0], placeholder=TEXT["question_ph"][0],
-                                                      elem_id="question", scale=5, lines=1, max_lines=4),
-                                           "label", "question"), "placeholder", "question_ph")
-                            ask_btn = L(gr.Button(TEXT["ask"][0], variant="primary", elem_id="ask-btn",
-                                                  scale=1, min_width=80), "value", "ask")
-                            clear_btn = L(gr.Button(TEXT["clear"][0], elem_id="clear-btn", scale=1, min_width=80),
-                                          "value", "clear")
-                        with gr.Row():
-                            past_pick = L(gr.Dropdown([], label=TEXT["past"][0], elem_id="past-conversations",
-                                                      scale=4), "label", "past")
-                            open_btn = L(gr.Button(TEXT["open"][0], elem_id="open-conversation", scale=1,
-                                                   min_width=80), "value", "open")
-                            export_btn = L(gr.Button(TEXT["export"][0], elem_id="export-btn", scale=1,
-                                                     min_width=80), "value", "export")
-                        export_file = L(gr.File(label=TEXT["export_file"][0], interactive=False,
-                                                elem_id="export-file", visible=False), "label", "export_file")
-                        with L(gr.Accordion(TEXT["filters"][0], open=False, elem_id="filters"), "label", "filters"):
-                            with gr.Row():
-                                f_doc = L(gr.Dropdown([], multiselect=True, label=TEXT["f_doc"][0],
-                                                      elem_id="filter-doc"), "label", "f_doc")
-                                f_outlet = L(gr.Dropdown([], multiselect=True, label=TEXT["f_outlet"][0],
-                                                         elem_id="filter-outlet"), "label", "f_outlet")
-                            with gr.Row():
-                                f_lang = L(gr.Dropdown([("—", ""), ("中文 zh", "zh"), ("English en", "en"),
-                                                        ("mixed", "mixed")], value="", label=TEXT["f_language"][0],
-                                                       elem_id="filter-language"), "label", "f_language")
-                                f_from = L(gr.Textbox(label=TEXT["f_from"][0], placeholder="2025-01-01",
-                                                      elem_id="filter-from"), "label", "f_from")
-                                f_to = L(gr.Textbox(label=TEXT["f_to"][0], placeholder="2025-12-31",
-                                                    elem_id="filter-to"), "label", "f_to")
-                        gr.Examples(EXAMPLES_STUDENTS, inputs=[question], label="For students · 学生常见问题",
-                                    elem_id="examples-students")
-                        gr.Examples(EXAMPLES_STAFF, inputs=[question], label="For staff · 教职工常见问题",
-                                    elem_id="examples-staff")
-                    with gr.Column(scale=2):
-                        sources = gr.HTML(render_sources(None, 0), elem_id="sources")
-                        doc_view = gr.HTML(elem_id="doc-view")
-                        # Driven by the sources panel's "open the document" links (see HEAD); hidden by CSS,
-                        # since Gradio does not render invisible components at all.
-                        doc_request = gr.Textbox(elem_id="doc-request", elem_classes=["hidden-control"],
-                                                 show_label=False, container=False)
-                        doc_open = gr.Button("open", elem_id="doc-open", elem_classes=["hidden-control"])
-
-            with L(gr.Tab(TEXT["tab_docs"][0], id="docs", elem_id="tab-docs"), "label", "tab_docs"):
-                docs_html = gr.HTML(elem_id="docs-table")
-                refresh_btn = L(gr.Button(TEXT["refresh"][0], elem_id="refresh-docs", size="sm"), "value", "refresh")
-                if password:
-                    with L(gr.Accordion(TEXT["staff"][0], open=False, elem_id="staff"), "label", "staff"):
-                        with gr.Row():
-                            pw_box = L(gr.Textbox(type="password", label=TEXT["password"][0],
-                                                  elem_id="staff-password", scale=3), "label", "password")
-                            login_btn = L(gr.Button(TEXT["login"][0], elem_id="staff-login", scale=1),
-                                          "value", "login")
-                        staff_msg = gr.HTML(elem_id="staff-status")
-                        staff_feedback = gr.HTML(elem_id="staff-feedback", visible=False)
-                        with gr.Column(visible=False, elem_id="staff-controls") as staff_controls:
-                            uploads = L(gr.File(file_count="multiple", file_types=list(UPLOAD_SUFFIXES),
-                                                type="filepath", label=TEXT["upload"][0], elem_id="upload"),
-                                        "label", "upload")
-                            upload_btn = L(gr.Button(TEXT["upload_btn"][0], variant="primary", elem_id="upload-btn"),
-                                           "value", "upload_btn")
-                            with gr.Row():
-                                del_doc = L(gr.Dropdown([], label=TEXT["delete_doc"][0], elem_id="delete-doc",
-                                                        scale=3), "label", "delete_doc")
-                                del_file = L(gr.Checkbox(False, label=TEXT["delete_file"][0], elem_id="delete-file"),
-                                             "label", "delete_file")
-                                del_btn = L(gr.Button(TEXT["delete_btn"][0], variant="stop", elem_id="delete-btn",
-                                                      scale=1), "value", "delete_btn")
-                            with gr.Row():
-                                rebuild = L(gr.Checkbox(False, label=TEXT["rebuild"][0], elem_id="rebuild"),
-                                            "label", "rebuild")
-                                reindex_btn = L(gr.Button(TEXT["reindex_btn"][0], elem_id="reindex-btn"),
-                                                "value", "reindex_btn")
-                                logout_btn = L(gr.Button(TEXT["logout"][0], elem_id="staff-logout", size="sm"),
-                                               "value", "logout")
-                            with gr.Row():
-                                restore_pick = L(gr.Dropdown([], label=TEXT["restore"][0], elem_id="restore-file",
-                                                             scale=3), "label", "restore")
-                                restore_btn = L(gr.Button(TEXT["restore_btn"][0], elem_id="restore-btn", scale=1),
-                                                "value", "restore_btn")
-
-            if password:  # evaluation reads uploaded files and runs many questions: staff only
-                with L(gr.Tab(TEXT["tab_eval"][0], id="eval", elem_id="tab-eval"), "label", "tab_eval"):
-                    with gr.Row():
-                        gold = L(gr.File(file_types=[".jsonl"], type="filepath", label=TEXT["gold"][0],
-                                         elem_id="gold-file"), "label", "gold")
-                        with gr.Column():
-                            eval_k = L(gr.Slider(1, 20, value=5, step=1, label=TEXT["k"][0], elem_id="eval-k"),
-                                       "label", "k")
-                            run_btn = L(gr.Button(TEXT["run_eval"][0], variant="primary", elem_id="run-eval"),
-                                        "value", "run_eval")
-                    eval_status = gr.HTML(elem_id="eval-status")
-                    metrics = L(gr.Dataframe(label=TEXT["metrics"][0], interactive=False, elem_id="eval-metrics"),
-                                "label", "metrics")
-                    report_file = L(gr.File(label=TEXT["report_file"][0], interactive=False, elem_id="eval-file"),
-                                    "label", "report_file")
-                    report_view = gr.HTML(elem_id="eval-report")
-
-        # ------------------------------------------------------------------ chat
-
-        def respond(text: str, messages: list[dict[str, Any]], past: list[str], turns: list[Any],
-                    kept: list[dict[str, Any]], ui_lang: str, doc_ids: list[str] | None, outlets: list[str] | None,
-                    language: str | None, date_from: str | None, date_to: str | None) -> Iterator[tuple[Any, ...]]:
-            """Ask, then stream the answer sentence by sentence; errors become an inline message.
-
-            ``messages`` is the server-side conversation state, never the browser's copy of the chat.
-            """
-            messages = bounded_conversation(messages)
-            past = list(past or [])[-MAX_TURNS:]
-            turns = list(turns or [])[-MAX_TURNS:]
-            kept = list(kept or [])[-MAX_TURNS:]
-            text = (text or "").strip()
-            if not text:
-                gr.Warning(t("empty_q", ui_lang))
-                yield messages, messages, gr.update(), past, gr.update(), gr.update(), kept, gr.update()
-                return
-            if len(text) > MAX_QUESTION_CHARS:  # refused, not kept: the session stays small
-                gr.Warning(t("long_q", ui_lang).format(n=MAX_QUESTION_CHARS))
-                yield messages, messages, gr.update(), past, gr.update(), gr.update(), kept, gr.update()
-                return
-            messages.append({"role": "user", "content": f'<div class="user-q">{esc(text)}</div>'})
-            try:
-                with guard.read():
-                    answer: Answer = assistant.ask(
-                        text, history=past, filters=build_filters(doc_ids, outlets, language, date_from, date_to)
-                    )
-            except Exception as exc:
-                if not isinstance(exc, AssistantError):
-                    log.exception("ask failed")
-                message = friendly_error(exc, ui_lang)
-                gr.Warning(message)
-                messages.append({"role": "assistant", "content": render_notice(message)})
-                kept = [*kept, {"question": text, "history": list(past), "answer": None}]
-                yield messages, messages, "", past, gr.update(), gr.update(), kept, gr.update()
-                return
-            turn = len(past) + 1
-            past = [*past, text]
-            turns = [*turns, (turn, answer)]
-            kept = [*kept, {"question": text, "history": past[:-1], "answer": answer.to_dict()}]
-            panel = all_sources(turns, ui_lang)  # first, so footnotes work while streaming
-            messages.append({"role": "assistant", "content": ""})
-            for prefix in stream_prefixes(answer.answer)[:-1]:
-                messages[-1] = {"role": "assistant", "content": render_answer(answer, turn, text=prefix)}
-                yield messages, messages, "", past, turns, panel, kept, gr.update()
-                time.sleep(STREAM_DELAY)
-            messages[-1] = {"role": "assistant", "content": render_answer(answer, turn) + copy_link(answer, ui_lang)}
-            yield messages, messages, "", past, turns, panel, kept, save_current(turns)
-
-        chat_inputs = [question, conversation, history, answers, records, lang, f_doc, f_outlet, f_lang, f_from, f_to]
-        chat_outputs = [chatbot, conversation, question, history, answers, sources, records, saved_current]
-        ask_btn.click(respond, chat_inputs, chat_outputs, api_visibility="private")
-        question.submit(respond, chat_inputs, chat_outputs, api_visibility="private")
-
-        session_outputs = [chatbot, conversation, history, answers, records, sources]
-
-        def clear(turns: list[Any], earlier: Any, ui_lang: str) -> tuple[Any, ...]:
-            """New conversation: the current one joins the earlier ones (in the browser)."""
-            kept_past = with_past(earlier, turns)
-            return (*session_from([], ui_lang), "", [], kept_past, past_choices(kept_past),
-                    gr.update(visible=False, value=None))
-
-        clear_btn.click(clear, [answers, saved_past, lang],
-                        [*session_outputs, question, saved_current, saved_past, past_pick, export_file],
-                        api_visibility="private")
-
-        def reload(current: Any, earlier: Any, ui_lang: str) -> tuple[Any, ...]:
-            """A page (re)load: the conversation saved in this browser comes back."""
-            restored = restored_answers(current)
-            return (*session_from(restored, ui_lang), past_choices(earlier))
-
-        def open_past(pick: Any, turns: list[Any], earlier: Any, ui_lang: str) -> tuple[Any, ...]:
-            """Open an earlier conversation; the current one takes its place in the list."""
-            items = valid_past(earlier)
-            if not isinstance(pick, int) or isinstance(pick, bool) or not 0 <= pick < len(items):
-                return (*[gr.update()] * len(session_outputs), gr.update(), gr.update(), gr.update())
-            chosen = restored_answers(items[pick].get("turns"))
-            rest = with_past(items[:pick] + items[pick + 1:], turns)
-            return (*session_from(chosen, ui_lang), save_current([(i, a) for i, a in enumerate(chosen, 1)]), rest,
-                    past_choices(rest))
-
-        open_btn.click(open_past, [past_pick, answers, saved_past, lang],
-                       [*session_outputs, saved_current, saved_past, past_pick], api_visibility="private")
-
-        def export(turns: list[Any], ui_lang: str) -> Any:
-            """The conversation as a Markdown file to download."""
-            answers_only = [a for _, a in turns or []]
-            if not answers_only:
-                gr.Warning(t("nothing_to_export", ui_lang))
-                return gr.update(visible=False, value=None)
-            title = "对话记录" if ui_lang == "zh" else "Conversation"
-            path = exports.write(to_markdown(answers_only, title=title), suffix=".md", prefix="conversation")
-            return gr.update(visible=True, value=str(path))
-
-        export_btn.click(export, [answers, lang], [export_file], api_visibility="private")
-
-        def ask_api(text: str) -> dict[str, Any]:
-            """Gradio client endpoint: one question, no history; returns ``Answer.to_dict()``."""
-            try:
-                with guard.read():
-                    result: dict[str, Any] = assistant.ask(text).to_dict()
-            except AssistantError as exc:
-                raise gr.Error(friendly_error(exc)) from None
-            return result
-
-        gr.api(ask_api, api_name="ask")
-
-        def open_document(request: str | None, ui_lang: str) -> str:
-            """The whole document of a citation, as indexed, with the quote marked; the id must be indexed."""
-            wanted = parse_doc_request(request)
-            if wanted is None:
-                return ""
-            doc_id, start, end = wanted
-            try:
-                with guard.read():
-                    record = assistant.store.documents().get(doc_id)
-                    chunks = assistant.store.document_chunks(doc_id) if record is not None else []
-            except AssistantError as exc:
-                return render_notice(friendly_error(exc, ui_lang))
-            return render_document(record.title if record else "", doc_id, chunks, start, end, ui_lang)
-
-        doc_open.click(open_document, [doc_request, lang], [doc_view], api_visibility="private")
-
-        def on_feedback(kept: list[dict[str, Any]], comment: str | None, ui_lang: str,
-                        data: gr.LikeData) -> tuple[Any, ...]:
-            """Store a thumbs up/down (or flag) on one answer; only the message index is taken from the browser."""
-            item = feedback_item(kept, data.index, data.liked, comment)
-            if item is None:
-                return "", gr.update()
-            try:
-                feedback.record(feedback_file, item)
-            except OSError:
-                log.exception("feedback not stored")
-                return render_notice(t("fb_failed", ui_lang)), gr.update()
-            return render_notice(t("fb_thanks", ui_lang), "ok"), ""
-
-        chatbot.like(on_feedback, [records, fb_comment, lang], [fb_status, fb_comment], api_visibility="private")
-
-        # ------------------------------------------------------------------ language
-
-        def relabel(ui_lang: str, turns: list[Any]) -> list[Any]:
-            updates: list[Any] = []
-            for _, prop, key in labelled:
-                change: dict[str, Any] = {prop: t(key, ui_lang)}
-                updates.append(gr.update(**change))
-            updates.append(all_sources(turns or [], ui_lang))
-            return updates
-
-        relabelled = lang.change(relabel, [lang, answers], [c for c, _, _ in labelled] + [sources],
-                                 api_visibility="private")
-
-        # ------------------------------------------------------------------ documents
-
-        def refresh_docs(ui_lang: str) -> tuple[Any, ...]:
-            try:
-                with guard.read():
-                    docs = assistant.documents()
-            except AssistantError as exc:
-                return (render_notice(friendly_error(exc, ui_lang)), gr.update(), gr.update())
-            choices, outlets = doc_choices()
-            return (render_documents(docs, ui_lang), gr.update(choices=choices), gr.update(choices=outlets))
-
-        refresh_outputs = [docs_html, f_doc, f_outlet]
-        refresh_btn.click(refresh_docs, [lang], refresh_outputs, api_visibility="private")
-        relabelled.then(refresh_docs, [lang], refresh_outputs, api_visibility="private")  # table headers
-        demo.load(None, None, [lang], js=LANG_JS)
-        demo.load(refresh_docs, [lang], refresh_outputs, api_visibility="private")
-        demo.load(reload, [saved_current, saved_past, lang], [*session_outputs, past_pick], api_visibility="private")
-
-        # ------------------------------------------------------------------ staff management
-
-        if password:
-            def denied(ui_lang: str) -> str:
-                gr.Warning(t("denied", ui_lang))
-                return render_notice(t("denied", ui_lang))
-
-            def delete_choices() -> Any:
-                return gr.update(choices=doc_choices()[0], value=None)
-
-            def trash_choices() -> Any:
-                items = trashed(corpus_dir)
-                return gr.update(choices=[(f"{i.original} ({i.moved_at})", i.name) for i in items], value=None)
-
-            def login(given: str, ui_lang: str, request: gr.Request | None = None) -> tuple[Any, ...]:
-                client = client_address(request)
-                wait = throttle.retry_after(client)
-                refused = (False, gr.update(visible=False), "", "", gr.update(choices=[]), gr.update(choices=[]),
-                           gr.update(visible=False, value=""))
-                if wait > 0:  # refused at once, without looking at the password: nothing waits in a worker
-                    return (*refused[:2], render_notice(t("locked", ui_lang).format(s=ceil(wait))), *refused[3:])
-                if check_password(given, password):
-                    throttle.succeeded(client)
-                    return (True, gr.update(visible=True), render_notice(t("logged_in", ui_lang), "ok"), "",
-                            delete_choices(), trash_choices(),
-                            gr.update(visible=True, value=render_feedback(feedback.read(feedback_file, 20), ui_lang)))
-                lock = throttle.failed(client)
-                message = t("bad_password", ui_lang)
-                if lock:
-                    message += " " + t("locked", ui_lang).format(s=ceil(lock))
-                return (*refused[:2], render_notice(message), *refused[3:])
-
-            login_outputs = [is_admin, staff_controls, staff_msg, pw_box, del_doc, restore_pick, staff_feedback]
-            # Instant handlers (no sleep): a guesser's queue place costs nobody else a wait.
-            login_btn.click(login, [pw_box, lang], login_outputs, api_visibility="private")
-            pw_box.submit(login, [pw_box, lang], login_outputs, api_visibility="private")
-
-            def logout(ui_lang: str) -> tuple[Any, ...]:
-                return False, gr.update(visible=False), render_notice(t("logged_out", ui_lang), "info"), \
-                    gr.update(choices=[]), gr.update(choices=[]), gr.update(visible=False, value="")
-
-            logout_btn.click(logout, [lang], [is_admin, staff_controls, staff_msg, del_doc, restore_pick,
-                                              staff_feedback],
-                             api_visibility="private")
-
-            def upload(files: list[str] | None, admin: bool, ui_lang: str,
-                       progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:  # noqa: B008 - Gradio's idiom
-                if not admin:
-                    return denied(ui_lang), gr.update(), gr.update(), gr.update()
-                if not files:
-                    return render_notice(t("no_files", ui_lang)), gr.update(), gr.update(), gr.update()
-                saved: list[SavedUpload] = []
-                problems: list[str] = []
-                notes: list[str] = []
-                for f in files if isinstance(files, list) else []:
-                    name = Path(str(f)).name
-                    try:
-                        src = uploaded_file(f)
-                        saved.append(store_upload(src, name, corpus_dir, MAX_UPLOAD_BYTES))
-                        src.unlink(missing_ok=True)  # Gradio's copy is not needed any more
-                    except DocumentError as exc:
-                        problems.append(f"{exc.path}: {exc.reason}")
-                    except OSError as exc:
-                        problems.append(f"{name}: {exc.strerror or 'cannot be read'}")
-                message = ""
-                if saved:
-                    try:
-                        report = ingest_under(assistant, guard, [u.path for u in saved], progress, ui_lang)
-                        message = _report_text(report, ui_lang)
-                        notes += settle_uploads(saved, report.errors, corpus_dir, ui_lang)
-                    except Exception as exc:
-                        if not isinstance(exc, AssistantError):
-                            log.exception("ingest failed")
-                        problems.append(friendly_error(exc, ui_lang))
-                names = ", ".join(u.path.name for u in saved)
-                parts = [render_notice(f"{names}: {message}", "ok")] if saved and message else []
-                parts += [render_notice(n, "info") for n in notes]
-                parts += [render_notice(p) for p in problems]
-                return "".join(parts), None, delete_choices(), trash_choices()
-
-            upload_btn.click(upload, [uploads, is_admin, lang], [staff_msg, uploads, del_doc, restore_pick],
-                             api_visibility="private", concurrency_limit=1
-                             ).then(refresh_docs, [lang], refresh_outputs, api_visibility="private")
-
-            def delete(doc_id: str | None, remove_file: bool, admin: bool, ui_lang: str) -> tuple[Any, ...]:
-                if not admin:
-                    return denied(ui_lang), gr.update(), gr.update()
-                if not doc_id or not isinstance(doc_id, str):
-                    return render_notice(t("no_doc", ui_lang)), gr.update(), gr.update()
-                try:
-                    with guard.read():
-                        records = {d.doc_id: d for d in assistant.documents()}
-                    rec = records.get(doc_id)
-                    # Only the index change holds the write lock (never around the call: it is not re-entrant).
-                    removed = assistant.delete_document(doc_id, write_lock=guard.write)
-                    note = ""
-                    if rec is not None and remove_file:
-                        others = [d for d in records.values() if d.doc_id != doc_id]
-                        note = _remove_file(rec.path, corpus_dir, others, ui_lang)
-                except Exception as exc:
-                    if not isinstance(exc, AssistantError):
-                        log.exception("delete failed")
-                    return render_notice(friendly_error(exc, ui_lang)), gr.update(), gr.update()
-                done = (f"已删除 {doc_id}（{removed} 个段落）。" if ui_lang == "zh"
-                        else f"Deleted {doc_id} ({removed} chunks).")
-                return render_notice(f"{done} {note}".strip(), "ok"), delete_choices(), trash_choices()
-
-            del_btn.click(delete, [del_doc, del_file, is_admin, lang], [staff_msg, del_doc, restore_pick],
-                          api_visibility="private", concurrency_limit=1
-                          ).then(refresh_docs, [lang], refresh_outputs, api_visibility="private")
-
-            def restore_file(name: str | None, admin: bool, ui_lang: str,
-                             progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:  # noqa: B008
-                if not admin:
-                    return denied(ui_lang), gr.update(), gr.update()
-                if not name or not isinstance(name, str):
-                    return render_notice(t("no_trash", ui_lang)), gr.update(), gr.update()
-                try:
-                    target = restore(name, corpus_dir)
-                    report = ingest_under(assistant, guard, [target], progress, ui_lang)
-                except Exception as exc:
-                    if not isinstance(exc, AssistantError):
-                        log.exception("restore failed")
-                    return render_notice(friendly_error(exc, ui_lang)), gr.update(), trash_choices()
-                done = f"已恢复 {target.name}：" if ui_lang == "zh" else f"Restored {target.name}: "
-                return render_notice(done + _report_text(report, ui_lang), "ok"), delete_choices(), trash_choices()
-
-            restore_btn.click(restore_file, [restore_pick, is_admin, lang], [staff_msg, del_doc, restore_pick],
-                              api_visibility="private", concurrency_limit=1
-                              ).then(refresh_docs, [lang], refresh_outputs, api_visibility="private")
-
-            def reindex(full: bool, admin: bool, ui_lang: str,
-                        progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:  # noqa: B008 - Gradio's idiom
-                if not admin:
-                    return denied(ui_lang), gr.update()
-                try:
-                    report = ingest_under(assistant, guard, None, progress, ui_lang, rebuild=bool(full))
-                except Exception as exc:
-                    if not isinstance(exc, AssistantError):
-                        log.exception("re-index failed")
-                    return render_notice(friendly_error(exc, ui_lang)), gr.update()
-                return render_notice(_report_text(report, ui_lang), "ok"), delete_choices()
-
-            reindex_btn.click(reindex, [rebuild, is_admin, lang], [staff_msg, del_doc],
-                              api_visibility="private", concurrency_limit=1
-                              ).then(refresh_docs, [lang], refresh_outputs, api_visibility="private")
-
-        # ------------------------------------------------------------------ evaluation (staff only)
-
-        if password:
-            def run_evaluation(path: str | None, k: float, admin: bool, ui_lang: str,
-                               progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:  # noqa: B008
-                from assistant.evaluation import load_gold, run_eval
-
-                if not admin:
-                    return denied(ui_lang), None, None, ""
-                if not path:
-                    return render_notice(t("no_gold", ui_lang)), None, None, ""
-                try:
-                    gold_file = uploaded_file(path)
-                    if gold_file.stat().st_size > MAX_GOLD_BYTES:
-                        raise DocumentError(gold_file.name, f"larger than {MAX_GOLD_BYTES // 2**20} MB")
-                    items = load_gold(gold_file)
-                    asker = _ProgressAsker(assistant, progress, len(items))
-                    result = run_eval(asker, items, k=max(1, min(20, int(k))), progress=False)
-                except Exception as exc:
-                    if not isinstance(exc, AssistantError | ValueError):
-                        log.exception("evaluation failed")
-                    message = friendly_error(exc, ui_lang) if isinstance(exc, AssistantError) else str(exc)
-                    # Name the uploaded file, never the server's folders (Gradio's cache path included).
-                    message = message.replace(str(Path(str(path)).resolve()), Path(str(path)).name)
-                    message = message.replace(str(path), Path(str(path)).name)
-                    return render_notice(message), None, None, ""
-                report = result.render_html(title="Evaluation report")
-                out = reports.write(report)
-                header, rows = metrics_rows(result.metrics)
-                frame = f'<iframe class="eval-report" sandbox="" srcdoc="{html.escape(report, quote=True)}"></iframe>'
-                done = (f"{len(items)} questions, k={int(k)}" if ui_lang != "zh"
-                        else f"{len(items)} 个问题，k={int(k)}")
-                return render_notice(done, "ok"), {"headers": header, "data": rows}, str(out), frame
-
-            run_btn.click(run_evaluation, [gold, eval_k, is_admin, lang],
-                          [eval_status, metrics, report_file, report_view],
-                          api_visibility="private", concurrency_limit=1)
-
-    return demo
-
-
 def _remove_file(path: str, corpus_dir: Path, others: Sequence[Any], lang: str) -> str:
     """Move a document's file to the corpus trash when it is inside the corpus and holds no other document."""
     file = Path(path)
-    zh = lang == "zh"
     if any(d.path == path for d in others):
-        return "该文件还包含其他文档，已保留。" if zh else "Its file holds other documents and was kept."
+        return t("status.file_shared", lang)
     try:
         file.resolve().relative_to(corpus_dir.resolve())
     except ValueError:
-        return "文件不在语料目录中，已保留。" if zh else "Its file is outside the corpus folder and was kept."
+        return t("status.file_outside", lang)
     if not file.exists():
         return ""
     move_to_trash(file, corpus_dir)
-    return ("文件已移到回收站（可恢复）。" if zh
-            else "Its file was moved to the trash (restore it from the Trash list).")
+    return t("status.file_trashed", lang)
 
 
 def client_address(request: Any) -> str:
@@ -1007,24 +406,20 @@ def settle_uploads(saved: Sequence[SavedUpload], errors: Sequence[Any], corpus_d
     A refused upload left in corpus/ would be reported again at every re-index; the one it replaced is
     put back, so the index and the folder agree again.
     """
-    zh = lang == "zh"
     failed = {Path(str(getattr(e, "path", ""))).name for e in errors}
     notes = []
     for upload in saved:
         if upload.path.name not in failed or not upload.path.exists():
             if upload.previous is not None:
-                notes.append(f"{upload.path.name}：已替换，旧版本保存在 {VERSIONS}/{upload.previous.name}" if zh
-                             else f"{upload.path.name} replaced an existing file; the previous version is kept "
-                                  f"as {VERSIONS}/{upload.previous.name}")
+                notes.append(t("status.upload_replaced", lang, name=upload.path.name,
+                               kept=f"{VERSIONS}/{upload.previous.name}"))
             continue
         if upload.previous is not None:
             shutil.copy2(upload.previous, upload.path)
-            notes.append(f"{upload.path.name}：无法索引，已恢复原文件" if zh
-                         else f"{upload.path.name} could not be indexed; the file it replaced was put back")
+            notes.append(t("status.upload_put_back", lang, name=upload.path.name))
         else:
             move_to_trash(upload.path, corpus_dir)
-            notes.append(f"{upload.path.name}：无法索引，已移到回收站" if zh
-                         else f"{upload.path.name} could not be indexed and was moved to the trash")
+            notes.append(t("status.upload_trashed", lang, name=upload.path.name))
     return notes
 
 
@@ -1085,6 +480,649 @@ class ReportFiles:
             for old in sorted(self._dir.glob(f"{prefix}-*{suffix}"), key=lambda p: p.stat().st_mtime)[:-self.keep]:
                 old.unlink(missing_ok=True)
             return out
+
+
+# --------------------------------------------------------------------------- the app's shared state
+
+
+@dataclass
+class UIContext:
+    """What the handlers of one app share: the assistant, its lock, the staff password and per-app state."""
+
+    assistant: Any
+    password: str | None = None
+    guard: Any = None
+    throttle: LoginThrottle = field(default_factory=LoginThrottle)  # wrong staff passwords by client address
+    reports: ReportFiles = field(default_factory=ReportFiles)
+    exports: ReportFiles = field(default_factory=lambda: ReportFiles(keep=50))
+
+    def __post_init__(self) -> None:
+        if self.guard is None:
+            self.guard = guard_for(self.assistant)
+
+    @property
+    def corpus_dir(self) -> Path:
+        return Path(self.assistant.config.corpus_dir)
+
+    @property
+    def feedback_file(self) -> Path:
+        return feedback.feedback_path(self.assistant.config.index_dir)
+
+    @property
+    def browser_secret(self) -> str:
+        """BrowserState encrypts with this; stable per index, so a restart keeps saved conversations."""
+        return hashlib.sha256(str(Path(self.assistant.config.index_dir).resolve()).encode()).hexdigest()[:24]
+
+    def doc_choices(self) -> tuple[list[tuple[str, str]], list[str]]:
+        with self.guard.read():
+            docs = self.assistant.documents()
+        choices = [(f"{(d.title or d.doc_id)[:60]} — {d.doc_id}", d.doc_id) for d in docs]
+        return choices, sorted({d.outlet for d in docs if d.outlet})
+
+    def delete_choices(self) -> Any:
+        return gr.update(choices=self.doc_choices()[0], value=None)
+
+    def trash_choices(self) -> Any:
+        items = trashed(self.corpus_dir)
+        return gr.update(choices=[(f"{i.original} ({i.moved_at})", i.name) for i in items], value=None)
+
+
+# --------------------------------------------------------------------------- handlers: the chat
+# Plain functions of the context and the event's values; the tab builders wire them to components.
+
+
+def session_from(restored: Sequence[Answer], lang: str) -> tuple[Any, ...]:
+    """The chat and the server-side session rebuilt from answers: (chatbot, conversation, history,
+    answers, records, sources), in the order of ``ChatTab.session_outputs``."""
+    messages: list[dict[str, Any]] = []
+    turns: list[tuple[int, Answer]] = []
+    kept: list[dict[str, Any]] = []
+    past: list[str] = []
+    for n, answer in enumerate(restored, start=1):
+        messages.append({"role": "user", "content": f'<div class="user-q">{esc(answer.question)}</div>'})
+        messages.append({"role": "assistant", "content": render_answer(answer, n) + copy_link(answer, lang)})
+        turns.append((n, answer))
+        kept.append({"question": answer.question, "history": list(past), "answer": answer.to_dict()})
+        past.append(answer.question)
+    return messages, messages, past, turns, kept, all_sources(turns, lang)
+
+
+def answer_question(ctx: UIContext, text: str, messages: list[dict[str, Any]], past: list[str], turns: list[Any],
+            kept: list[dict[str, Any]], lang: str, filters: dict[str, Any]) -> Iterator[tuple[Any, ...]]:
+    """Ask, then stream the answer sentence by sentence; errors become an inline message.
+
+    Yields (chatbot, conversation, question box, history, answers, sources, records, saved conversation).
+    ``messages`` is the server-side conversation state, never the browser's copy of the chat.
+    """
+    messages = bounded_conversation(messages)
+    past = list(past or [])[-MAX_TURNS:]
+    turns = list(turns or [])[-MAX_TURNS:]
+    kept = list(kept or [])[-MAX_TURNS:]
+    text = (text or "").strip() if isinstance(text, str) else ""
+    unchanged = (messages, messages, gr.update(), past, gr.update(), gr.update(), kept, gr.update())
+    if not text:
+        gr.Warning(t("msg.empty_q", lang))
+        yield unchanged
+        return
+    if len(text) > MAX_QUESTION_CHARS:  # refused, not kept: the session stays small
+        gr.Warning(t("msg.long_q", lang, n=MAX_QUESTION_CHARS))
+        yield unchanged
+        return
+    messages.append({"role": "user", "content": f'<div class="user-q">{esc(text)}</div>'})
+    try:
+        with ctx.guard.read():
+            answer: Answer = ctx.assistant.ask(text, history=past, filters=filters)
+    except Exception as exc:
+        if not isinstance(exc, AssistantError):
+            log.exception("ask failed")
+        message = friendly_error(exc, lang)
+        gr.Warning(message)
+        messages.append({"role": "assistant", "content": render_notice(message)})
+        kept = [*kept, {"question": text, "history": list(past), "answer": None}]
+        yield messages, messages, "", past, gr.update(), gr.update(), kept, gr.update()
+        return
+    turn = len(past) + 1
+    past = [*past, text]
+    turns = [*turns, (turn, answer)]
+    kept = [*kept, {"question": text, "history": past[:-1], "answer": answer.to_dict()}]
+    panel = all_sources(turns, lang)  # first, so footnotes work while streaming
+    messages.append({"role": "assistant", "content": ""})
+    for prefix in stream_prefixes(answer.answer)[:-1]:
+        messages[-1] = {"role": "assistant", "content": render_answer(answer, turn, text=prefix)}
+        yield messages, messages, "", past, turns, panel, kept, gr.update()
+        time.sleep(STREAM_DELAY)
+    messages[-1] = {"role": "assistant", "content": render_answer(answer, turn) + copy_link(answer, lang)}
+    yield messages, messages, "", past, turns, panel, kept, save_current(turns)
+
+
+def new_conversation(turns: list[Any], earlier: Any, lang: str) -> tuple[Any, ...]:
+    """The current conversation joins the earlier ones (in the browser); the chat starts empty."""
+    kept_past = with_past(earlier, turns)
+    return (*session_from([], lang), "", [], kept_past, past_choices(kept_past), gr.update(visible=False, value=None))
+
+
+def reload_conversation(current: Any, earlier: Any, lang: str) -> tuple[Any, ...]:
+    """A page (re)load: the conversation saved in this browser comes back."""
+    return (*session_from(restored_answers(current), lang), past_choices(earlier))
+
+
+def open_earlier(pick: Any, turns: list[Any], earlier: Any, lang: str) -> tuple[Any, ...]:
+    """Open an earlier conversation; the current one takes its place in the list."""
+    items = valid_past(earlier)
+    if not isinstance(pick, int) or isinstance(pick, bool) or not 0 <= pick < len(items):
+        return (*[gr.update()] * 6, gr.update(), gr.update(), gr.update())
+    chosen = restored_answers(items[pick].get("turns"))
+    rest = with_past(items[:pick] + items[pick + 1:], turns)
+    return (*session_from(chosen, lang), save_current(list(enumerate(chosen, 1))), rest, past_choices(rest))
+
+
+def export_conversation(ctx: UIContext, turns: list[Any], lang: str) -> Any:
+    """The conversation as a Markdown file to download."""
+    answers_only = [a for _, a in turns or []]
+    if not answers_only:
+        gr.Warning(t("msg.nothing_to_export", lang))
+        return gr.update(visible=False, value=None)
+    markdown = to_markdown(answers_only, title=t("status.conversation_title", lang))
+    return gr.update(visible=True, value=str(ctx.exports.write(markdown, suffix=".md", prefix="conversation")))
+
+
+def ask_api(ctx: UIContext, text: str) -> dict[str, Any]:
+    """Gradio client endpoint: one question, no history; returns ``Answer.to_dict()``."""
+    try:
+        with ctx.guard.read():
+            result: dict[str, Any] = ctx.assistant.ask(text).to_dict()
+    except AssistantError as exc:
+        raise gr.Error(friendly_error(exc)) from None
+    return result
+
+
+def open_document(ctx: UIContext, request: str | None, lang: str) -> str:
+    """The whole document of a citation, as indexed, with the quote marked; the id must be indexed."""
+    wanted = parse_doc_request(request)
+    if wanted is None:
+        return ""
+    doc_id, start, end = wanted
+    try:
+        with ctx.guard.read():
+            record = ctx.assistant.store.documents().get(doc_id)
+            chunks = ctx.assistant.store.document_chunks(doc_id) if record is not None else []
+    except AssistantError as exc:
+        return render_notice(friendly_error(exc, lang))
+    return render_document(record.title if record else "", doc_id, chunks, start, end, lang)
+
+
+def give_feedback(ctx: UIContext, kept: list[dict[str, Any]], comment: str | None, lang: str, index: Any,
+                  liked: Any) -> tuple[Any, ...]:
+    """Store a thumbs up/down (or flag) on one answer; only the message index comes from the browser."""
+    item = feedback_item(kept, index, liked, comment)
+    if item is None:
+        return "", gr.update()
+    try:
+        feedback.record(ctx.feedback_file, item)
+    except OSError:
+        log.exception("feedback not stored")
+        return render_notice(t("msg.fb_failed", lang)), gr.update()
+    return render_notice(t("msg.fb_thanks", lang), "ok"), ""
+
+
+def refresh_documents(ctx: UIContext, lang: str) -> tuple[Any, ...]:
+    """The documents table and the filter choices."""
+    try:
+        with ctx.guard.read():
+            docs = ctx.assistant.documents()
+    except AssistantError as exc:
+        return render_notice(friendly_error(exc, lang)), gr.update(), gr.update()
+    choices, outlets = ctx.doc_choices()
+    return render_documents(docs, lang), gr.update(choices=choices), gr.update(choices=outlets)
+
+
+# --------------------------------------------------------------------------- handlers: staff
+# Each checks the session's login flag itself: hidden controls are no protection.
+
+
+def denied(lang: str) -> str:
+    gr.Warning(t("msg.denied", lang))
+    return render_notice(t("msg.denied", lang))
+
+
+def staff_login(ctx: UIContext, given: Any, lang: str, client: str) -> tuple[Any, ...]:
+    """(admin flag, staff controls, status, password box, delete choices, trash choices, feedback)."""
+    wait = ctx.throttle.retry_after(client)
+    refused = (False, gr.update(visible=False), "", "", gr.update(choices=[]), gr.update(choices=[]),
+               gr.update(visible=False, value=""))
+    if wait > 0:  # refused at once, without looking at the password: nothing waits in a worker
+        return (*refused[:2], render_notice(t("msg.locked", lang, s=ceil(wait))), *refused[3:])
+    if check_password(given, ctx.password):
+        ctx.throttle.succeeded(client)
+        recent = render_feedback(feedback.read(ctx.feedback_file, 20), lang)
+        return (True, gr.update(visible=True), render_notice(t("msg.logged_in", lang), "ok"), "",
+                ctx.delete_choices(), ctx.trash_choices(), gr.update(visible=True, value=recent))
+    lock = ctx.throttle.failed(client)
+    message = t("msg.bad_password", lang) + (" " + t("msg.locked", lang, s=ceil(lock)) if lock else "")
+    return (*refused[:2], render_notice(message), *refused[3:])
+
+
+def staff_logout(lang: str) -> tuple[Any, ...]:
+    return (False, gr.update(visible=False), render_notice(t("msg.logged_out", lang), "info"), gr.update(choices=[]),
+            gr.update(choices=[]), gr.update(visible=False, value=""))
+
+
+def staff_upload(ctx: UIContext, files: Any, admin: bool, lang: str, progress: Any = None) -> tuple[Any, ...]:
+    """(status, upload box, delete choices, trash choices)."""
+    if admin is not True:
+        return denied(lang), gr.update(), gr.update(), gr.update()
+    if not files:
+        return render_notice(t("msg.no_files", lang)), gr.update(), gr.update(), gr.update()
+    saved: list[SavedUpload] = []
+    problems: list[str] = []
+    notes: list[str] = []
+    for f in files if isinstance(files, list) else []:
+        name = Path(str(f)).name
+        try:
+            src = uploaded_file(f)
+            saved.append(store_upload(src, name, ctx.corpus_dir, MAX_UPLOAD_BYTES))
+            src.unlink(missing_ok=True)  # Gradio's copy is not needed any more
+        except DocumentError as exc:
+            problems.append(f"{exc.path}: {exc.reason}")
+        except OSError as exc:
+            problems.append(f"{name}: {exc.strerror or 'cannot be read'}")
+    message = ""
+    if saved:
+        try:
+            report = ingest_under(ctx.assistant, ctx.guard, [u.path for u in saved], progress, lang)
+            message = _report_text(report, lang)
+            notes += settle_uploads(saved, report.errors, ctx.corpus_dir, lang)
+        except Exception as exc:
+            if not isinstance(exc, AssistantError):
+                log.exception("ingest failed")
+            problems.append(friendly_error(exc, lang))
+    names = ", ".join(u.path.name for u in saved)
+    parts = [render_notice(f"{names}: {message}", "ok")] if saved and message else []
+    parts += [render_notice(n, "info") for n in notes]
+    parts += [render_notice(p) for p in problems]
+    return "".join(parts), None, ctx.delete_choices(), ctx.trash_choices()
+
+
+def staff_delete(ctx: UIContext, doc_id: Any, remove_file: bool, admin: bool, lang: str) -> tuple[Any, ...]:
+    """(status, delete choices, trash choices)."""
+    if admin is not True:
+        return denied(lang), gr.update(), gr.update()
+    if not doc_id or not isinstance(doc_id, str):
+        return render_notice(t("msg.no_doc", lang)), gr.update(), gr.update()
+    try:
+        with ctx.guard.read():
+            records = {d.doc_id: d for d in ctx.assistant.documents()}
+        rec = records.get(doc_id)
+        # Only the index change holds the write lock (never around the call: the lock is not re-entrant).
+        removed = ctx.assistant.delete_document(doc_id, write_lock=ctx.guard.write)
+        note = ""
+        if rec is not None and remove_file is True:
+            note = _remove_file(rec.path, ctx.corpus_dir, [d for d in records.values() if d.doc_id != doc_id], lang)
+    except Exception as exc:
+        if not isinstance(exc, AssistantError):
+            log.exception("delete failed")
+        return render_notice(friendly_error(exc, lang)), gr.update(), gr.update()
+    done = t("status.deleted", lang, doc_id=doc_id, n=removed)
+    return render_notice(f"{done} {note}".strip(), "ok"), ctx.delete_choices(), ctx.trash_choices()
+
+
+def staff_restore_file(ctx: UIContext, name: Any, admin: bool, lang: str, progress: Any = None) -> tuple[Any, ...]:
+    """(status, delete choices, trash choices)."""
+    if admin is not True:
+        return denied(lang), gr.update(), gr.update()
+    if not name or not isinstance(name, str):
+        return render_notice(t("msg.no_trash", lang)), gr.update(), gr.update()
+    try:
+        target = restore(name, ctx.corpus_dir)
+        report = ingest_under(ctx.assistant, ctx.guard, [target], progress, lang)
+    except Exception as exc:
+        if not isinstance(exc, AssistantError):
+            log.exception("restore failed")
+        return render_notice(friendly_error(exc, lang)), gr.update(), ctx.trash_choices()
+    done = t("status.restored", lang, name=target.name) + _report_text(report, lang)
+    return render_notice(done, "ok"), ctx.delete_choices(), ctx.trash_choices()
+
+
+def staff_reindex(ctx: UIContext, full: bool, admin: bool, lang: str, progress: Any = None) -> tuple[Any, ...]:
+    """(status, delete choices)."""
+    if admin is not True:
+        return denied(lang), gr.update()
+    try:
+        report = ingest_under(ctx.assistant, ctx.guard, None, progress, lang, rebuild=full is True)
+    except Exception as exc:
+        if not isinstance(exc, AssistantError):
+            log.exception("re-index failed")
+        return render_notice(friendly_error(exc, lang)), gr.update()
+    return render_notice(_report_text(report, lang), "ok"), ctx.delete_choices()
+
+
+def staff_run_evaluation(ctx: UIContext, path: Any, k: Any, admin: bool, lang: str,
+                         progress: Any = None) -> tuple[Any, ...]:
+    """(status, metrics table, report file, report view)."""
+    from assistant.evaluation import load_gold, run_eval
+
+    if admin is not True:
+        return denied(lang), None, None, ""
+    if not path:
+        return render_notice(t("msg.no_gold", lang)), None, None, ""
+    try:
+        gold_file = uploaded_file(path)
+        if gold_file.stat().st_size > MAX_GOLD_BYTES:
+            raise DocumentError(gold_file.name, f"larger than {MAX_GOLD_BYTES // 2**20} MB")
+        items = load_gold(gold_file)
+        kk = max(1, min(20, int(k))) if isinstance(k, int | float) else 5
+        result = run_eval(_ProgressAsker(ctx.assistant, progress, len(items)), items, k=kk, progress=False)
+    except Exception as exc:
+        if not isinstance(exc, AssistantError | ValueError):
+            log.exception("evaluation failed")
+        message = friendly_error(exc, lang) if isinstance(exc, AssistantError) else str(exc)
+        # Name the uploaded file, never the server's folders (Gradio's cache path included).
+        message = message.replace(str(Path(str(path)).resolve()), Path(str(path)).name)
+        return render_notice(message.replace(str(path), Path(str(path)).name)), None, None, ""
+    report = result.render_html(title="Evaluation report")
+    out = ctx.reports.write(report)
+    header, rows = metrics_rows(result.metrics)
+    frame = f'<iframe class="eval-report" sandbox="" srcdoc="{html.escape(report, quote=True)}"></iframe>'
+    done = t("status.eval_done", lang, n=len(items), k=kk)
+    return render_notice(done, "ok"), {"headers": header, "data": rows}, str(out), frame
+
+
+# --------------------------------------------------------------------------- builders: one per tab
+
+
+class Labels:
+    """Components whose texts follow the language toggle: (component, property, strings key)."""
+
+    def __init__(self) -> None:
+        self.items: list[tuple[Any, str, str]] = []
+
+    def __call__(self, component: Any, prop: str, key: str) -> Any:
+        self.items.append((component, prop, key))
+        return component
+
+    def updates(self, lang: str) -> list[Any]:
+        updates = []
+        for _, prop, key in self.items:
+            change: dict[str, Any] = {prop: t(key, lang)}
+            updates.append(gr.update(**change))
+        return updates
+
+
+@dataclass
+class Session:
+    """Per-browser-session state: on the server (``gr.State``) and saved in the browser (``BrowserState``)."""
+
+    history: Any  # earlier questions of this conversation
+    conversation: Any  # the rendered chat, kept server side: the Chatbot is output-only
+    answers: Any  # (turn, answer) of this conversation, for the sources of every turn
+    records: Any  # one per question/answer message pair: what feedback on that answer refers to
+    saved_current: Any  # the current conversation with its sources, in the browser's localStorage
+    saved_past: Any  # earlier conversations with their quotes, in the browser's localStorage
+    is_admin: Any  # set only by a correct password, checked by every staff handler
+
+    @classmethod
+    def create(cls, secret: str) -> Session:
+        return cls(gr.State([]), gr.State([]), gr.State([]), gr.State([]),
+                   gr.BrowserState([], storage_key="alliance-assistant-current", secret=secret),
+                   gr.BrowserState([], storage_key="alliance-assistant-past", secret=secret), gr.State(False))
+
+
+def build_chat_tab(ctx: UIContext, s: Session, lang: Any, L: Labels) -> dict[str, Any]:  # noqa: N803
+    """The chat: conversation, question, filters, examples, earlier conversations, sources and viewer."""
+    c: dict[str, Any] = {}
+    with L(gr.Tab(t("ui.tab_chat", "en"), id="chat", elem_id="tab-chat"), "label", "ui.tab_chat"), gr.Row():
+        with gr.Column(scale=3):
+            c["chatbot"] = L(gr.Chatbot(elem_id="chatbot", height=520, latex_delimiters=[], buttons=[],
+                                        feedback_options=FEEDBACK_OPTIONS, sanitize_html=True,
+                                        label=t("ui.chatbot", "en"), show_label=False), "label", "ui.chatbot")
+            with gr.Row():
+                c["fb_comment"] = L(gr.Textbox(label=t("ui.fb_comment", "en"), elem_id="feedback-comment",
+                                               max_lines=2, scale=5), "label", "ui.fb_comment")
+                c["fb_status"] = gr.HTML(elem_id="feedback-status")
+            with gr.Row():
+                c["question"] = L(L(gr.Textbox(label=t("ui.question", "en"), placeholder=t("ui.question_ph", "en"),
+                                               elem_id="question", scale=5, lines=1, max_lines=4),
+                                    "label", "ui.question"), "placeholder", "ui.question_ph")
+                c["ask"] = L(gr.Button(t("ui.ask", "en"), variant="primary", elem_id="ask-btn", scale=1,
+                                       min_width=80), "value", "ui.ask")
+                c["clear"] = L(gr.Button(t("ui.clear", "en"), elem_id="clear-btn", scale=1, min_width=80),
+                               "value", "ui.clear")
+            with gr.Row():
+                c["past"] = L(gr.Dropdown([], label=t("ui.past", "en"), elem_id="past-conversations", scale=4),
+                              "label", "ui.past")
+                c["open"] = L(gr.Button(t("ui.open", "en"), elem_id="open-conversation", scale=1, min_width=80),
+                              "value", "ui.open")
+                c["export"] = L(gr.Button(t("ui.export", "en"), elem_id="export-btn", scale=1, min_width=80),
+                                "value", "ui.export")
+            c["export_file"] = L(gr.File(label=t("ui.export_file", "en"), interactive=False, elem_id="export-file",
+                                         visible=False), "label", "ui.export_file")
+            with L(gr.Accordion(t("ui.filters", "en"), open=False, elem_id="filters"), "label", "ui.filters"):
+                with gr.Row():
+                    c["f_doc"] = L(gr.Dropdown([], multiselect=True, label=t("ui.f_doc", "en"),
+                                               elem_id="filter-doc"), "label", "ui.f_doc")
+                    c["f_outlet"] = L(gr.Dropdown([], multiselect=True, label=t("ui.f_outlet", "en"),
+                                                  elem_id="filter-outlet"), "label", "ui.f_outlet")
+                with gr.Row():
+                    c["f_lang"] = L(gr.Dropdown([("—", ""), ("中文 zh", "zh"), ("English en", "en"),
+                                                 ("mixed", "mixed")], value="", label=t("ui.f_language", "en"),
+                                                elem_id="filter-language"), "label", "ui.f_language")
+                    c["f_from"] = L(gr.Textbox(label=t("ui.f_from", "en"), placeholder="2025-01-01",
+                                               elem_id="filter-from"), "label", "ui.f_from")
+                    c["f_to"] = L(gr.Textbox(label=t("ui.f_to", "en"), placeholder="2025-12-31",
+                                             elem_id="filter-to"), "label", "ui.f_to")
+            gr.Examples(EXAMPLES_STUDENTS, inputs=[c["question"]], label="For students · 学生常见问题",
+                        elem_id="examples-students")
+            gr.Examples(EXAMPLES_STAFF, inputs=[c["question"]], label="For staff · 教职工常见问题",
+                        elem_id="examples-staff")
+        with gr.Column(scale=2):
+            c["sources"] = gr.HTML(render_sources(None, 0), elem_id="sources")
+            c["doc_view"] = gr.HTML(elem_id="doc-view")
+            # Driven by the sources panel's "open the document" links (see HEAD); hidden by CSS, since
+            # Gradio does not render invisible components at all.
+            c["doc_request"] = gr.Textbox(elem_id="doc-request", elem_classes=["hidden-control"], show_label=False,
+                                          container=False)
+            c["doc_open"] = gr.Button("open", elem_id="doc-open", elem_classes=["hidden-control"])
+
+    session_outputs = [c["chatbot"], s.conversation, s.history, s.answers, s.records, c["sources"]]
+
+    def respond(text: str, messages: list[dict[str, Any]], past: list[str], turns: list[Any],
+               kept: list[dict[str, Any]], ui_lang: str, doc_ids: list[str] | None, outlets: list[str] | None,
+               language: str | None, date_from: str | None, date_to: str | None) -> Iterator[tuple[Any, ...]]:
+        yield from answer_question(ctx, text, messages, past, turns, kept, ui_lang,
+                           build_filters(doc_ids, outlets, language, date_from, date_to))
+
+    inputs = [c["question"], s.conversation, s.history, s.answers, s.records, lang, c["f_doc"], c["f_outlet"],
+              c["f_lang"], c["f_from"], c["f_to"]]
+    outputs = [c["chatbot"], s.conversation, c["question"], s.history, s.answers, c["sources"], s.records,
+               s.saved_current]
+    c["ask"].click(respond, inputs, outputs, api_visibility="private")
+    c["question"].submit(respond, inputs, outputs, api_visibility="private")
+    c["clear"].click(new_conversation, [s.answers, s.saved_past, lang],
+                     [*session_outputs, c["question"], s.saved_current, s.saved_past, c["past"], c["export_file"]],
+                     api_visibility="private")
+    c["open"].click(open_earlier, [c["past"], s.answers, s.saved_past, lang],
+                    [*session_outputs, s.saved_current, s.saved_past, c["past"]], api_visibility="private")
+
+    def on_export(turns: list[Any], ui_lang: str) -> Any:
+        return export_conversation(ctx, turns, ui_lang)
+
+    c["export"].click(on_export, [s.answers, lang], [c["export_file"]], api_visibility="private")
+
+    def on_open_document(request: str | None, ui_lang: str) -> str:
+        return open_document(ctx, request, ui_lang)
+
+    c["doc_open"].click(on_open_document, [c["doc_request"], lang], [c["doc_view"]], api_visibility="private")
+
+    def on_feedback(kept: list[dict[str, Any]], comment: str | None, ui_lang: str,
+                    data: gr.LikeData) -> tuple[Any, ...]:
+        return give_feedback(ctx, kept, comment, ui_lang, data.index, data.liked)
+
+    c["chatbot"].like(on_feedback, [s.records, c["fb_comment"], lang], [c["fb_status"], c["fb_comment"]],
+                      api_visibility="private")
+
+    c["session_outputs"] = session_outputs
+    return c
+
+
+def build_documents_tab(ctx: UIContext, s: Session, lang: Any, L: Labels) -> dict[str, Any]:  # noqa: N803
+    """The document list, and the staff controls (only when a password is configured)."""
+    c: dict[str, Any] = {}
+    with L(gr.Tab(t("ui.tab_docs", "en"), id="docs", elem_id="tab-docs"), "label", "ui.tab_docs"):
+        c["docs_html"] = gr.HTML(elem_id="docs-table")
+        c["refresh"] = L(gr.Button(t("ui.refresh", "en"), elem_id="refresh-docs", size="sm"), "value", "ui.refresh")
+        if ctx.password:
+            with L(gr.Accordion(t("ui.staff", "en"), open=False, elem_id="staff"), "label", "ui.staff"):
+                with gr.Row():
+                    c["pw"] = L(gr.Textbox(type="password", label=t("ui.password", "en"), elem_id="staff-password",
+                                           scale=3), "label", "ui.password")
+                    c["login"] = L(gr.Button(t("ui.login", "en"), elem_id="staff-login", scale=1), "value",
+                                   "ui.login")
+                c["status"] = gr.HTML(elem_id="staff-status")
+                c["feedback"] = gr.HTML(elem_id="staff-feedback", visible=False)
+                with gr.Column(visible=False, elem_id="staff-controls") as c["controls"]:
+                    c["uploads"] = L(gr.File(file_count="multiple", file_types=list(UPLOAD_SUFFIXES), type="filepath",
+                                             label=t("ui.upload", "en"), elem_id="upload"), "label", "ui.upload")
+                    c["upload"] = L(gr.Button(t("ui.upload_btn", "en"), variant="primary", elem_id="upload-btn"),
+                                    "value", "ui.upload_btn")
+                    with gr.Row():
+                        c["del_doc"] = L(gr.Dropdown([], label=t("ui.delete_doc", "en"), elem_id="delete-doc",
+                                                     scale=3), "label", "ui.delete_doc")
+                        c["del_file"] = L(gr.Checkbox(False, label=t("ui.delete_file", "en"), elem_id="delete-file"),
+                                          "label", "ui.delete_file")
+                        c["delete"] = L(gr.Button(t("ui.delete_btn", "en"), variant="stop", elem_id="delete-btn",
+                                                  scale=1), "value", "ui.delete_btn")
+                    with gr.Row():
+                        c["rebuild"] = L(gr.Checkbox(False, label=t("ui.rebuild", "en"), elem_id="rebuild"),
+                                         "label", "ui.rebuild")
+                        c["reindex"] = L(gr.Button(t("ui.reindex_btn", "en"), elem_id="reindex-btn"), "value",
+                                         "ui.reindex_btn")
+                        c["logout"] = L(gr.Button(t("ui.logout", "en"), elem_id="staff-logout", size="sm"),
+                                        "value", "ui.logout")
+                    with gr.Row():
+                        c["trash"] = L(gr.Dropdown([], label=t("ui.restore", "en"), elem_id="restore-file", scale=3),
+                                       "label", "ui.restore")
+                        c["restore"] = L(gr.Button(t("ui.restore_btn", "en"), elem_id="restore-btn", scale=1),
+                                         "value", "ui.restore_btn")
+    return c
+
+
+def wire_staff(ctx: UIContext, s: Session, lang: Any, d: dict[str, Any], refresh: Callable[[Any], Any]) -> None:
+    """The staff handlers of the Documents tab (management runs one event at a time)."""
+
+    def login(given: str, ui_lang: str, request: gr.Request | None = None) -> tuple[Any, ...]:
+        return staff_login(ctx, given, ui_lang, client_address(request))
+
+    login_outputs = [s.is_admin, d["controls"], d["status"], d["pw"], d["del_doc"], d["trash"], d["feedback"]]
+    # Instant handlers (no sleep): a guesser's queue place costs nobody else a wait.
+    d["login"].click(login, [d["pw"], lang], login_outputs, api_visibility="private")
+    d["pw"].submit(login, [d["pw"], lang], login_outputs, api_visibility="private")
+    d["logout"].click(staff_logout, [lang], [s.is_admin, d["controls"], d["status"], d["del_doc"], d["trash"],
+                                       d["feedback"]], api_visibility="private")
+
+    def upload(files: list[str] | None, admin: bool, ui_lang: str,
+                  progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:  # noqa: B008 - Gradio's idiom
+        return staff_upload(ctx, files, admin, ui_lang, progress)
+
+    refresh(d["upload"].click(upload, [d["uploads"], s.is_admin, lang],
+                              [d["status"], d["uploads"], d["del_doc"], d["trash"]],
+                              api_visibility="private", concurrency_limit=1))
+
+    def delete(doc_id: str | None, remove_file: bool, admin: bool, ui_lang: str) -> tuple[Any, ...]:
+        return staff_delete(ctx, doc_id, remove_file, admin, ui_lang)
+
+    refresh(d["delete"].click(delete, [d["del_doc"], d["del_file"], s.is_admin, lang],
+                              [d["status"], d["del_doc"], d["trash"]], api_visibility="private", concurrency_limit=1))
+
+    def restore_file(name: str | None, admin: bool, ui_lang: str,
+                   progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:  # noqa: B008
+        return staff_restore_file(ctx, name, admin, ui_lang, progress)
+
+    refresh(d["restore"].click(restore_file, [d["trash"], s.is_admin, lang], [d["status"], d["del_doc"], d["trash"]],
+                               api_visibility="private", concurrency_limit=1))
+
+    def reindex(full: bool, admin: bool, ui_lang: str,
+                   progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:  # noqa: B008
+        return staff_reindex(ctx, full, admin, ui_lang, progress)
+
+    refresh(d["reindex"].click(reindex, [d["rebuild"], s.is_admin, lang], [d["status"], d["del_doc"]],
+                               api_visibility="private", concurrency_limit=1))
+
+
+def build_eval_tab(ctx: UIContext, s: Session, lang: Any, L: Labels) -> None:  # noqa: N803
+    """Evaluation of a gold file (staff only: it reads an uploaded file and runs many questions)."""
+    with L(gr.Tab(t("ui.tab_eval", "en"), id="eval", elem_id="tab-eval"), "label", "ui.tab_eval"):
+        with gr.Row():
+            gold = L(gr.File(file_types=[".jsonl"], type="filepath", label=t("ui.gold", "en"), elem_id="gold-file"),
+                     "label", "ui.gold")
+            with gr.Column():
+                eval_k = L(gr.Slider(1, 20, value=5, step=1, label=t("ui.k", "en"), elem_id="eval-k"), "label", "ui.k")
+                run_btn = L(gr.Button(t("ui.run_eval", "en"), variant="primary", elem_id="run-eval"), "value",
+                            "ui.run_eval")
+        status = gr.HTML(elem_id="eval-status")
+        metrics = L(gr.Dataframe(label=t("ui.metrics", "en"), interactive=False, elem_id="eval-metrics"), "label",
+                    "ui.metrics")
+        report_file = L(gr.File(label=t("ui.report_file", "en"), interactive=False, elem_id="eval-file"), "label",
+                        "ui.report_file")
+        report_view = gr.HTML(elem_id="eval-report")
+
+    def run_evaluation(path: str | None, k: float, admin: bool, ui_lang: str,
+               progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:  # noqa: B008
+        return staff_run_evaluation(ctx, path, k, admin, ui_lang, progress)
+
+    run_btn.click(run_evaluation, [gold, eval_k, s.is_admin, lang], [status, metrics, report_file, report_view],
+                  api_visibility="private", concurrency_limit=1)
+
+
+def build_app(assistant: Any, admin_password: str | None = None) -> gr.Blocks:
+    """The Gradio app over ``assistant``; staff controls exist only when a password is configured.
+
+    ``admin_password`` None reads ``ASSISTANT_ADMIN_PASSWORD``; "" turns management off.
+    """
+    ctx = UIContext(assistant, _configured_password() if admin_password is None else (admin_password or None))
+    L = Labels()  # noqa: N806 - reads as a wrapper in the layout
+    # delete_cache: files uploaded to Gradio (anonymous route) or made for download go after an hour.
+    with gr.Blocks(title="Alliance Assistant · 产教联盟助手", analytics_enabled=False,
+                   delete_cache=(600, 3600)) as demo:
+        s = Session.create(ctx.browser_secret)
+        with gr.Row(equal_height=True):
+            L(gr.Markdown(t("ui.title", "en"), elem_id="title"), "value", "ui.title")
+            lang = L(gr.Radio([("English", "en"), ("中文", "zh")], value="en", label=t("ui.lang", "en"),
+                              elem_id="lang-toggle", scale=0, min_width=200), "label", "ui.lang")
+        with gr.Tabs():
+            chat = build_chat_tab(ctx, s, lang, L)
+            docs = build_documents_tab(ctx, s, lang, L)
+            if ctx.password:
+                build_eval_tab(ctx, s, lang, L)
+
+        def ask(text: str) -> dict[str, Any]:
+            """Gradio client endpoint: one question, no history; returns ``Answer.to_dict()``."""
+            return ask_api(ctx, text)
+
+        gr.api(ask, api_name="ask")  # outside the Tabs: an Api block there would be taken for a tab
+
+        def on_refresh(ui_lang: str) -> tuple[Any, ...]:
+            return refresh_documents(ctx, ui_lang)
+
+        refresh_outputs = [docs["docs_html"], chat["f_doc"], chat["f_outlet"]]
+
+        def then_refresh(event: Any) -> Any:
+            return event.then(on_refresh, [lang], refresh_outputs, api_visibility="private")
+
+        if ctx.password:
+            wire_staff(ctx, s, lang, docs, then_refresh)
+
+        def relabel(ui_lang: str, turns: list[Any]) -> list[Any]:
+            return [*L.updates(ui_lang), all_sources(turns or [], ui_lang)]
+
+        relabelled = lang.change(relabel, [lang, s.answers], [c for c, _, _ in L.items] + [chat["sources"]],
+                                 api_visibility="private")
+        then_refresh(relabelled)  # the table headers
+        docs["refresh"].click(on_refresh, [lang], refresh_outputs, api_visibility="private")
+        demo.load(None, None, [lang], js=LANG_JS)
+        demo.load(on_refresh, [lang], refresh_outputs, api_visibility="private")
+        demo.load(reload_conversation, [s.saved_current, s.saved_past, lang], [*chat["session_outputs"], chat["past"]],
+                  api_visibility="private")
+    return demo
 
 
 # --------------------------------------------------------------------------- app and serve

@@ -334,6 +334,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
 
 def _export_chat(session: Any, target: str) -> None:
     """``/export FILE``: the conversation so far as Markdown, with footnotes and quoted sources."""
+    from . import strings
     from .transcript import to_markdown
 
     answers = [t.answer for t in session.turns]
@@ -344,8 +345,8 @@ def _export_chat(session: Any, target: str) -> None:
     else:
         path = Path(target).expanduser()
         try:
-            path.write_text(to_markdown(answers, title="对话记录" if answers[0].language == "zh" else "Conversation"),
-                            encoding="utf-8")
+            title = strings.text("status.conversation_title", answers[0].language)
+            path.write_text(to_markdown(answers, title=title), encoding="utf-8")
         except OSError as exc:
             _warn("error", f"cannot write {path}: {exc.strerror or exc}")
             return

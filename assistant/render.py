@@ -17,7 +17,8 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
-from .answer import answer_language, messages
+from . import strings
+from .answer import messages
 from .schema import Answer, Citation, Passage
 
 # HTML's special characters and those Markdown (and KaTeX's $…$) would interpret, as entities: one
@@ -30,53 +31,11 @@ _MARKERS = re.compile(r"\[(\d{1,3}(?:\s*[,，]\s*\d{1,3})*)\]")
 # The end of a sentence with the citation markers that follow it: where streaming may pause.
 _SENTENCE_END = re.compile(r"[.!?。！？]+[\"'”’」』)）]*(?:\s*\[\d{1,3}(?:\s*[,，]\s*\d{1,3})*\])*\s*")
 
-UI_TEXT: dict[str, dict[str, str]] = {
-    "en": {
-        "sources": "Sources",
-        "related": "Possibly related passages",
-        "no_sources": "The sources of an answer appear here.",
-        "chars": "chars",
-        "quote": "Supporting quote",
-        "doc": "Document",
-        "title": "Title",
-        "outlet": "Outlet",
-        "date": "Date",
-        "language": "Language",
-        "chunks": "Chunks",
-        "documents": "documents",
-        "n_chunks": "chunks",
-        "no_docs": "No documents are indexed yet.",
-        "unsupported": "not supported by the cited passage",
-        "open_doc": "Open the document",
-        "page": "p. {n}",
-        "no_doc": "This document is not in the index.",
-    },
-    "zh": {
-        "sources": "来源",
-        "related": "可能相关的段落",
-        "no_sources": "回答的来源会显示在这里。",
-        "chars": "字符",
-        "quote": "支持引文",
-        "doc": "文档",
-        "title": "标题",
-        "outlet": "媒体",
-        "date": "日期",
-        "language": "语言",
-        "chunks": "段落数",
-        "documents": "个文档",
-        "n_chunks": "个段落",
-        "no_docs": "尚未索引任何文档。",
-        "unsupported": "引用的段落不支持此句",
-        "open_doc": "打开全文",
-        "page": "第 {n} 页",
-        "no_doc": "找不到这个文档。",
-    },
-}
 
 
 def ui_text(lang: str) -> dict[str, str]:
-    """Panel labels in the UI language ("zh" for Chinese, English otherwise)."""
-    return UI_TEXT[answer_language(lang)]
+    """The sources panel's and document table's fixed texts in ``lang`` (from ``strings.toml``)."""
+    return strings.section("sources", lang)
 
 
 def esc(text: object) -> str:

@@ -39,6 +39,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from . import strings
 from .corpus_files import keep_version
 from .errors import AssistantError, ConfigError, DocumentError, LLMError, QuestionError, StoreError
 
@@ -271,18 +272,17 @@ def friendly_error(exc: BaseException, lang: str = "en") -> str:
 
 
 def _friendly(exc: BaseException, lang: str) -> str:
-    zh = lang == "zh"
     if isinstance(exc, QuestionError):
         return str(exc)
     if isinstance(exc, ConfigError):
-        return f"设置或筛选条件无效：{exc}" if zh else f"Invalid setting or filter: {exc}"
+        return strings.text("errors.invalid", lang, error=exc)
     if isinstance(exc, StoreError):
-        return f"文档索引不可用：{exc}" if zh else f"The document index is not available: {exc}"
+        return strings.text("errors.store", lang, error=exc)
     if isinstance(exc, LLMError):
-        return "语言模型没有响应，请稍后再试。" if zh else "The language model did not respond; please try again."
+        return strings.text("errors.llm", lang)
     if isinstance(exc, AssistantError):
         return str(exc)
-    return "出现内部错误，请重试。" if zh else "Something went wrong on our side; please try again."
+    return strings.text("errors.internal", lang)
 
 
 def error_status(exc: AssistantError) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from . import strings
 from .schema import Answer, AnswerSentence, Citation, Passage
 
 WINDOW = 200  # characters of the cited passage kept on each side of the quote
@@ -97,12 +98,13 @@ def _footnoted(text: str, turn: int, numbers: Iterable[int]) -> str:
 
 def to_markdown(turns: Sequence[Answer], title: str = "Conversation") -> str:
     """A conversation as Markdown: each question, its answer with footnotes, and the quoted sources."""
-    zh = bool(turns) and turns[0].language == "zh"
+    lang = turns[0].language if turns else "en"
+    words = strings.section("export", lang)
     lines = [f"# {title}", ""]
     for i, answer in enumerate(turns, start=1):
-        lines += [f"## {'问题' if zh else 'Question'} {i}: {answer.question.strip()}", ""]
+        lines += [f"## {words['question']} {i}: {answer.question.strip()}", ""]
         if answer.standalone_question.strip() != answer.question.strip():
-            lines += [f"*{'检索' if zh else 'Searched for'}: {answer.standalone_question.strip()}*", ""]
+            lines += [f"*{words['searched']}: {answer.standalone_question.strip()}*", ""]
         lines += [_footnoted(answer.answer.strip(), i, (c.n for c in answer.citations)), ""]
         for c in answer.citations:
             where = ", ".join(x for x in (c.outlet, c.date) if x)
@@ -111,7 +113,7 @@ def to_markdown(turns: Sequence[Answer], title: str = "Conversation") -> str:
             lines.append(f"[^{i}-{c.n}]: {head} — `{c.doc_id}`{page}, chars {c.start}–{c.end}: “{c.quote.strip()}”")
         if answer.abstained and answer.related:
             lines.append("")
-            lines.append("可能相关：" if zh else "Possibly related:")
+            lines.append(words["related"])
             lines += [f"- {p.title or p.doc_id} (`{p.doc_id}`)" for p in answer.related]
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
