@@ -1,0 +1,75 @@
+"""The UI's handlers as plain functions of a UIContext and event values: no browser, no server."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from ui_fixtures import clone_index, open_assistant, sample_index  # noqa: F401
+
+import ui
+from assistant import feedback
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def ctx(sample_index: Any, tmp_path_factory: pytest.TempPathFactory) -> ui.UIContext:  # noqa: F811
+    paths = clone_index(sample_index, tmp_path_factory.mktemp("handlers"))
+    return ui.UIContext(open_assistant(paths), password="pw")
+
+
+def _run(ctx: ui.UIContext, question: str, past: list[str], turns: list[Any], kept: list[Any]) -> tuple[Any, ...]:
+    *_, last = ui.answer_question(ctx, question, [], past, turns, kept, "en", {})
+    return last
+
+
+def test_a_conversation_round_trip_through_the_browser_record(ctx: ui.UIContext) -> None:
+    messages, _, _, past, turns, panel, kept, saved = _run(ctx, "What is the Suzhou alliance?", [], [], [])
+    assert len(messages) == 2 and past == ["What is the Suzhou alliance?"] and 'id="turn-1"' in panel
+    assert kept[0]["answer"]["citations"] and saved[0]["question"] == "What is the Suzhou alliance?"
+    browser = json.loads(json.dumps(saved))  # what the browser keeps and sends back
+    chat, _, history, restored, records, sources, _ = ui.reload_conversation(browser, [], "en")
+    assert history == past and len(chat) == 2 and restored[0][1].answer == turns[0][1].answer
+    marks = [re.findall(r"<mark>(.*?)</mark>", html) for html in (sources, panel)]
+    assert marks[0] == marks[1] and marks[0]  # the same quotes (the saved passage is cut around them)
+    # New conversation: the current one goes to the earlier ones, and can be opened again.
+    out = ui.new_conversation(turns, [], "en")
+    earlier = out[8]
+    assert out[0] == [] and earlier[0]["title"] == "What is the Suzhou alliance?"
+    opened = ui.open_earlier(0, [], json.loads(json.dumps(earlier)), "en")
+    assert opened[2] == past and opened[7] == []
+    assert ui.open_earlier(5, [], earlier, "en")[0] == ui.gr.update()  # a pick that does not exist
+
+
+def test_staff_handlers_refuse_without_login_and_lock_out_guessers(ctx: ui.UIContext) -> None:
+    before = [d.doc_id for d in ctx.assistant.documents()]
+    assert "login" in ui.staff_upload(ctx, ["/etc/passwd"], False, "en")[0].lower()
+    assert "login" in ui.staff_delete(ctx, before[0], True, "yes", "en")[0].lower()  # a truthy non-True flag
+    assert "login" in ui.staff_reindex(ctx, True, 1, "en")[0].lower()
+    assert "login" in ui.staff_run_evaluation(ctx, "/etc/passwd", 5, False, "en")[0].lower()
+    assert [d.doc_id for d in ctx.assistant.documents()] == before
+    for _ in range(ctx.throttle.free_attempts + 1):  # the one past the free attempts starts the lock-out
+        assert ui.staff_login(ctx, "wrong", "en", "10.9.9.9")[0] is False
+    locked = ui.staff_login(ctx, "pw", "en", "10.9.9.9")
+    assert locked[0] is False and "Too many" in locked[2]
+    assert ui.staff_login(ctx, "pw", "zh", "10.9.9.8")[0] is True
+
+
+def test_feedback_handler_writes_one_line(ctx: ui.UIContext) -> None:
+    *_, kept, _ = _run(ctx, "When was the Changzhou alliance founded?", [], [], [])
+    status, comment = ui.give_feedback(ctx, kept, "wrong date", "en", 1, False)
+    assert "Thank you" in status and comment == ""
+    assert feedback.read(ctx.feedback_file)[-1]["comment"] == "wrong date"
+    assert ui.give_feedback(ctx, kept, "x", "en", 0, False) == ("", ui.gr.update())  # a question, not an answer
+
+
+def test_open_document_only_for_indexed_ids(ctx: ui.UIContext) -> None:
+    doc = ctx.assistant.documents()[0]
+    shown = ui.open_document(ctx, json.dumps([doc.doc_id, 0, 5]), "en")
+    assert "doc-text" in shown
+    assert "not in the index" in ui.open_document(ctx, json.dumps([str(Path("/etc/passwd")), 0, 5]), "en")
+    assert ui.open_document(ctx, "{bad", "en") == ""
