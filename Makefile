@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export ANONYMIZED_TELEMETRY := False
 
-.PHONY: setup run test lint bench eval index clean
+.PHONY: setup run test lint bench eval index clean train
 
 setup: $(STAMP)
 
@@ -42,6 +42,13 @@ eval: index
 bench: setup
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
 	$(BIN)/python bench/run.py
+
+# Refit the learned sentence scorer on the development sets (../shared/bench-data; fixed seed) and
+# write assistant/models/sentence_scorer.json. Needs scikit-learn (the `train` extra); `make test`
+# never retrains.
+train: setup
+	$(BIN)/python -m pip install --quiet -e '.[train]'
+	$(BIN)/python -m assistant.train
 
 clean:
 	rm -rf $(VENV) index/chroma index/lexical

@@ -8,18 +8,24 @@ too weak.
 
 from __future__ import annotations
 
+import math
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import asdict, dataclass, replace
 from functools import lru_cache
 from typing import Any
+
+import numpy as np
 
 from .chunking import inline_items
 from .errors import ConfigError
 from .retrieval import LexicalIndex, QueryTerms, analyse, bigrams, term_coverage
 from .schema import Answer, AnswerSentence, Citation, Passage, Span
-from .text import EN_STOPWORDS, has_cjk, segment_zh, tokenize
+from .scorer import shipped_scorer
+from .text import EN_STOPWORDS, has_cjk, segment_zh, to_simplified, tokenize
 
 MESSAGES: dict[str, dict[str, str]] = {
     "en": {
@@ -110,6 +116,17 @@ class AnswerSettings:
     # 0.845 -> 0.849, false abstention 0.034 -> 0.009. Within one language it cost SQuAD 1.1 dev and
     # CMRC 2018 trial a question each (the words next to the number are matched directly there).
     count_weight: float = 0.4
+    # Choose sentences by the learned scorer's probability (``scorer.shipped_scorer``) instead of the
+    # hand-written score above (which stays one of its features and the fallback without a model).
+    learned: bool = True
+    # With the learned scorer, abstain when the best sentence's probability of answering is below
+    # the model's threshold (chosen in training for a stated false-abstention rate), or below
+    # ``abstain_threshold`` when set; ``abstain_rules`` says which hand rules still apply beside it:
+    # "all", "checks" (all but the coverage and similarity floors, which the probability replaces),
+    # "names" (only: the question names something the corpus never mentions) or "none".
+    learned_abstention: bool = True
+    abstain_threshold: float | None = None
+    abstain_rules: str = "checks"
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_sentences <= 20:
@@ -139,6 +156,10 @@ class AnswerSettings:
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ConfigError(f"{name} must be between 0 and 1, got {value}")
+        if self.abstain_threshold is not None and not 0.0 <= self.abstain_threshold <= 1.0:
+            raise ConfigError(f"abstain_threshold must be between 0 and 1, got {self.abstain_threshold}")
+        if self.abstain_rules not in ("all", "checks", "names", "none"):
+            raise ConfigError(f'abstain_rules must be "all", "checks", "names" or "none", got {self.abstain_rules!r}')
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -156,6 +177,8 @@ class Candidate:
     score: float
     tokens: frozenset[str] = frozenset()
     topic: frozenset[str] = frozenset()  # what its document is about (see ``_topics``)
+    features: tuple[float, ...] = ()  # ``scorer.FEATURE_NAMES``, for the learned scorer and training
+    probability: float | None = None  # the learned scorer's P(answers the question), when it scored
 
 
 # The sources' own reference marks ("... 1.6 billion RMB [1][4].") would read as our citations.
@@ -350,51 +373,70 @@ def answer_kind(question: str) -> str | None:
     return None
 
 
+_CJK_CHAR = re.compile(r"[\u3400-\u9fff]")
+# Characters of question words and particles: they say what is asked, not what the answer is about.
+_QUESTION_CHARS = frozenset("什么哪谁几多少何时候为怎样如吗呢的了是在有和与")
+
+
 def score_candidates(
     passages: Sequence[Passage],
     terms: QueryTerms,
     lexical: LexicalIndex,
     settings: AnswerSettings,
     question: str = "",
+    best_dense: float = 0.0,
+    followup: bool = False,
 ) -> list[Candidate]:
     """Score every sentence of the top passages; best first.
 
-    Coverage of the question decides, with the document's topic words discounted: the sentence
-    that names the alliance again matters less than the one that says what was asked about it
-    (top sentence correct on eval/gold.jsonl: en 0.86 -> 0.88, zh 0.53 -> 0.61). The question's
-    word pairs found in the same order favour the sentence that says what was asked ("think tank";
-    en 0.81 -> 0.86); being in the top passage's document and holding the kind of answer asked for
-    (``question``: a number, a date) break ties (see ``AnswerSettings``).
+    With ``settings.learned`` and a shipped model (``scorer.shipped_scorer``) the score is the
+    model's probability that the sentence answers the question, from the features of
+    ``scorer.FEATURE_NAMES``. Otherwise (and as one of those features) the hand-written score:
+    coverage of the question with the document's topic words discounted (the sentence that names
+    the alliance again matters less than the one that says what was asked about it), plus the
+    question's word pairs found in order, being in the top passage's document and holding the kind
+    of answer asked for (``question``: a number, a date), weighted as in ``AnswerSettings``.
     """
     sentences = []
     for rank, passage in enumerate(passages[: settings.passages]):
-        for sentence in passage.sentences or [Span(passage.start, passage.end)]:
+        spans = passage.sentences or [Span(passage.start, passage.end)]
+        for index, sentence in enumerate(spans):
             for span in passage_items(passage, sentence):
                 text = passage.span_text(span)
                 sequence = tokenize(text)
                 if sequence and not is_heading(text, passage.title):
-                    sentences.append((passage, rank, span, text, sequence, frozenset(sequence)))
-    topics = _topics(sentences, settings.topic_share)
+                    sentences.append((passage, rank, span, text, sequence, frozenset(sequence), index))
+    topics = _topics([s[:6] for s in sentences], settings.topic_share)
     top_doc = passages[0].doc_id if passages else ""
     wanted = answer_kind(question)
-    passage_weight = settings.passage_weight * lexical.script_share("zh") if terms.language == "zh" else 0.0
+    zh_share = lexical.script_share("zh") if terms.language == "zh" else 0.0
+    passage_weight = settings.passage_weight * zh_share
     other_script = 1.0 - lexical.script_share("zh" if terms.language == "zh" else "en")
     count_weight = settings.count_weight * other_script if wanted == "number" else 0.0
-    counted = counted_tokens(question) if count_weight > 0 else frozenset()
+    counted = counted_tokens(question) if wanted == "number" else frozenset()
     known = frozenset(t for t, _ in terms.all_terms) | frozenset(tokenize(question)) if wanted == "org" else frozenset()
+    role = asked_role(question)
+    types = [ANSWER_TYPES[t][1] for t in expected_types(question)]
     top_score = max((p.score for p in passages[: settings.passages]), default=0.0) or 1.0
+    question_chars = set(_CJK_CHAR.findall(to_simplified(question))) - _QUESTION_CHARS
+    question_tokens = frozenset(t for t, _ in terms.all_terms)
+    kinds = [wanted in ("when", "year"), wanted == "number", wanted == "why", wanted == "org"]
     out: list[Candidate] = []
-    for passage, rank, span, text, sequence, toks in sentences:
+    rows: list[list[float]] = []
+    for passage, rank, span, text, sequence, toks, index in sentences:
         cov = term_coverage(terms, toks, lexical)
         focused = term_coverage(terms, toks, lexical, topics[passage.doc_id], settings.topic_discount)
         pairs = len(terms.bigrams & bigrams(sequence)) / len(terms.bigrams) if terms.bigrams else 0.0
         dense = max(passage.scores.get("dense", 0.0), 0.0)
+        shown = display_text(text)
         if wanted == "org":
             # Only in the top passage's document: elsewhere a sentence naming its own college ("as
             # the leading unit of the community") outranked the asked-about community's sentences.
             typed = passage.doc_id == top_doc and names_new_org(text, known)
         else:
-            typed = wanted is not None and ANSWER_KINDS[wanted][1].search(display_text(text)) is not None
+            typed = wanted is not None and ANSWER_KINDS[wanted][1].search(shown) is not None
+        counting = bool(counted) and counts(text, counted)
+        relative = passage.score / top_score
         score = (
             focused
             + settings.pair_weight * pairs
@@ -402,10 +444,62 @@ def score_candidates(
             + settings.type_weight * typed
             + settings.rank_weight / (1 + rank)
             + settings.dense_weight * dense
-            + passage_weight * passage.score / top_score
-            + (count_weight * counts(text, counted) if counted else 0.0)
+            + passage_weight * relative
+            + count_weight * counting
+        )
+        rows.append(
+            [
+                cov,
+                focused,
+                pairs,
+                float(passage.doc_id == top_doc),
+                float(typed),
+                float(wanted is not None and not typed),
+                float(counting),
+                float(bool(role & toks)),
+                float(any(t.search(shown) for t in types)),
+                1.0 / (1 + rank),
+                relative,
+                relative * zh_share,
+                dense,
+                float(index == 0),
+                float(passage.chunk_id.endswith("::0")),
+                math.log1p(len(text)),
+                cov,  # coverage_gap, focused_gap, hand_score_ratio and hand_best: filled below
+                focused,
+                score,
+                0.0,
+                other_script,
+                cov * other_script,
+                best_dense,
+                0.0,  # best_coverage: below
+                float(wanted is not None),
+                float(followup),
+                len(question_chars & set(to_simplified(text))) / len(question_chars) if question_chars else 0.0,
+                math.log1p(len(toks - question_tokens)),
+                *(float(typed and k) for k in kinds),
+            ]
         )
         out.append(Candidate(passage, rank, span, text, cov, score, toks, topics[passage.doc_id]))
+    if not out:
+        return out
+    features = np.asarray(rows, dtype=float)
+    best_cov, best_focused, best_score = features[:, 0].max(), features[:, 1].max(), features[:, 18].max()
+    features[:, 16] -= best_cov
+    features[:, 17] -= best_focused
+    features[:, 18] = features[:, 18] / best_score if best_score > 0 else 0.0
+    features[int(np.argmax([c.score for c in out])), 19] = 1.0
+    features[:, 23] = best_cov
+    # The probability is computed whenever a model ships (abstention reads it); it ranks only with
+    # ``settings.learned``.
+    model = shipped_scorer() if settings.learned or settings.learned_abstention else None
+    probabilities = model.probabilities(features) if model is not None else None
+    for i, cand in enumerate(out):
+        cand.features = tuple(float(v) for v in features[i])
+        if probabilities is not None:
+            cand.probability = float(probabilities[i])
+            if settings.learned:
+                cand.score = cand.probability
     out.sort(key=lambda c: -c.score)
     return out
 
@@ -680,11 +774,27 @@ def unknown_names(names: Sequence[str], lexical: LexicalIndex) -> list[str]:
         if name.isupper() and len(name) <= 6:
             continue  # an acronym ("NEV") may abbreviate words the corpus spells out
         # The name itself, or its dictionary translation (the corpus may be in the other script).
-        tokens = [t for t, _ in (translate_zh_to_en(name) if has_cjk(name) else translate_en_to_zh(name))]
-        tokens += tokenize(name)
+        translated = [t for t, _ in (translate_zh_to_en(name) if has_cjk(name) else translate_en_to_zh(name))]
+        if not translated and lexical.script_share("zh" if has_cjk(name) else "en") < 0.5:
+            # Mostly written in the other script, and the dictionary cannot translate the name (most
+            # proper names): its absence from the index says nothing. XQuAD English questions over
+            # Chinese text abstained on 15% of their answerable questions through this alone.
+            continue
+        tokens = translated + tokenize(name)
         if tokens and not any(t in lexical.vocab for t in tokens):
             out.append(name)
     return out
+
+
+def _weak_match(candidates: Sequence[Candidate], best_dense: float, settings: AnswerSettings) -> str | None:
+    """The hand-written floor: too little coverage and too little similarity."""
+    # The best-covering sentence of the best-scoring one's passage decides: the sentence that says
+    # what was asked ("five strategic focus areas:") may name little of what it is about.
+    best = candidates[0]
+    cov = max(c.coverage for c in candidates if c.passage.chunk_id == best.passage.chunk_id)
+    if cov < settings.min_coverage and best_dense < settings.min_dense:
+        return f"weak match (coverage {cov:.2f}, similarity {best_dense:.2f})"
+    return None
 
 
 def abstain_reason(
@@ -698,19 +808,33 @@ def abstain_reason(
 ) -> str | None:
     """Why the documents do not hold the answer, or None when they seem to.
 
-    Abstain when no sentence covers enough of the question (and no passage is close in meaning),
-    when the question names something the corpus never mentions, when it asks for a fee, phone
-    number, e-mail address or date and the passages that match it hold none, or when it asks how
-    many X or who holds a role and no best-matching sentence counts X or names the role.
+    With the learned scorer, abstain when the best sentence's probability of answering is below the
+    model's threshold; without it (or with ``abstain_rules`` "all"), when no sentence covers enough
+    of the question and no passage is close in meaning. Unless ``abstain_rules`` is "none" or
+    "names", also when the question names something the corpus never mentions, when it asks for a
+    fee, phone number, e-mail address or date and the passages that match it hold none, or when it
+    asks how many X or who holds a role and no best-matching sentence counts X or names the role.
     """
     if not candidates:
         return "no passage matches the question"
-    # The best-covering sentence of the best-scoring one's passage decides: the sentence that says
-    # what was asked ("five strategic focus areas:") may name little of what it is about.
-    best = candidates[0]
-    cov = max(c.coverage for c in candidates if c.passage.chunk_id == best.passage.chunk_id)
-    if cov < settings.min_coverage and best_dense < settings.min_dense:
-        return f"weak match (coverage {cov:.2f}, similarity {best_dense:.2f})"
+    model = shipped_scorer()
+    p = max((c.probability for c in candidates if c.probability is not None), default=None)
+    learned = settings.learned_abstention and p is not None and model is not None
+    if learned:
+        assert p is not None and model is not None
+        threshold = model.threshold if settings.abstain_threshold is None else settings.abstain_threshold
+        if p < threshold:
+            return f"no sentence seems to answer (probability {p:.2f} < {threshold:.2f})"
+        if settings.abstain_rules == "none":
+            return None
+        if settings.abstain_rules == "names":
+            unknown = unknown_names(names, lexical)
+            return f"the documents never mention {', '.join(unknown)}" if unknown else None
+    if not (learned and settings.abstain_rules == "checks"):
+        # With the model, "checks" drops this floor: the probability replaces it.
+        weak = _weak_match(candidates, best_dense, settings)
+        if weak:
+            return weak
     unknown = unknown_names(names, lexical)
     if unknown:
         return f"the documents never mention {', '.join(unknown)}"
@@ -756,6 +880,22 @@ def cited_first(passages: Sequence[Passage], cited: Sequence[str]) -> list[Passa
     return sorted(passages, key=lambda p: rank.get(p.chunk_id, len(rank)))
 
 
+# Training (``assistant.train``) collects the scored candidates of every answer through this.
+_RECORDER: ContextVar[list[tuple[list[Candidate], float]] | None] = ContextVar("candidate_recorder", default=None)
+
+
+@contextmanager
+def record_candidates() -> Iterator[list[tuple[list[Candidate], float]]]:
+    """Within the block, every ``extractive_answer`` appends its candidates (best first) and the
+    best dense similarity to the yielded list."""
+    sink: list[tuple[list[Candidate], float]] = []
+    token = _RECORDER.set(sink)
+    try:
+        yield sink
+    finally:
+        _RECORDER.reset(token)
+
+
 def extractive_answer(
     question: str,
     standalone: str,
@@ -766,17 +906,26 @@ def extractive_answer(
     settings: AnswerSettings,
     names: Sequence[str] = (),
     asks: str = "",
+    followup: bool = False,
 ) -> Answer:
     """Quote the best sentences with citations [1]..[n], or abstain with "possibly related" passages.
 
     ``asks`` is the question whose answer kind and expected types apply, when not ``question``
-    itself: the standalone question of an elliptical follow-up ("What about Nanhai?")."""
+    itself: the standalone question of an elliptical follow-up ("What about Nanhai?"); ``followup``
+    says the question leans on earlier turns."""
     language = answer_language(terms.language)
     text = messages(language)
     asks = asks or question
-    candidates = score_candidates(passages, terms, lexical, settings, asks)
+    candidates = score_candidates(passages, terms, lexical, settings, asks, best_dense, followup)
+    sink = _RECORDER.get()
+    if sink is not None:
+        sink.append((candidates, best_dense))
     confidence = candidates[0].coverage if candidates else 0.0
     reason = abstain_reason(asks, candidates, passages, best_dense, lexical, settings, names)
+    chosen = select(candidates, settings, terms, lexical) if reason is None else []
+    if reason is None and not chosen:
+        # The best sentences share no term with the question ("?!?!"): nothing to quote.
+        reason = "no sentence shares a term with the question"
     if reason is not None:
         return Answer(
             question=question,
@@ -789,7 +938,6 @@ def extractive_answer(
             confidence=round(confidence, 4),
             notes=[reason],
         )
-    chosen = select(candidates, settings, terms, lexical)
     if settings.follow_continuation:
         chosen = [with_continuation(c, chosen, settings.continuation_chars) for c in chosen]
     # Present the chosen sentences in reading order within each passage, passages by relevance.

@@ -424,8 +424,9 @@ def test_source_reference_marks_are_no_number() -> None:
     passage = Passage("c", "d", text, 0, len(text), 1.0, sentences=spans)
     question = "How many professionals has the college trained?"
     terms = analyse(question)
-    typed = score_candidates([passage], terms, lexical, AnswerSettings(), question)
-    plain = score_candidates([passage], terms, lexical, AnswerSettings(type_weight=0.0), question)
+    # The hand-written score (one of the learned scorer's features) gives the answer kind its weight.
+    typed = score_candidates([passage], terms, lexical, AnswerSettings(learned=False), question)
+    plain = score_candidates([passage], terms, lexical, AnswerSettings(type_weight=0.0, learned=False), question)
     bonus = {c.text: c.score - next(p.score for p in plain if p.span == c.span) for c in typed}
     assert bonus[marked] == pytest.approx(0.0)
     assert bonus[counted] == pytest.approx(0.2)
@@ -520,13 +521,14 @@ def test_which_two_does_not_look_for_the_word_two(assistant: Assistant) -> None:
 
 
 def _scored(a: Assistant, question: str, **off: float) -> tuple[list[Candidate], list[Candidate]]:
-    """The sentences scored for ``question`` with the default settings, and with ``off`` changed."""
+    """The sentences scored by the hand-written score (a feature of the learned scorer) for
+    ``question`` with the default weights, and with ``off`` changed."""
     passages, _, _ = a.retriever.search(question)
     terms = analyse(question, AnswerSettings().focus_weight)
     lexical = a.retriever.lexical
     return (
-        score_candidates(passages, terms, lexical, AnswerSettings(), question),
-        score_candidates(passages, terms, lexical, AnswerSettings(**off), question),
+        score_candidates(passages, terms, lexical, AnswerSettings(learned=False), question),
+        score_candidates(passages, terms, lexical, AnswerSettings(learned=False, **off), question),
     )
 
 
@@ -738,14 +740,16 @@ def test_passage_score_counts_only_for_chinese_over_chinese(chinese_articles: As
     question = "青石巷有多长？"
     passages, terms, _ = a.retriever.search(question)
     lexical = a.retriever.lexical
-    with_weight = score_candidates(passages, terms, lexical, AnswerSettings(), question)
-    without = score_candidates(passages, terms, lexical, AnswerSettings(passage_weight=0.0), question)
+    # The hand-written score (a feature of the learned scorer) is what the weight changes.
+    hand = AnswerSettings(learned=False)
+    with_weight = score_candidates(passages, terms, lexical, hand, question)
+    without = score_candidates(passages, terms, lexical, replace(hand, passage_weight=0.0), question)
     top = max(p.score for p in passages)
     for c in with_weight:
         same = next(w for w in without if w.span == c.span and w.passage.chunk_id == c.passage.chunk_id)
         assert c.score == pytest.approx(same.score + c.passage.score / top)  # all chunks are Chinese: share 1
     assert not any(is_heading(c.text, c.passage.title) for c in with_weight)
     english = analyse("How long is Qingshi Lane?")
-    plain = score_candidates(passages, english, lexical, AnswerSettings(passage_weight=0.0))
-    weighted = score_candidates(passages, english, lexical, AnswerSettings())
+    plain = score_candidates(passages, english, lexical, replace(hand, passage_weight=0.0))
+    weighted = score_candidates(passages, english, lexical, hand)
     assert [c.score for c in weighted] == [c.score for c in plain]

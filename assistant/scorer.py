@@ -1,0 +1,116 @@
+"""The learned sentence scorer: a logistic regression over the features ``answer.score_candidates``
+computes for every candidate sentence, fitted by ``python -m assistant.train`` on the development
+sets and shipped as JSON (``assistant/models/sentence_scorer.json``).
+
+Scoring needs numpy only: scikit-learn is used to fit the model, never to answer.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+MODEL_FILE = "sentence_scorer.json"
+
+# The features of one candidate sentence, in this order (``answer.sentence_features`` fills them).
+# Sentence-level: what the sentence holds; question-level ones (the same for every candidate of a
+# question) do not change the ranking, they calibrate the probability that the best one answers.
+FEATURE_NAMES: tuple[str, ...] = (
+    "coverage",  # IDF-weighted share of the question's terms (own or translated) in the sentence
+    "focused",  # the same with the document's topic words discounted and focus words doubled
+    "pairs",  # share of the question's adjacent word pairs found in the sentence
+    "top_document",  # the sentence is in the top passage's document
+    "typed",  # holds the kind of answer asked for (a date for "when", a number for "how many"...)
+    "typed_missing",  # the question asks for a kind of answer and the sentence holds none
+    "counts",  # "how many X": a number a few words before X
+    "role",  # "who is the ROLE": the sentence names the role
+    "expected_type",  # an asked-for fee, phone, e-mail or date is in the sentence
+    "inverse_rank",  # 1 / (1 + rank of its passage)
+    "passage_score",  # its passage's fused score relative to the top passage's
+    "passage_score_zh",  # the same, for a Chinese question over Chinese text (char and title checks)
+    "dense",  # its passage's dense similarity to the question
+    "lead",  # first sentence of its passage
+    "first_chunk",  # its passage opens its document
+    "log_chars",  # log of its length in characters
+    "coverage_gap",  # its coverage minus the best coverage among the candidates
+    "focused_gap",  # its focused coverage minus the best among the candidates
+    "hand_score_ratio",  # the hand-written score relative to the best candidate's
+    "hand_best",  # the hand-written score ranks it first
+    "cross_lingual",  # share of the index written in the other script than the question
+    "coverage_cross",  # coverage times cross_lingual: translated coverage is coarser
+    "best_dense",  # the best dense similarity of any passage (question-level)
+    "best_coverage",  # the best coverage of any candidate (question-level)
+    "asks_kind",  # the question asks for a kind of answer (question-level)
+    "followup",  # the question leans on earlier turns (question-level)
+    "chars",  # share of the question's Chinese characters in the sentence (paraphrases share characters)
+    "novelty",  # log of the number of the sentence's tokens the question lacks (an answer adds something)
+    "typed_date",  # "typed" for a "when" / "which year" question
+    "typed_number",  # "typed" for a "how many" question
+    "typed_why",  # "typed" for a "why" question
+    "typed_org",  # "typed" for a "which company" question
+)
+
+
+@dataclass(frozen=True)
+class SentenceScorer:
+    """Weights of a logistic regression over ``FEATURE_NAMES`` (standardized inside: the weights
+    apply to ``(x - mean) / scale``), and the probability below which the answer abstains."""
+
+    names: tuple[str, ...]
+    mean: np.ndarray
+    scale: np.ndarray
+    weights: np.ndarray
+    intercept: float
+    threshold: float
+    meta: dict[str, Any]
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SentenceScorer:
+        names = tuple(data["features"])
+        if names != FEATURE_NAMES:
+            raise ValueError(f"model features {names} differ from the extractor's {FEATURE_NAMES}")
+        arrays = [np.asarray(data[k], dtype=float) for k in ("mean", "scale", "weights")]
+        if any(a.shape != (len(names),) or not np.all(np.isfinite(a)) for a in arrays):
+            raise ValueError("model mean, scale and weights must be finite, one per feature")
+        intercept, threshold = float(data["intercept"]), float(data["threshold"])
+        if not (math.isfinite(intercept) and 0.0 <= threshold <= 1.0):
+            raise ValueError("model intercept must be finite and threshold within [0, 1]")
+        extra = {k: v for k, v in data.items() if k not in {"features", "mean", "scale", "weights", "intercept"}}
+        return cls(names, arrays[0], arrays[1], arrays[2], intercept, threshold, extra)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "features": list(self.names),
+            "mean": [round(float(v), 6) for v in self.mean],
+            "scale": [round(float(v), 6) for v in self.scale],
+            "weights": [round(float(v), 6) for v in self.weights],
+            "intercept": round(self.intercept, 6),
+            **{k: v for k, v in self.meta.items() if k != "threshold"},
+            "threshold": round(self.threshold, 6),
+        }
+
+    def probabilities(self, features: np.ndarray) -> np.ndarray:
+        """P(the sentence answers the question), one per row of ``features``."""
+        z = ((features - self.mean) / self.scale) @ self.weights + self.intercept
+        return 1.0 / (1.0 + np.exp(-np.clip(z, -30.0, 30.0)))
+
+
+def model_path() -> Path:
+    """Where the shipped model lives inside the package."""
+    return Path(str(resources.files("assistant") / "models" / MODEL_FILE))
+
+
+@lru_cache(maxsize=1)
+def shipped_scorer() -> SentenceScorer | None:
+    """The shipped model (loaded once), or None when the package has none."""
+    path = model_path()
+    if not path.is_file():
+        return None
+    return SentenceScorer.from_dict(json.loads(path.read_text(encoding="utf-8")))

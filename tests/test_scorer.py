@@ -1,0 +1,60 @@
+"""The shipped learned sentence scorer: its schema matches the feature extractor, its numbers are finite,
+and scoring needs numpy only (``make test`` never retrains)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from assistant.answer import AnswerSettings, score_candidates
+from assistant.retrieval import LexicalIndex, analyse
+from assistant.schema import Passage, Span
+from assistant.scorer import FEATURE_NAMES, SentenceScorer, model_path, shipped_scorer
+from assistant.text import tokenize
+
+
+def test_shipped_model_matches_the_feature_extractor() -> None:
+    data = json.loads(model_path().read_text(encoding="utf-8"))
+    assert tuple(data["features"]) == FEATURE_NAMES
+    for key in ("mean", "scale", "weights"):
+        assert len(data[key]) == len(FEATURE_NAMES)
+        assert all(math.isfinite(v) for v in data[key])
+    assert all(v > 0 for v in data["scale"])
+    assert math.isfinite(data["intercept"])
+    assert 0.0 < data["threshold"] < 1.0
+    assert isinstance(data["seed"], int) and data["date"]
+    assert data["top1_supporting_out_of_fold"]  # the figures it reached, per development set
+    scorer = shipped_scorer()
+    assert scorer is not None and scorer.names == FEATURE_NAMES
+
+
+def test_model_schema_is_checked() -> None:
+    data = json.loads(model_path().read_text(encoding="utf-8"))
+    with pytest.raises(ValueError, match="features"):
+        SentenceScorer.from_dict({**data, "features": data["features"][:-1]})
+    with pytest.raises(ValueError, match="finite"):
+        SentenceScorer.from_dict({**data, "weights": [float("nan")] * len(FEATURE_NAMES)})
+
+
+def test_every_candidate_gets_the_features_and_a_probability() -> None:
+    first = "The alliance was founded in March 2021 in Changzhou."
+    second = "It brings together colleges and enterprises."
+    text = f"{first} {second}"
+    lexical = LexicalIndex(["c"], [text], [{}], [tokenize(text)], "g")
+    spans = [Span(0, len(first)), Span(len(first) + 1, len(text))]
+    passage = Passage("c", "d", text, 0, len(text), 1.0, sentences=spans)
+    question = "When was the alliance founded?"
+    cands = score_candidates([passage], analyse(question), lexical, AnswerSettings(), question)
+    assert [len(c.features) for c in cands] == [len(FEATURE_NAMES)] * 2
+    assert all(c.probability is not None and 0.0 <= c.probability <= 1.0 for c in cands)
+    assert cands[0].text == first  # it holds a date and the question's words
+    scorer = shipped_scorer()
+    assert scorer is not None
+    again = scorer.probabilities(np.asarray([cands[0].features]))
+    assert again[0] == pytest.approx(cands[0].score)
+    off = AnswerSettings(learned=False, learned_abstention=False)
+    hand = score_candidates([passage], analyse(question), lexical, off, question)
+    assert all(c.probability is None for c in hand)  # the hand-written score alone
