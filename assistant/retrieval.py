@@ -41,6 +41,9 @@ from .text import (
 from .translate import translate_en_to_zh_groups, translate_zh_to_en_groups
 
 FILTER_KEYS = ("doc_id", "source", "outlet", "language", "date_from", "date_to")
+# Version of the saved BM25 index: a tokenizer change makes saved indexes stale, and they are rebuilt
+# from Chroma's texts. 4: British spellings made American (3 was a reverted tokenizer's).
+LEXICAL_FORMAT = 4
 
 
 # --------------------------------------------------------------------------- pure maths
@@ -388,7 +391,7 @@ class LexicalIndex:
         (tmp / "vocab.json").write_text(json.dumps(self.vocab, ensure_ascii=False), encoding="utf-8")
         (tmp / "chars.json").write_text(json.dumps(self.char_df, ensure_ascii=False), encoding="utf-8")
         (tmp / "meta.json").write_text(
-            json.dumps({"generation": self.generation, "chunks": len(self.ids), "format": 2})
+            json.dumps({"generation": self.generation, "chunks": len(self.ids), "format": LEXICAL_FORMAT})
         )
         old = directory.with_name(directory.name + ".old")
         if old.exists():
@@ -404,7 +407,7 @@ class LexicalIndex:
         """The saved index, or None when there is none or it is unreadable (or of an older format)."""
         try:
             meta = json.loads((directory / "meta.json").read_text())
-            if meta.get("format") != 2:
+            if meta.get("format") != LEXICAL_FORMAT:
                 return None  # an index saved by an earlier version: rebuilt from Chroma
             with (directory / "chunks.pkl").open("rb") as fh:
                 data = pickle.load(fh)  # our own file, written by save() above

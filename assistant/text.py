@@ -1,6 +1,8 @@
 """Tokenization for BM25 and lexical overlap, for Chinese, English and mixed text.
 
-English runs are lower-cased, stop words are dropped and the rest Snowball-stemmed (PyStemmer);
+English runs are lower-cased, stop words are dropped, British spellings become American
+(``lexicon/en_spelling.toml``: programme -> program, centre -> center, -ise -> -ize, -our -> -or)
+and the rest is Snowball-stemmed (PyStemmer);
 Chinese runs are folded to simplified characters (OpenCC ``t2s``), segmented with jieba, and the
 character bigrams of each stop-word-free stretch are added (so that a question still meets a
 passage that jieba segmented differently). Numbers are kept as tokens, with
@@ -21,6 +23,7 @@ from typing import Any
 __all__ = [
     "EN_STOPWORDS",
     "ZH_STOPWORDS",
+    "american",
     "cjk_chars",
     "content_words",
     "detect_language",
@@ -247,6 +250,50 @@ def to_simplified(text: str) -> str:
     return str(cc.convert(text))
 
 
+# British -> American: whole words, word beginnings, -ise endings, the ending rule's shortest stem,
+# and the -ise words (and endings) it leaves alone.
+_Spelling = tuple[dict[str, str], list[tuple[str, str]], list[tuple[str, str]], int, tuple[str, ...], frozenset[str]]
+
+
+@lru_cache(maxsize=1)
+def _spelling() -> _Spelling:
+    """British -> American spelling data (``lexicon/en_spelling.toml``), read once."""
+    import tomllib
+    from importlib import resources
+
+    data = tomllib.loads((resources.files("assistant") / "lexicon" / "en_spelling.toml").read_text(encoding="utf-8"))
+    suffixes = data["suffixes"]
+    return (
+        dict(data["words"]),
+        sorted(data["prefixes"].items(), key=lambda kv: -len(kv[0])),  # longest first: "kilometre" before "metre"
+        [(a, b) for a, b in suffixes["rules"]],
+        int(suffixes["min_stem"]),
+        tuple(suffixes["exception_endings"]),
+        frozenset(suffixes["exceptions"]),
+    )
+
+
+@lru_cache(maxsize=65536)
+def american(word: str) -> str:
+    """The American spelling of a lower-case English word ("programmes" -> "programs", "centre" ->
+    "center", "organised" -> "organized"), or the word itself: British and American texts then
+    share their tokens."""
+    words, prefixes, rules, min_stem, endings, exceptions = _spelling()
+    if word in words:
+        return words[word]
+    for british, us in prefixes:
+        if word.startswith(british):
+            return us + word[len(british) :]
+    for british, us in rules:
+        if word.endswith(british):
+            base = word[: -len(british)]
+            ise = base + "ise"
+            if len(base) >= min_stem and ise not in exceptions and not ise.endswith(endings):
+                return base + us
+            break
+    return word
+
+
 @lru_cache(maxsize=65536)
 def stem(word: str) -> str:
     """Snowball English stem of one lower-case word (cached: vocabularies are small)."""
@@ -357,7 +404,7 @@ def _other_tokens(run: str, out: list[str]) -> None:
         if word.isdigit() or any(c.isdigit() for c in word):
             out.append(word)  # "2023", "5g": stemming would be meaningless
         else:
-            out.append(stem(word))
+            out.append(stem(american(word)))  # British and American spellings meet
 
 
 def tokenize(text: str) -> list[str]:

@@ -252,3 +252,29 @@ def test_jieba_words_cover_the_whole_text(sample: str) -> None:
     words = text.jieba_words(sample)
     assert "".join(words) == to_simplified(sample)
     assert ("以" in words) == ("以" in sample)
+
+
+@pytest.mark.parametrize(
+    ("british", "american"),
+    [
+        ("programmes", "programs"),
+        ("organised", "organized"),
+        ("specialisation", "specialization"),
+        ("centre", "center"),
+        ("centred", "centered"),
+        ("labourers", "laborers"),
+        ("neighbourhood", "neighborhood"),
+        ("kilometres", "kilometers"),
+        ("analysed", "analyzed"),
+    ],
+)
+def test_british_spellings_meet_american_ones(british: str, american: str) -> None:
+    assert text.american(british) == american
+    assert tokenize(british) == tokenize(american)
+
+
+@pytest.mark.parametrize(
+    "word", ["enterprises", "promising", "advertising", "otherwise", "raised", "rising", "crises", "exercise"]
+)
+def test_words_without_an_ize_form_are_left_alone(word: str) -> None:
+    assert text.american(word) == word
