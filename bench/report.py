@@ -212,6 +212,10 @@ def render(results: dict[str, Any], plot_name: str | None) -> str:
     out.append(_targets(results))
     out.append(_scale(results, plot_name))
     out.append(_ingest(results))
+    if results.get("startup"):
+        import startup
+
+        out.append(startup.render(results["startup"]))
     out.append(_baseline(results))
     if results.get("load"):
         out.append(
@@ -364,8 +368,9 @@ def _ingest(results: dict[str, Any]) -> str:
     parts = [f"## Ingest throughput ({ing['chunks']:,} chunks, real embeddings)\n"]
     parts.append(
         "`Assistant.ingest` of the smallest level into a fresh index (model loaded beforehand; includes "
-        "reading, chunking, embedding, Chroma writes, manifest and the BM25 build) vs `SentenceTransformer.encode` "
-        "of the same chunk texts (same model object, batch 32, normalised) in the same process"
+        "reading, chunking, embedding, Chroma writes, manifest and the BM25 build) vs the encoder's own `encode` "
+        "(ONNX Runtime by default, issue 17) of the same chunk texts (same model object, batch 32, normalised) "
+        "in the same process"
         + (", run before and after the ingest (mean of the two)" if len(ing["raw_s"]) > 1 else "")
         + ".\n"
     )
@@ -373,10 +378,13 @@ def _ingest(results: dict[str, Any]) -> str:
         table(
             ["", "seconds", "chunks/s"],
             [
-                ["raw encoder (limit)", " / ".join(f"{s:.1f}" for s in ing["raw_s"]), f(ing["raw_rate"], 1)],
+                [f"raw encoder (limit{', ' + ing['backend'] if ing.get('backend') else ''})",
+                 " / ".join(f"{s:.1f}" for s in ing["raw_s"]), f(ing["raw_rate"], 1)],
                 ["Assistant.ingest", f(ing["ingest_s"], 1), f(ing["ingest_rate"], 1)],
                 ["ratio ours / raw", "", f"**{ing['ratio']:.2f}**"],
-            ],
+            ]
+            + ([[f"raw encoder, {o['name']} (for comparison)", f(o["raw_s"], 1), f(o["raw_rate"], 1)]]
+               if (o := ing.get("other_backend")) else []),
         )
     )
     if ing.get("breakdown"):

@@ -129,12 +129,26 @@ def real_ingest(level: Any, index_dir: Path, raw_runs: int) -> tuple[dict[str, A
         raw_s.append(raw())
         log(f"raw encode again: {raw_s[-1]:.1f} s")
     raw_mean = sum(raw_s) / len(raw_s)
+    # The same texts through the other backend (sentence-transformers when the default runs ONNX): ingest
+    # uses ONNX Runtime because it is at least as fast (issue 17).
+    from assistant.embedding import EmbeddingSettings
+
+    other_backend = "sentence-transformers" if a.embedder.backend == "onnx" else "onnx"
+    other = Embedder(EmbeddingSettings(backend=other_backend)).model
+    other.encode(texts[:64], batch_size=32, show_progress_bar=False)
+    s = time.perf_counter()
+    other.encode(texts, batch_size=a.embedder.settings.batch_size, normalize_embeddings=True,
+                 convert_to_numpy=True, show_progress_bar=False)
+    other_s = time.perf_counter() - s
+    log(f"raw encode with {other_backend}: {other_s:.1f} s")
     breakdown = {k: v[0] for k, v in acc.items()}
     breakdown["other (manifest reads, hashing, sweep...)"] = ingest_s - sum(breakdown.values())
     info = {
         "chunks": rep.chunks_added,
         "raw_s": raw_s,
         "raw_rate": len(texts) / raw_mean,
+        "backend": a.embedder.backend,
+        "other_backend": {"name": other_backend, "raw_s": other_s, "raw_rate": len(texts) / other_s},
         "ingest_s": ingest_s,
         "ingest_rate": rep.chunks_added / ingest_s,
         "ratio": (rep.chunks_added / ingest_s) / (len(texts) / raw_mean),
@@ -299,6 +313,15 @@ def main(argv: list[str] | None = None) -> int:
             for rec in results["levels"]:
                 rec["cold_start"] = [cold_start(Path(rec["index"]), q, work) for q in COLD_QUESTIONS]
                 log(f"cold start {rec['chunks']}: {[round(c['seconds'], 2) for c in rec['cold_start']]}")
+
+        with stage("start-up rows (ask, serve, RSS)"):
+            import startup
+
+            # Issue 17: `assistant ask` and `assistant serve` from a fresh process, with the ONNX encoder (the
+            # default) and with sentence-transformers, as ratios to `import torch`; peak RSS of ingest and serve.
+            st = startup.measure(results["levels"], work)
+            st["ingest"] = [startup.ingest_child(levels[0].directory, work / "index-ingest-rss", "onnx", work)]
+            results["startup"] = st
 
         if not args.no_baseline:
             import baseline as bl
