@@ -22,6 +22,7 @@ import numpy as np
 
 from .chunking import inline_items
 from .errors import ConfigError
+from .lexicons import words
 from .retrieval import LexicalIndex, QueryTerms, analyse, bigrams, term_coverage
 from .schema import Answer, AnswerSentence, Citation, Passage, Span
 from .scorer import shipped_scorer
@@ -666,7 +667,7 @@ def missing_types(
 # number ("a 70-year history"): q124/q127/q131-like questions got answers from a date or a percentage.
 _COUNT_EN = re.compile(r"\bhow many\s+([a-z-]+)(?:\s+([a-z-]+))?", re.I)
 _COUNT_ZH = re.compile(r"(?:多少|(?<!哪)几)([^\W\d的了在和与及把被是a-zA-Z]{1,6})")
-_MEASURE_WORDS = frozenset("个個名家所位项項场場条條种種次届屆")
+_MEASURE_WORDS = words("zh", "count_measure_words")
 _NUMBER = (
     r"(?:\d[\d,.]*\s*(?:%|percent)?|[一二两兩三四五六七八九十百千万萬亿億]+"
     r"|\b(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|forty|fifty"

@@ -26,6 +26,7 @@ import numpy as np
 
 from .embedding import Embedder
 from .errors import ConfigError
+from .lexicons import words
 from .schema import Passage, Span
 from .store import Store, date_number, sentences_of
 from .text import (
@@ -547,8 +548,8 @@ _FOCUS_ZH = re.compile(
 # Focusing on the subject had quoted an article's first sentence ("蓝线裸顶鲷，又称…") for what it
 # eats: CMRC 2018 trial (1,000) hit@1 0.897 -> 0.901, citation precision 0.726 -> 0.729; trial 300
 # citation precision 0.717 -> 0.721; eval/gold.jsonl, SQuAD 1.1 dev and DRCD dev unchanged.
-_COVERBS = frozenset("以 用 向 对 给 凭 靠".split())  # 为什么, one jieba word, is split in _mark_coverbs
-_QUESTION_WORDS = frozenset("什么 哪些 哪几 哪个 何种 甚么 什麼".split())
+_COVERBS = words("zh", "coverbs")  # 为什么, one jieba word, is split in _mark_coverbs
+_QUESTION_WORDS = words("zh", "question_words")
 
 
 def _mark_coverbs(question: str) -> str:
@@ -610,10 +611,7 @@ BIGRAM_WEIGHT = 0.1
 # 0.714 ("where would you go to address the Parliament?"), CMRC 2018 trial unchanged; the same at 0,
 # 0.3 and 0.5. Stems, as ``tokenize`` gives them.
 LIGHT_VERB_WEIGHT = 0.5
-LIGHT_VERBS = frozenset(
-    "come came goe go went get got make made take took give gave put bring brought becom becam keep kept let seem see"
-    " mean".split()
-)
+LIGHT_VERBS = words("en", "light_verbs")  # stems (assistant/lexicon/en.toml)
 
 
 def analyse(question: str, focus_weight: float = 0.0, bigram_weight: float = BIGRAM_WEIGHT) -> QueryTerms:

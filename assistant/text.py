@@ -20,6 +20,8 @@ from collections.abc import Callable, Iterable
 from functools import lru_cache
 from typing import Any
 
+from .lexicons import words
+
 __all__ = [
     "EN_STOPWORDS",
     "ZH_STOPWORDS",
@@ -80,45 +82,12 @@ _EN_SHARE = 0.3
 
 # --- stop words ----------------------------------------------------------------------------------
 
-# Compact English list: function words, auxiliaries and the question words of typical questions.
-# Content words that look generic but carry meaning in this domain ("new", "first", "key") stay.
-EN_STOPWORDS: frozenset[str] = frozenset(
-    """
-    a about above after again against all also am among an and any are aren't as at
-    be because been before being below between both but by
-    can cannot could couldn't did didn't do does doesn't doing don't down during
-    each either etc even ever few for from further
-    get gets got had hadn't has hasn't have haven't having he he's her here hers herself him himself his how
-    i i'd i'll i'm i've if in into is isn't it it's its itself
-    just let let's many may me might more most much must my myself
-    no nor not now of off on once only onto or other others otherwise ought our ours ourselves out over own
-    per please quite rather
-    s same say says shall she she's should shouldn't so some such t than that that's the their theirs them
-    themselves then there there's these they they're this those though through thus to too toward towards
-    under until up upon us very via
-    was wasn't we we're were weren't what what's whatever when where whether which while who who's whom
-    whose why will with within without won't would wouldn't
-    yes yet you you're your yours yourself yourselves
-    tell list describe explain give shown
-    """.split()
-)
-# Upper-case spellings of stop words that are acronyms in this domain (information technology, the
-# United States, the World Health Organization): kept when written in capitals.
-_ACRONYM_STOPWORDS: frozenset[str] = frozenset({"IT", "US", "WHO"})
-
-# Chinese function words, pronouns, particles and question words. Compared against jieba's words
-# (after folding to simplified), so multi-character entries only match when jieba emits them whole.
-ZH_STOPWORDS: frozenset[str] = frozenset(
-    """
-    的 地 得 了 着 过 是 在 和 与 及 以及 或 或者 而 并 并且 且 也 都 就 还 又 再 才 被 把 将 对 对于 从 向 往
-    为 为了 以 于 由 因 因为 所以 但 但是 而且 如果 虽然 等 等等 之 所 之一 其中 中 之中
-    这 那 这个 那个 这些 那些 这里 那里 这样 那样 此 其 其他
-    它 它们 他 她 他们 她们 我 我们 你 你们 您 该 各 每
-    什么 哪 哪些 哪个 哪里 哪儿 谁 怎么 怎样 怎么样 如何 为什么 为何 何 多少 几 几个 是否 是不是 有没有 能否
-    吗 呢 吧 啊 呀 嘛 哦 么
-    请问 请 有 有关 关于 一个 一些 个 可以 能 会 要 已 已经 曾 曾经 没有 不 没
-    """.split()
-)
+# The lists live in assistant/lexicon/en.toml and zh.toml (with the reasons behind them).
+EN_STOPWORDS: frozenset[str] = words("en", "stopwords")
+# Upper-case stop words that are acronyms in this domain (IT, US, WHO): kept when written in capitals.
+_ACRONYM_STOPWORDS: frozenset[str] = words("en", "acronym_stopwords")
+# Chinese function words, pronouns, particles and question words, compared against jieba's words.
+ZH_STOPWORDS: frozenset[str] = words("zh", "stopwords")
 
 # --- lazy singletons -----------------------------------------------------------------------------
 

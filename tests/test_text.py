@@ -278,3 +278,12 @@ def test_british_spellings_meet_american_ones(british: str, american: str) -> No
 )
 def test_words_without_an_ize_form_are_left_alone(word: str) -> None:
     assert text.american(word) == word
+
+
+def test_word_lists_are_read_from_the_lexicon_files() -> None:
+    from assistant.lexicons import lexicon, words
+
+    assert text.EN_STOPWORDS == words("en", "stopwords") and "the" in text.EN_STOPWORDS
+    assert "new" not in text.EN_STOPWORDS  # a content word in this domain
+    assert text.ZH_STOPWORDS == words("zh", "stopwords") and "的" in text.ZH_STOPWORDS
+    assert {"IT", "US", "WHO"} == set(lexicon("en")["acronym_stopwords"])
