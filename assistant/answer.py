@@ -22,11 +22,17 @@ import numpy as np
 
 from .chunking import inline_items
 from .errors import ConfigError
-from .lexicons import words
+from .lexicons import lexicon, words
 from .retrieval import LexicalIndex, QueryTerms, analyse, bigrams, term_coverage
 from .schema import Answer, AnswerSentence, Citation, Passage, Span
 from .scorer import shipped_scorer
 from .text import EN_STOPWORDS, has_cjk, segment_zh, to_simplified, tokenize
+
+
+def _alternatives(language: str, key: str) -> str:
+    """A regex alternation of one ordered word list of ``language``'s lexicon (escaped, in file order)."""
+    return "|".join(re.escape(str(w)).replace("\\ ", " ") for w in lexicon(language)[key])  # a space is a space
+
 
 MESSAGES: dict[str, dict[str, str]] = {
     "en": {
@@ -345,13 +351,9 @@ _ASKS_ORG = re.compile(
 )
 _ORG_EN = re.compile(
     r"(?:\b[A-Z][\w&'.-]*(?:\s*\([A-Z][\w ]*\))?,?\s+(?:(?:of|and|for|the|&)\s+)?)+"
-    r"(?:University|College|Institute|Group|Company|Corporation|Corp|Co\.|Ltd|Inc|Academy|Association|Bureau"
-    r"|Ministry|Park|Services|School|Centre|Center|Hospital|Bank|Federation|Council|Committee|Administration)\b"
+    rf"(?:{_alternatives('en', 'organization_suffixes')})\b"
 )
-_ORG_ZH = re.compile(
-    r"[\u4e00-\u9fff]{2,}?(?:大学|大學|学院|學院|集团|集團|公司|研究院|研究所|协会|協會|学会|學會|中心|园区|園區"
-    r"|学校|學校|委员会|委員會|医院|醫院|银行|銀行)"
-)
+_ORG_ZH = re.compile(rf"[\u4e00-\u9fff]{{2,}}?(?:{_alternatives('zh', 'organization_suffixes')})")
 
 
 def names_new_org(sentence: str, known: frozenset[str]) -> bool:
@@ -561,8 +563,7 @@ def select(
 # A sentence opening with one of these continues the one before it ("It consumes 4 kg of steam per
 # kWh.", "其中…"): what the question matched is often said in the first, the answer in the second.
 _CONTINUES = re.compile(
-    r"(?:It|Its|This|These|That|Those|They|Their|He|His|She|Her|Thus|Hence|Therefore|Such|From this|In this)\b"
-    r"|(?:其|它|他|她|该|該|这|這|此|因此|由此)"
+    rf"(?:{_alternatives('en', 'continuation_words')})\b|(?:{_alternatives('zh', 'continuation_words')})"
 )
 
 
@@ -732,12 +733,9 @@ def missing_count(question: str, candidates: Sequence[Candidate], cutoff: float 
 # "Who is the general manager of X?", "首任会长是谁？": a question about the holder of a named role is
 # answered only by a sentence that names that role ("The first president of the association, Ji
 # Junjie"), not by one that merely mentions X.
-_ROLES_EN = (
-    r"general manager|manager|president|vice president|chairman|chairwoman|chair|director|principal|dean"
-    r"|secretary|head|chief executive|ceo|founder|mayor|governor|minister|leader"
-)
+_ROLES_EN = _alternatives("en", "roles")
 _ROLE_EN = re.compile(rf"\bwho\b.*?\b(?:the|its|their)\s+(?:[a-z-]+\s+)?({_ROLES_EN})\b", re.I)
-_ROLE_ZH = re.compile(r"(总经理|经理|董事长|会长|校长|院长|主任|书记|主席|理事长|秘书长|创始人|区长|市长|局长|负责人)")
+_ROLE_ZH = re.compile(f"({_alternatives('zh', 'roles')})")
 _ASKS_WHO_ZH = re.compile(r"谁|哪位")
 
 
