@@ -29,6 +29,16 @@ from .scorer import shipped_scorer
 from .text import EN_STOPWORDS, has_cjk, segment_zh, to_simplified, tokenize
 
 
+def _patterns(table: str) -> dict[str, tuple[re.Pattern[str], re.Pattern[str]]]:
+    """Name -> (what a question asking for it looks like, what a sentence holding it looks like), in
+    file order, from one table of ``lexicon/patterns.toml`` (case-insensitive unless marked)."""
+    out = {}
+    for name, entry in lexicon("patterns")[table].items():
+        flags = 0 if entry.get("case_sensitive") else re.I
+        out[name] = (re.compile(entry["asks"], re.I), re.compile(entry["holds"], flags))
+    return out
+
+
 def _alternatives(language: str, key: str) -> str:
     """A regex alternation of one ordered word list of ``language``'s lexicon (escaped, in file order)."""
     return "|".join(re.escape(str(w)).replace("\\ ", " ") for w in lexicon(language)[key])  # a space is a space
@@ -282,56 +292,9 @@ def _topics(
 
 
 # What kind of answer a question wants, and what a sentence holding one looks like. Unlike
-# ``ANSWER_TYPES`` (which decides abstention) this only breaks ties between sentences.
-ANSWER_KINDS: dict[str, tuple[re.Pattern[str], re.Pattern[str]]] = {
-    # "Which year" wants a year, which "October 26" is not (checked before "when").
-    "year": (
-        re.compile(r"\b(what year|which year)\b|哪一年|哪年|何年|年份", re.I),
-        re.compile(
-            r"\b(1\d{3}|20\d{2})\b|\d{2,4}\s*年|[一二三四五六七八九十〇零]{2,}年|世纪|世紀|\b(century|decade)\b", re.I
-        ),
-    ),
-    "when": (
-        re.compile(
-            r"\b(when|what year|which year|what date|what day|what time)\b"
-            r"|什么时候|什麼時候|何时|何時|哪一年|哪年|哪一天|几月|幾月|何年|什么时间|何日|年份",
-            re.I,
-        ),
-        re.compile(
-            r"\b(1\d{3}|20\d{2})\b|\d+\s*[年月]|[一二三四五六七八九十〇零]+年|世纪|世紀"
-            r"|\b(January|February|March|April|May|June|July|August|September|October|November|December"
-            r"|century|decade)\b",
-            re.I,
-        ),
-    ),
-    # "Why" wants the sentence giving the cause, not the one restating what the question says
-    # happened: CMRC 2018 trial (300) citation precision 0.721 -> 0.727, (1,000) 0.729 -> 0.731;
-    # hit@1, eval/gold.jsonl, SQuAD 1.1 dev and DRCD dev unchanged.
-    "why": (
-        # not "表现为什么" / "称为什么" ("manifests as what", "is called what")
-        re.compile(r"\bwhy\b|(?<![称稱现現成作视視改分译譯变變定列选選])(?:为什么|為什麼)|为何|為何|何故", re.I),
-        re.compile(
-            r"因为|因為|由于|由於|因此|所以|原因|导致|導致|以致|以便|为了|為了"
-            r"|\b(because|due to|since|as a result|owing to|so that|in order to|thanks to|caused?|reason)\b",
-            re.I,
-        ),
-    ),
-    "number": (
-        re.compile(
-            r"\b(how many|how much|how long|how large|how big|how old|what percentage|what proportion"
-            r"|what share|number of)\b|多少|(?<!哪)[几幾]|多大|多长|多長|多高|多久|百分之|比例",
-            re.I,
-        ),
-        re.compile(
-            # a number, not an ordinal: "held today (26th)" says when, not how many
-            r"(?<![\d.,])\d+(?:[.,]\d+)*(?!\d|st\b|nd\b|rd\b|th\b)"
-            r"|[一二两兩三四五六七八九十百千万萬亿億][个個名家所条條项項位次种種届屆倍年月日岁歲米元人]"
-            r"|\b(one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|forty|fifty"
-            r"|hundred|thousand|million|billion|dozen)\b",
-            re.I,
-        ),
-    ),
-}
+# ``ANSWER_TYPES`` (which decides abstention) this only breaks ties between sentences (and gives the
+# learned scorer its "typed" features).
+ANSWER_KINDS: dict[str, tuple[re.Pattern[str], re.Pattern[str]]] = _patterns("kinds")  # lexicon/patterns.toml
 
 
 # "Which company / 哪个单位" wants an organization's name: a run of capitalized words ending in an
@@ -593,32 +556,7 @@ def with_continuation(cand: Candidate, taken: Sequence[Candidate], max_chars: in
 # Expected answer types: a question asking for one of these is only answerable when the passages
 # that answer it hold something of that type. (Fees, phone numbers, e-mail addresses and deadlines
 # are the "plausible but absent" facts students ask for most.)
-ANSWER_TYPES: dict[str, tuple[re.Pattern[str], re.Pattern[str]]] = {
-    "phone": (
-        re.compile(r"\b(phone|telephone|hotline|contact number)\b|电话|热线|手机号|聯繫電話|電話", re.I),
-        re.compile(r"(\+?\d[\d\- ]{6,}\d)"),
-    ),
-    "email": (
-        re.compile(r"\be-?mail\b|邮箱|电子邮件|郵箱|電子郵件", re.I),
-        re.compile(r"[\w.+-]+@[\w-]+\.[\w.]+"),
-    ),
-    "money": (
-        re.compile(
-            r"\b(fees?|tuition|costs?|price|salary|salaries|wages?|funding|budget|subsid\w*|how much money)\b"
-            r"|学费|费用|会费|會費|學費|收费|薪|工资|工資|资金|資金|经费|經費|多少钱|补贴|投入了?多少",
-            re.I,
-        ),
-        re.compile(r"(RMB|CNY|USD|yuan|dollars?|元|\$|￥|¥)", re.I),
-    ),
-    "date": (
-        re.compile(r"\b(deadline|what date|which day|on what day)\b|截止|哪一天|哪天|几月几日|什么日期|何日", re.I),
-        re.compile(
-            r"\b(January|February|March|April|May|June|July|August|September|October|November|December)\b"
-            r"|\d{4}-\d{2}-\d{2}|\d{1,2}\s*(st|nd|rd|th)\b|\d+月\d+日|\d{4}年",
-            re.I,
-        ),
-    ),
-}
+ANSWER_TYPES: dict[str, tuple[re.Pattern[str], re.Pattern[str]]] = _patterns("types")  # lexicon/patterns.toml
 
 
 # A money word alone ("How have salaries changed?") does not ask for an amount; with one of these it does.
