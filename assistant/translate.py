@@ -41,62 +41,19 @@ __all__ = [
 # Bump when the parsed layout or the gloss cleaning changes: old cache files are then ignored.
 _FORMAT_VERSION = 6  # 6: glosses tokenized with British spellings made American
 
-# Hand-written domain terms (industry-education integration, vocational education). CC-CEDICT lacks
-# most of them as headwords (产教融合, 校企合作, 职教, 实训 ...) or glosses them in a way that misses the
-# English used in our documents (职业教育 is only "vocational training", 认证 only "to authenticate").
-# These glosses come first for the zh→en direction and their headwords first for en→zh.
-SUPPLEMENT: dict[str, tuple[str, ...]] = {
-    "产教融合": ("industry-education integration", "integration of industry and education"),
-    "产教联盟": ("industry-education alliance",),
-    "产教": ("industry-education", "industry and education"),
-    "产业学院": ("industrial college", "industry college"),
-    "共同体": ("community", "consortium"),
-    "融合": ("integration", "fusion", "to merge"),
-    "校企合作": ("school-enterprise cooperation", "school-enterprise partnership"),
-    "校企": ("school-enterprise", "schools and enterprises"),
-    "职教": ("vocational education",),
-    "职业教育": ("vocational education",),
-    "职业院校": ("vocational college", "vocational school"),
-    "职业学院": ("vocational college",),
-    "职业技术学院": ("vocational and technical college", "polytechnic"),
-    "高职": ("higher vocational education", "vocational college"),
-    "中职": ("secondary vocational school", "secondary vocational education"),
-    "技工": ("technician", "skilled worker"),
-    "实训": ("practical training", "hands-on training"),
-    "实训基地": ("training base", "practical training base"),
-    "双师型": ("dual-qualified", "double-qualified"),
-    "人才培养": ("talent cultivation", "talent training"),
-    "重点领域": ("key area", "key field", "priority area"),
-    "现代学徒制": ("modern apprenticeship",),
-    "检验检测": ("inspection and testing",),
-    "认证": ("certification", "to certify"),
-    "赋能": ("empower", "enable"),
-    "智能制造": ("intelligent manufacturing", "smart manufacturing"),
-    "新能源汽车": ("new energy vehicle",),
-    "产业链": ("industrial chain", "industry chain"),
-    "教育链": ("education chain",),
-    "人才链": ("talent chain",),
-    "创新链": ("innovation chain",),
-    "专精特新": ("specialized and sophisticated",),
-    "新质生产力": ("new quality productive forces",),
-    # Everyday words of school-enterprise news whose CC-CEDICT glosses miss the English such texts use
-    # ("专业" is a college's programme or major; "牵头" how an alliance is led).
-    "专业": ("major", "program", "specialty", "professional"),
-    "学校": ("school", "college", "institution"),
-    "院校": ("college", "institution", "school"),
-    "牵头": ("lead", "spearhead", "take the lead"),
-    "展示": ("showcase", "display", "show"),
-    "合作": ("cooperation", "partnership", "collaboration", "partner"),
-    "开设": ("offer", "introduce", "set up", "open"),
-    "导师": ("mentor", "tutor", "supervisor"),
-    "人才": ("talent", "professional", "skilled personnel"),
-    "培养": ("cultivate", "train", "nurture", "develop"),
-    # 主持 a forum or a meeting: CC-CEDICT's "take charge of; preside over" stems to "presid", which
-    # matches every "Vice President" of a conference report.
-    "主持": ("host", "chair", "moderate"),
-    # CC-CEDICT lists 年's rare reading ("grain, harvest") first, as it has more glosses.
-    "年": ("year",),
-}
+
+def _supplement() -> dict[str, tuple[str, ...]]:
+    """The hand-written domain glosses (headword -> glosses), in file order: they rank first."""
+    text = (importlib.resources.files("assistant") / "lexicon" / "glosses.tsv").read_text(encoding="utf-8")
+    out: dict[str, tuple[str, ...]] = {}
+    for line in text.splitlines():
+        if line.strip() and not line.startswith("#"):
+            word, _, glosses = line.partition("\t")
+            out[word.strip()] = tuple(g.strip() for g in glosses.split(" | "))
+    return out
+
+
+SUPPLEMENT: dict[str, tuple[str, ...]] = _supplement()  # assistant/lexicon/glosses.tsv, in file order
 
 # --- gloss cleaning ------------------------------------------------------------------------------
 
