@@ -301,7 +301,7 @@ ANSWER_KINDS: dict[str, tuple[re.Pattern[str], re.Pattern[str]]] = _patterns("ki
 # organization word ("Changzhou Vocational Institute of Engineering", "SAIC Group") or Chinese
 # ending in one (上汽集团). Only names the question does not already hold count (``names_new_org``).
 # Like the other kinds it breaks ties (``type_weight``). eval/gold.jsonl citation precision 0.849 ->
-# 0.866 (q002, q049 now quote the sentence naming the organizations); SQuAD 1.1 dev and DRCD dev
+# 0.866 (two questions now quote the sentence naming the organizations); SQuAD 1.1 dev and DRCD dev
 # unchanged; CMRC 2018 trial (1,000) 0.731 -> 0.730 (马飚毕业于哪所大学 adds the answer's sentence to
 # the one it quoted).
 _ASKS_ORG = re.compile(
@@ -507,7 +507,7 @@ def select(
         if chosen and terms is not None and lexical is not None:
             # Measured with the candidate document's topic words discounted, as in scoring: a second
             # sentence that only repeats what the document is about ("cold chain logistics") adds
-            # nothing. Citation precision, eval/gold.jsonl 0.899 -> 0.907 (q052), CMRC 2018 trial
+            # nothing. Citation precision, eval/gold.jsonl 0.899 -> 0.907, CMRC 2018 trial
             # (1,000) 0.730 -> 0.734, DRCD dev 0.825 -> 0.828, SQuAD 1.1 dev 0.714 -> 0.711.
             topic, discount = cand.topic, settings.topic_discount
             gain = term_coverage(terms, covered | cand.tokens, lexical, topic, discount) - term_coverage(
@@ -603,7 +603,7 @@ def missing_types(
 
 # "How many students...", "多少名会员", "几所职业院校": the thing counted. A sentence answers such a question
 # only when it counts that thing ("over 2,000 training sessions", "35 colleges"), not when it holds any
-# number ("a 70-year history"): q124/q127/q131-like questions got answers from a date or a percentage.
+# number ("a 70-year history"): such questions had been answered by a date or a percentage.
 _COUNT_EN = re.compile(r"\bhow many\s+([a-z-]+)(?:\s+([a-z-]+))?", re.I)
 _COUNT_ZH = re.compile(r"(?:多少|(?<!哪)几)([^\W\d的了在和与及把被是a-zA-Z]{1,6})")
 _MEASURE_WORDS = words("zh", "count_measure_words")

