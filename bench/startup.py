@@ -217,7 +217,7 @@ def serve_first_answer(
 
 
 def ingest_child(corpus: Path, index: Path, backend: str, cwd: Path) -> dict[str, Any]:
-    """``assistant ingest`` of ``corpus`` into a new ``index`` in a fresh process: seconds and peak RSS."""
+    """``assistant ingest`` of ``corpus`` into a new ``index`` in a fresh process: seconds, CPU and peak RSS."""
     r = timed_child(
         [sys.executable, "-m", "assistant.cli", "ingest", "--index", str(index), "--corpus", str(corpus), "--json"],
         env_for(backend),
@@ -227,7 +227,13 @@ def ingest_child(corpus: Path, index: Path, backend: str, cwd: Path) -> dict[str
     if r["code"] not in (0, 1):
         raise RuntimeError(f"ingest failed ({r['code']}): {r['stderr'][-2000:]}")
     report = json.loads(r["stdout"]) if r["stdout"].strip().startswith("{") else {}
-    return {"backend": backend, "seconds": r["seconds"], "rss_mb": r["rss_mb"], "chunks": report.get("chunks_added")}
+    return {
+        "backend": backend,
+        "seconds": r["seconds"],
+        "cpu_s": r["cpu_s"],
+        "rss_mb": r["rss_mb"],
+        "chunks": report.get("chunks_added"),
+    }
 
 
 def measure(
@@ -330,9 +336,10 @@ def render(st: dict[str, Any]) -> str:
         lines.append("|---|---|---:|---:|---:|---:|---:|")
         for ing in st["ingest"]:
             rate = (ing["chunks"] or 0) / ing["seconds"] if ing["seconds"] else 0
+            cpu = f"{ing['cpu_s']:.0f}" if "cpu_s" in ing else "—"
             lines.append(
                 f"| `assistant ingest` | {ing['backend']} | {ing['chunks'] or '—'} | {ing['seconds']:.1f} | "
-                f"{rate:.1f} | {ing.get('cpu_s', 0):.1f} | {ing['rss_mb']:.0f} |"
+                f"{rate:.1f} | {cpu} | {ing['rss_mb']:.0f} |"
             )
     return "\n".join(lines) + "\n"
 
