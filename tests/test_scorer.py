@@ -58,3 +58,35 @@ def test_every_candidate_gets_the_features_and_a_probability() -> None:
     off = AnswerSettings(learned=False, learned_abstention=False)
     hand = score_candidates([passage], analyse(question), lexical, off, question)
     assert all(c.probability is None for c in hand)  # the hand-written score alone
+
+
+def test_training_helpers_rank_and_choose_the_threshold() -> None:
+    from assistant.train import QuestionRows, threshold_for, top1
+
+    width = len(FEATURE_NAMES)
+    rows = [
+        QuestionRows("a", "1", True, [[0.0] * width, [1.0] * width], [0, 1]),
+        QuestionRows("a", "2", True, [[0.0] * width, [1.0] * width], [1, 0]),
+        QuestionRows("b", "3", False, [[0.0] * width], [0]),
+    ]
+    scores = [np.array([0.1, 0.9]), np.array([0.2, 0.8]), np.array([0.05])]
+    assert top1(rows, scores) == {"a": 0.5}  # the unanswerable question is not ranked
+    # The lowest best probability of an answerable question: none of them abstains at rate 0.
+    assert threshold_for(rows, scores, 0.0) == pytest.approx(0.8)
+
+
+def test_fit_gives_a_model_of_the_extractor_s_features() -> None:
+    pytest.importorskip("sklearn")
+    from assistant.train import QuestionRows, fit
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(40):
+        x = rng.normal(size=(5, len(FEATURE_NAMES)))
+        labels = [1, 0, 0, 0, 0]
+        x[0, 0] += 3.0  # the supporting sentence covers more of the question
+        rows.append(QuestionRows("s", str(i), True, x.tolist(), labels))
+    model = fit(rows, seed=0)
+    assert model.names == FEATURE_NAMES and model.weights[0] > 0
+    again = SentenceScorer.from_dict(json.loads(json.dumps(model.to_dict())))
+    assert np.allclose(again.weights, model.weights, atol=1e-5)
