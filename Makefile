@@ -42,6 +42,13 @@ eval: index
 bench: setup
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/soak.py
+
+# 10-minute soak of the served app (bench/soak.py, writes bench/soak.md): questions from 20 clients while
+# staff upload, re-index and delete through the UI; 0 errors, 0 lost documents, memory within 20%.
+.PHONY: soak
+soak: setup
+	$(BIN)/python bench/soak.py
 
 # Refit the learned sentence scorer on the development sets (../shared/bench-data; fixed seed) and
 # write assistant/models/sentence_scorer.json. Needs scikit-learn (the `train` extra); `make test`
