@@ -461,12 +461,17 @@ def staff_client(url: str, soak: Soak, password: str, timeout: float, pause: flo
             n = 0
             while not soak.stop.is_set():
                 n += 1
+                # The first cycle rebuilds, so every kind of step has run once within the warm-up.
+                full = rebuild_every > 0 and (n - 1) % rebuild_every == 0
+                cycle = StaffCycle(g, http, soak, password, n, full)
                 try:
-                    # The first cycle rebuilds, so every kind of step has run once within the warm-up.
-                    full = rebuild_every > 0 and (n - 1) % rebuild_every == 0
-                    StaffCycle(g, http, soak, password, n, full).run()
-                except StaffError:
-                    pass  # recorded in its step
+                    cycle.run()
+                except StaffError:  # recorded in its step; the upload must not outlive its cycle
+                    try:
+                        if _listed(http, cycle.name):
+                            cycle.step("delete after a failed step", cycle.delete)
+                    except (StaffError, httpx.HTTPError, ValueError, KeyError):
+                        pass  # recorded, when it was the delete
                 soak.stop.wait(pause)
         finally:
             g.close()
