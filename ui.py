@@ -1179,7 +1179,9 @@ def serve(assistant: Any, host: str = "127.0.0.1", port: int = 7860, admin_passw
           flush=True)
     if host not in ("127.0.0.1", "localhost", "::1"):
         print(f"Warning: bound to {host}: the UI and API are reachable from the network.", flush=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    # Keep idle connections well past a client's own idle expiry (httpx: 5 s, like uvicorn's default): with
+    # equal timeouts a request sent on a connection about to close was reset under load (soak finding).
+    uvicorn.run(app, host=host, port=port, log_level="warning", timeout_keep_alive=75)
 
 
 if __name__ == "__main__":
