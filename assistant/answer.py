@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from . import strings
 from .chunking import inline_items
 from .errors import ConfigError
 from .lexicons import lexicon, words
@@ -44,28 +45,8 @@ def _alternatives(language: str, key: str) -> str:
     return "|".join(re.escape(str(w)).replace("\\ ", " ") for w in lexicon(language)[key])  # a space is a space
 
 
-MESSAGES: dict[str, dict[str, str]] = {
-    "en": {
-        "abstain": "I could not find this in the alliance documents.",
-        "related": "Possibly related passages:",
-        "sources": "Sources",
-        "searched": "Searched for",
-        "empty": "Please ask a question.",
-        "llm_failed": "The language model did not answer; this is the extractive answer.",
-        "unsupported": "(not supported by the cited passage)",
-        "part_missing": "Nothing was found in the alliance documents about {subject}.",
-    },
-    "zh": {
-        "abstain": "在联盟文档中没有找到相关内容。",
-        "related": "可能相关的段落：",
-        "sources": "来源",
-        "searched": "检索内容",
-        "empty": "请输入问题。",
-        "llm_failed": "语言模型没有响应，以下为摘录式回答。",
-        "unsupported": "（引用的段落不支持此句）",
-        "part_missing": "在联盟文档中没有找到关于“{subject}”的内容。",
-    },
-}
+# The answers' fixed texts live with every other fixed text in strings.toml (section "answer").
+MESSAGES: dict[str, dict[str, str]] = {lang: strings.section("answer", lang) for lang in strings.LANGUAGES}
 
 
 def answer_language(language: str) -> str:
