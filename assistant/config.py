@@ -27,7 +27,7 @@ from urllib.parse import urlparse
 
 from .answer import AnswerSettings
 from .chunking import ChunkerSettings
-from .embedding import DEFAULT_MODEL, EmbeddingSettings
+from .embedding import BACKEND_ALIASES, BACKENDS, DEFAULT_MODEL, EmbeddingSettings
 from .errors import ConfigError
 from .retrieval import RetrievalSettings
 
@@ -85,6 +85,15 @@ def nonblank(raw: str) -> str:
 def one_line(raw: str) -> str:
     """Free text on one line (a prefix: its spaces matter, so nothing is stripped)."""
     return _printable(raw)
+
+
+def embedding_backend(raw: str) -> str:
+    """How the default model runs: "auto", "onnx" or "sentence-transformers" ("torch" is another name
+    for the last); case and surrounding spaces do not matter."""
+    value = BACKEND_ALIASES.get(raw.strip().lower())
+    if value is None or value not in BACKENDS:
+        raise ValueError(f"must be one of {', '.join(BACKENDS)}")
+    return value
 
 
 def token(raw: str) -> str:
@@ -213,6 +222,7 @@ class Settings:
     embedding_model: str = _setting("ASSISTANT_EMBEDDING_MODEL", DEFAULT_MODEL, nonblank, "--model")
     query_prefix: str | None = _setting("ASSISTANT_QUERY_PREFIX", None, one_line)
     passage_prefix: str | None = _setting("ASSISTANT_PASSAGE_PREFIX", None, one_line)
+    embedding_backend: str = _setting("ASSISTANT_EMBEDDING_BACKEND", "auto", embedding_backend)
     chunk_tokens: int = _setting("ASSISTANT_CHUNK_TOKENS", "200", integer(16, 4096))  # ChunkerSettings' range
     reranker: str | None = _setting("ASSISTANT_RERANKER", None, nonblank, "--reranker")
     llm_url: str | None = _setting("ASSISTANT_LLM_URL", None, url(), "--llm-url")
@@ -300,7 +310,10 @@ class Settings:
             corpus_dir=self.corpus,
             chroma_url=self.chroma_url,
             embedding=EmbeddingSettings(
-                model=self.embedding_model, query_prefix=self.query_prefix, passage_prefix=self.passage_prefix
+                model=self.embedding_model,
+                query_prefix=self.query_prefix,
+                passage_prefix=self.passage_prefix,
+                backend=self.embedding_backend,
             ),
             chunker=ChunkerSettings(max_tokens=self.chunk_tokens),
             retrieval=RetrievalSettings(reranker=self.reranker),

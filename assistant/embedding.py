@@ -6,8 +6,9 @@ Face hub switched off, so nothing is downloaded at run time. It runs through ONN
 of the model files), so neither questions nor ingest import torch; the vectors match
 sentence-transformers' within 1e-4 cosine. Any other model, or the default one when the export cannot
 be made here (one warning line on stderr), runs through sentence-transformers.
-``ASSISTANT_EMBEDDING_BACKEND=sentence-transformers`` (or ``EmbeddingSettings(backend=...)``) forces
-sentence-transformers; ``onnx`` forces ONNX for the default model and fails rather than fall back.
+``ASSISTANT_EMBEDDING_BACKEND=sentence-transformers`` (``config.Settings.embedding_backend``, or
+``EmbeddingSettings(backend=...)``) forces sentence-transformers; ``onnx`` forces ONNX for the default
+model and fails rather than fall back.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ DEFAULT_MODEL = "all-MiniLM-L6-v2"
 _DEFAULT_ALIASES = {"", "default", DEFAULT_MODEL, f"sentence-transformers/{DEFAULT_MODEL}"}
 BACKENDS = ("auto", "onnx", "sentence-transformers")
 BACKEND_ENV = "ASSISTANT_EMBEDDING_BACKEND"
-_BACKEND_ALIASES = {
+# What ASSISTANT_EMBEDDING_BACKEND may say (lower-cased, stripped) -> the backend; parsed by config.Settings.
+BACKEND_ALIASES = {
     "": "auto",
     "auto": "auto",
     "onnx": "onnx",
@@ -73,8 +75,9 @@ class EmbeddingSettings:
     passage_prefix: str | None = None
     batch_size: int = 32
     device: str = "cpu"
-    # None: $ASSISTANT_EMBEDDING_BACKEND, read when the model loads (default "auto": ONNX for the default
-    # model, sentence-transformers for any other); "onnx" or "sentence-transformers" to force one.
+    # None: $ASSISTANT_EMBEDDING_BACKEND (through config.Settings), read when the model loads (default
+    # "auto": ONNX for the default model, sentence-transformers for any other); "onnx" or
+    # "sentence-transformers" to force one. Settings.config() passes the validated setting here.
     backend: str | None = None
 
     def __post_init__(self) -> None:
@@ -102,14 +105,15 @@ class EmbeddingSettings:
         return asdict(self)
 
     def chosen_backend(self, env: Mapping[str, str] | None = None) -> str:
-        """``backend``, or ``$ASSISTANT_EMBEDDING_BACKEND`` when unset: "auto", "onnx" or "sentence-transformers"."""
+        """``backend``, or ``$ASSISTANT_EMBEDDING_BACKEND`` when unset: "auto", "onnx" or "sentence-transformers".
+
+        The variable is parsed by ``config.Settings`` (a bad value: ``ConfigError`` naming it and the value)."""
         if self.backend is not None:
             return self.backend
-        raw = (os.environ if env is None else env).get(BACKEND_ENV, "")
-        value = _BACKEND_ALIASES.get(raw.strip().lower())
-        if value is None:
-            raise ConfigError(f"{BACKEND_ENV} must be one of {', '.join(BACKENDS)}, got {raw!r}")
-        return value
+        from .config import Settings
+
+        backend: str = Settings.from_env(env, only={"embedding_backend"}).embedding_backend
+        return backend
 
 
 class Embedder:

@@ -175,9 +175,16 @@ def test_backend_switch(monkeypatch: pytest.MonkeyPatch) -> None:
     assert EmbeddingSettings().chosen_backend({"ASSISTANT_EMBEDDING_BACKEND": "torch"}) == "sentence-transformers"
     assert EmbeddingSettings(backend="onnx").chosen_backend({"ASSISTANT_EMBEDDING_BACKEND": "torch"}) == "onnx"
     with pytest.raises(
-        ConfigError, match="^ASSISTANT_EMBEDDING_BACKEND must be one of auto, onnx, sentence-transformers"
+        ConfigError,
+        match="^ASSISTANT_EMBEDDING_BACKEND must be one of auto, onnx, sentence-transformers, got 'tensorflow'$",
     ):
         EmbeddingSettings().chosen_backend({"ASSISTANT_EMBEDDING_BACKEND": "tensorflow"})
+    # The validated setting (config.Settings) reaches the embedder through Settings.config().
+    from assistant.config import Settings
+
+    settings = Settings.from_env({"ASSISTANT_EMBEDDING_BACKEND": "torch"}).config().embedding
+    assert settings.backend == "sentence-transformers"
+    assert settings.chosen_backend({"ASSISTANT_EMBEDDING_BACKEND": "onnx"}) == "sentence-transformers"
     with pytest.raises(ConfigError, match="embedding backend must be one of"):
         EmbeddingSettings(backend="tensorflow")
     with pytest.raises(ConfigError, match="serves only the default model"):

@@ -40,6 +40,7 @@ BAD_ENV: list[tuple[str, str, str]] = [
     ("ASSISTANT_EMBEDDING_MODEL", "  ", "must not be blank"),
     ("ASSISTANT_QUERY_PREFIX", "query:\n", LINE_RULE),
     ("ASSISTANT_PASSAGE_PREFIX", "passage:\t", LINE_RULE),
+    ("ASSISTANT_EMBEDDING_BACKEND", "tensorflow", "must be one of auto, onnx, sentence-transformers"),
     ("ASSISTANT_CHUNK_TOKENS", "abc", TOKENS_RULE),
     ("ASSISTANT_CHUNK_TOKENS", "0", TOKENS_RULE),
     ("ASSISTANT_CHUNK_TOKENS", "-3", TOKENS_RULE),
@@ -229,6 +230,8 @@ def test_defaults_are_exact(monkeypatch: pytest.MonkeyPatch) -> None:
     assert s == config.Settings()
     assert (s.index, s.corpus, s.chroma_url) == (Path("index"), Path("corpus"), None)
     assert (s.embedding_model, s.query_prefix, s.passage_prefix) == ("all-MiniLM-L6-v2", None, None)
+    assert s.embedding_backend == "auto"
+    assert s.config().embedding.backend == "auto"
     assert s.chunk_tokens == 200
     assert s.reranker is None
     assert (s.llm_url, s.llm_model, s.llm_api_key, s.llm_timeout) == (None, "default", "none", 30.0)
@@ -247,6 +250,7 @@ def test_good_values_parse(tmp_path: Path) -> None:
         "ASSISTANT_EMBEDDING_MODEL": "intfloat/multilingual-e5-small",
         "ASSISTANT_QUERY_PREFIX": "query: ",
         "ASSISTANT_PASSAGE_PREFIX": "passage: ",
+        "ASSISTANT_EMBEDDING_BACKEND": " Torch ",  # another name of sentence-transformers; case and spaces ignored
         "ASSISTANT_CHUNK_TOKENS": " 128 ",
         "ASSISTANT_RERANKER": "cross-encoder/ms-marco-MiniLM-L-6-v2",
         "ASSISTANT_LLM_URL": "https://llm.example:8443/v1",
@@ -268,6 +272,7 @@ def test_good_values_parse(tmp_path: Path) -> None:
         embedding_model="intfloat/multilingual-e5-small",
         query_prefix="query: ",
         passage_prefix="passage: ",
+        embedding_backend="sentence-transformers",
         chunk_tokens=128,
         reranker="cross-encoder/ms-marco-MiniLM-L-6-v2",
         llm_url="https://llm.example:8443/v1",
@@ -287,6 +292,7 @@ def test_good_values_parse(tmp_path: Path) -> None:
     assert c.chroma_url == "chroma.internal:8000"
     assert c.embedding.model == "intfloat/multilingual-e5-small"
     assert c.embedding.prefixes == ("query: ", "passage: ")
+    assert c.embedding.backend == "sentence-transformers"
     assert c.chunker.max_tokens == 128
     assert c.retrieval.reranker == "cross-encoder/ms-marco-MiniLM-L-6-v2"
     assert c.llm == config.LLMSettings("https://llm.example:8443/v1", "qwen2.5", "sk-abc123", 2.5)
@@ -303,6 +309,8 @@ def test_good_values_parse(tmp_path: Path) -> None:
         ("ASSISTANT_MAX_FILE_MB", "1024", "max_file_mb", 1024.0),
         ("ASSISTANT_LLM_TIMEOUT", "600", "llm_timeout", 600.0),
         ("ASSISTANT_CHUNK_TOKENS", "16", "chunk_tokens", 16),
+        ("ASSISTANT_EMBEDDING_BACKEND", "onnx", "embedding_backend", "onnx"),
+        ("ASSISTANT_EMBEDDING_BACKEND", "sentence_transformers", "embedding_backend", "sentence-transformers"),
         ("ASSISTANT_CHROMA_URL", "http://10.0.0.5:8000", "chroma_url", "http://10.0.0.5:8000"),
         ("ASSISTANT_ADMIN_PASSWORD", "   ", "admin_password", None),  # blank: management off, as before
         ("ASSISTANT_PORT", "", "port", 7860),  # empty: unset, as before
