@@ -3,8 +3,8 @@
 Why not llama-index's ``BM25Retriever`` as is: its default tokenizer is English-only (a Chinese clause
 becomes one token) and it takes no per-term weights, which query translation needs. We use bm25s (the
 library under ``BM25Retriever``) to build and persist the BM25 score matrix, and score weighted queries
-against that matrix ourselves. ``HybridRetriever`` wraps the whole search as a llama-index
-``BaseRetriever`` for use in llama-index pipelines and chat engines.
+against that matrix ourselves. ``assistant.llamaindex.HybridRetriever`` wraps the whole search as a
+llama-index ``BaseRetriever`` for use in llama-index pipelines and chat engines.
 """
 
 from __future__ import annotations
@@ -937,19 +937,3 @@ class Retriever:
         for p, s in zip(passages, scores, strict=True):
             p.scores["rerank"] = float(s)
         return sorted(passages, key=lambda p: -p.scores["rerank"])
-
-
-def hybrid_retriever(retriever: Retriever, filters: Mapping[str, Any] | None = None) -> Any:
-    """A llama-index ``BaseRetriever`` over our hybrid search (for llama-index query/chat engines)."""
-    from llama_index.core.retrievers import BaseRetriever
-    from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
-
-    class HybridRetriever(BaseRetriever):
-        def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
-            passages, _, _ = retriever.search(query_bundle.query_str, filters)
-            return [
-                NodeWithScore(node=TextNode(id_=p.chunk_id, text=p.text, metadata=dict(p.metadata)), score=p.score)
-                for p in passages
-            ]
-
-    return HybridRetriever()

@@ -9,8 +9,8 @@ not vouch for) and the next ingest sweeps the leftovers.
 
 We talk to Chroma directly rather than through llama-index's ``ChromaVectorStore``: we need the
 manifest collection, metadata-only reads, ``$ne`` deletes by content hash and paged scans, and the
-node conversion would cost time on every query. ``retrieval.hybrid_retriever`` exposes our search as
-a llama-index ``BaseRetriever`` for llama-index pipelines.
+node conversion would cost time on every query. ``assistant.llamaindex.HybridRetriever`` exposes our
+search as a llama-index ``BaseRetriever`` for llama-index pipelines.
 """
 
 from __future__ import annotations
