@@ -163,6 +163,8 @@ def ingest(
             report.swept = store.sweep()
         # A copy: the store's own cache changes as documents are committed and removed below.
         known = {} if rebuild else dict(store.documents())
+        # What a rebuild in place keeps when a file cannot be read again (nothing is lost).
+        previous = dict(store.documents()) if rebuild and not streaming else {}
         file_hashes = {} if rebuild else store.file_hashes()
         # Documents by file, once: looking them up per file by scanning all records was files x documents.
         known_by_path: dict[str, list[DocRecord]] = {}
@@ -299,9 +301,13 @@ def ingest(
         # Nothing to publish (an unchanged corpus): readers are not held up at all.
         idle = not (pending or removals or new_file_hashes or forgotten or settings is not None)
         with write_lock() if write_lock is not None and not idle else nullcontext():
+            in_place = False
             if not streaming:
                 if rebuild:
-                    store.reset()
+                    # A server rebuilds in place (see ``Store.retain``) unless the vector size changes.
+                    in_place = store.can_rebuild_in_place(embedder.dimension)
+                    if not in_place:
+                        store.reset()
                 if settings is not None:
                     store.write_settings(settings, dirty=True)
                 for batch, vectors in pending:
@@ -314,7 +320,11 @@ def ingest(
             store.set_file_hashes(new_file_hashes)
             for abs_path in forgotten:
                 store.forget_file(abs_path)
-            if publisher.failed:
+            if in_place:
+                kept = set(seen_docs)
+                kept |= {d for d, rec in previous.items() if rec.path in failed_files}
+                report.chunks_removed += store.retain(kept, set(new_file_hashes))
+            elif publisher.failed:
                 # Chunks of a file the store refused half-way are vouched for by no manifest record.
                 report.swept += store.sweep()
             if settings is not None:
