@@ -9,6 +9,7 @@ HTML comes from ``assistant.render``, which escapes all document text. Run direc
 from __future__ import annotations
 
 import atexit
+import datetime
 import hashlib
 import html
 import json
@@ -18,6 +19,7 @@ import tempfile
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from math import ceil
@@ -61,6 +63,12 @@ log = logging.getLogger("assistant.ui")
 STREAM_DELAY = 0.05  # seconds between streamed sentences
 MAX_GOLD_BYTES = 5 * 1024 * 1024
 MAX_TURNS = 50  # questions (and rendered messages: two per turn) a session keeps on the server
+# Gradio keeps a session (our gr.State values plus its own per-session copy of every component's
+# config, ~150-200 KB here) for each browser tab it has seen. We bound both how many and for how long:
+# the oldest go first past the capacity, and any unused for the idle time is forgotten. A forgotten
+# tab loses nothing: its next question resumes from the conversation its browser keeps (``resume``).
+SESSION_CAPACITY = 1000
+SESSION_IDLE_SECONDS = 30 * 60
 
 EXAMPLES_STUDENTS = [
     ["What is the Suzhou standardized industry-education alliance?"],
@@ -547,6 +555,43 @@ def session_from(restored: Sequence[Answer], lang: str) -> tuple[Any, ...]:
     return messages, messages, past, turns, kept, all_sources(turns, lang)
 
 
+def resume(messages: list[dict[str, Any]], past: list[str], turns: list[Any], kept: list[dict[str, Any]],
+           saved: Any, lang: str) -> tuple[list[dict[str, Any]], list[str], list[Any], list[dict[str, Any]]]:
+    """The server-side session, or, when the server has forgotten it (idle, or past the capacity) while the
+    browser still shows a conversation, that conversation rebuilt from the browser's saved copy (as a
+    page reload would): a follow-up keeps its context. Returns (conversation, history, answers, records)."""
+    if messages or turns or not saved:
+        return messages, past, turns, kept
+    _, messages, past, turns, kept, _ = session_from(restored_answers(saved), lang)
+    return messages, past, turns, kept
+
+
+def forget_idle_sessions(holder: Any, idle_seconds: float, now: datetime.datetime | None = None) -> int:
+    """Drop the Gradio sessions (``blocks.state_holder``) unused for ``idle_seconds``; returns how many.
+    Gradio itself only bounds their number (``state_session_capacity``), never their age."""
+    cutoff = (now or datetime.datetime.now()) - datetime.timedelta(seconds=idle_seconds)
+    with holder.lock:
+        stale = [sid for sid, used in holder.time_last_used.items() if used < cutoff]
+        for sid in stale:
+            holder.session_data.pop(sid, None)
+            holder.time_last_used.pop(sid, None)
+    return len(stale)
+
+
+def _sweep_sessions(blocks_ref: Any, idle_seconds: float, every: float) -> None:
+    """Forget idle sessions every ``every`` seconds while the app lives (a weak reference: a test's app goes)."""
+    while True:
+        time.sleep(every)
+        blocks = blocks_ref()
+        if blocks is None:
+            return
+        try:
+            forget_idle_sessions(blocks.state_holder, idle_seconds)
+        except Exception:  # never let the sweeper die of one odd session
+            log.exception("forgetting idle sessions failed")
+        del blocks
+
+
 def answer_question(ctx: UIContext, text: str, messages: list[dict[str, Any]], past: list[str], turns: list[Any],
             kept: list[dict[str, Any]], lang: str, filters: dict[str, Any]) -> Iterator[tuple[Any, ...]]:
     """Ask, then stream the answer sentence by sentence; errors become an inline message.
@@ -926,12 +971,15 @@ def build_chat_tab(ctx: UIContext, s: Session, lang: Any, L: Labels) -> dict[str
     session_outputs = [c["chatbot"], s.conversation, s.history, s.answers, s.records, c["sources"]]
 
     def respond(text: str, messages: list[dict[str, Any]], past: list[str], turns: list[Any],
-               kept: list[dict[str, Any]], ui_lang: str, doc_ids: list[str] | None, outlets: list[str] | None,
-               language: str | None, date_from: str | None, date_to: str | None) -> Iterator[tuple[Any, ...]]:
+               kept: list[dict[str, Any]], saved: Any, ui_lang: str, doc_ids: list[str] | None,
+               outlets: list[str] | None, language: str | None, date_from: str | None,
+               date_to: str | None) -> Iterator[tuple[Any, ...]]:
+        messages, past, turns, kept = resume(messages, past, turns, kept, saved, ui_lang)
         yield from answer_question(ctx, text, messages, past, turns, kept, ui_lang,
                            build_filters(doc_ids, outlets, language, date_from, date_to))
 
-    inputs = [c["question"], s.conversation, s.history, s.answers, s.records, lang, c["f_doc"], c["f_outlet"],
+    inputs = [c["question"], s.conversation, s.history, s.answers, s.records, s.saved_current, lang, c["f_doc"],
+              c["f_outlet"],
               c["f_lang"], c["f_from"], c["f_to"]]
     outputs = [c["chatbot"], s.conversation, c["question"], s.history, s.answers, c["sources"], s.records,
                s.saved_current]
@@ -1140,6 +1188,7 @@ def create_app(assistant: Any, admin_password: str | None = None, *, ui: bool = 
         blocks = build_app(assistant, admin_password=admin_password)
         # api_open=False: queued handlers run only through the queue (run/predict refuses them too).
         blocks.queue(default_concurrency_limit=QUEUE_CONCURRENCY, api_open=False)  # see QUEUE_CONCURRENCY
+        blocks.state_session_capacity = SESSION_CAPACITY  # read when mounted (StateHolder.set_blocks)
         app = gr.mount_gradio_app(
             app,
             blocks,
@@ -1160,6 +1209,8 @@ def create_app(assistant: Any, admin_password: str | None = None, *, ui: bool = 
         # sets that flag, so without this line any file the server can read could be copied into the cache
         # and downloaded by anyone. Gradio's own reload path (utils.swap_blocks) sets it the same way.
         blocks.has_launched = True
+        threading.Thread(target=_sweep_sessions, args=(weakref.ref(blocks), SESSION_IDLE_SECONDS, 60.0),
+                         name="forget-idle-sessions", daemon=True).start()
     app.add_middleware(RequestGate)
     return app
 

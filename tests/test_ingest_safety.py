@@ -451,7 +451,9 @@ def test_a_server_rebuild_keeps_its_collections_and_gives_what_a_fresh_build_giv
     assert not store.dirty()
 
 
-def test_a_server_rebuild_keeps_the_documents_of_a_file_it_cannot_read_again(tmp_path: Path, embedder: Embedder) -> None:
+def test_a_server_rebuild_keeps_the_documents_of_a_file_it_cannot_read_again(
+    tmp_path: Path, embedder: Embedder
+) -> None:
     """Nothing is lost: a file that became unreadable since the last ingest is reported, its documents stay."""
     corpus = copy_corpus(tmp_path / "corpus", SMALL)
     store = Store(tmp_path / "index")

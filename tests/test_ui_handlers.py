@@ -73,3 +73,35 @@ def test_open_document_only_for_indexed_ids(ctx: ui.UIContext) -> None:
     assert "doc-text" in shown
     assert "not in the index" in ui.open_document(ctx, json.dumps([str(Path("/etc/passwd")), 0, 5]), "en")
     assert ui.open_document(ctx, "{bad", "en") == ""
+
+
+def test_a_forgotten_session_resumes_from_the_browsers_copy(ctx: ui.UIContext) -> None:
+    """Gradio forgets idle sessions; the next question of that tab continues the conversation its
+    browser shows (a follow-up keeps its context), and nothing else is ever taken from the browser."""
+    _, _, _, past, turns, _, kept, saved = _run(ctx, "What is the Suzhou alliance?", [], [], [])
+    browser = json.loads(json.dumps(saved))
+    messages, history, answers, records = ui.resume([], [], [], [], browser, "en")
+    assert history == past and len(messages) == 2 and len(answers) == 1 and records[0]["question"] == past[0]
+    assert answers[0][1].answer == turns[0][1].answer
+    *_, last = ui.answer_question(ctx, "Who leads it?", messages, history, answers, records, "en", {})
+    assert last[3] == [past[0], "Who leads it?"] and len(last[0]) == 4
+    # A live session is never replaced by the browser's copy; a malformed copy gives a fresh session.
+    live = ([{"role": "user", "content": "x"}], ["x"], [], [])
+    assert ui.resume(*live, browser, "en") == live
+    assert ui.resume([], [], [], [], [{"question": 5}], "en") == ([], [], [], [])
+    assert ui.resume([], [], [], [], "not a list", "en") == ([], [], [], [])
+
+
+def test_idle_sessions_are_forgotten_and_their_number_is_bounded(ctx: ui.UIContext) -> None:
+    import datetime
+
+    app = ui.create_app(ctx.assistant, admin_password="")
+    holder = next(r.app.state_holder for r in app.routes if getattr(getattr(r, "app", None), "state_holder", None))
+    assert holder.capacity == ui.SESSION_CAPACITY
+    for sid in ("old-1", "old-2", "recent"):
+        holder[sid]
+    now = datetime.datetime.now()
+    holder.time_last_used["old-1"] = holder.time_last_used["old-2"] = now - datetime.timedelta(hours=2)
+    assert ui.forget_idle_sessions(holder, ui.SESSION_IDLE_SECONDS, now) == 2
+    assert "recent" in holder and "old-1" not in holder and "old-2" not in holder
+    assert ui.forget_idle_sessions(holder, ui.SESSION_IDLE_SECONDS, now) == 0
