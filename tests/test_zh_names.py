@@ -1,0 +1,145 @@
+"""Chinese names without ``jieba.posseg`` (``assistant.zh_names``): the same words as the tagger gives, from a
+cached table, and a cache that is rebuilt when it is stale, broken or cannot be written."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+import pytest
+from conftest import REPO
+
+from assistant import zh_names
+
+FLAGS = ("ns", "nr", "nt", "nz", "nrt")
+EXTRA = [
+    "张伟和李娜在北京大学见面。",
+    "欧阳娜娜是谁？王小明去了哪里",
+    "常州检验检测认证产教联盟是由哪个单位牵头发起的？",
+    "南海区与佛山职业技术学院共建了什么平台？",
+    "2023年，Huawei与苏州工业园区签约，ABC123公司也参加了。",
+    "台積電在新竹科學園區設廠",  # traditional characters, as a question may be written
+    "What about 常州?",
+    "",
+    "。。。",
+]
+
+
+def expected(text: str) -> list[str]:
+    import jieba.posseg as pseg
+
+    return [w for w, f in pseg.lcut(text) if f in FLAGS and len(w) >= 2]
+
+
+def texts() -> list[str]:
+    out = [
+        json.loads(line)["question"]
+        for name in ("gold.jsonl", "realistic.jsonl")
+        for line in (REPO / "eval" / name).open(encoding="utf-8")
+    ]
+    for path in sorted((REPO / "corpus").rglob("*")):
+        if path.is_file() and path.suffix in (".txt", ".md", ".jsonl"):
+            text = path.read_text(encoding="utf-8", errors="replace")
+            out += [s for s in re.split(r"(?<=[。！？\n])", text) if s.strip()]  # sentences, lines
+    return [t for t in out if re.search(r"[\u4e00-\u9fff]", t)] + EXTRA
+
+
+@pytest.fixture(autouse=True)
+def own_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ASSISTANT_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(zh_names, "_tables", None)
+
+
+def assert_same(items: list[str]) -> int:
+    got = {t: zh_names.name_words(t) for t in items}
+    want = {t: expected(t) for t in items}
+    assert [t for t in items if got[t] != want[t]] == []
+    return sum(map(len, want.values()))
+
+
+def test_same_names_as_jieba_posseg() -> None:
+    items = texts()
+    assert len(items) > 120
+    assert assert_same(items) > 100
+
+
+def test_same_names_on_cmrc_contexts() -> None:
+    """Thousands of sentences of Chinese news and encyclopedia text (many person names found by the HMM)."""
+    data = Path("/work/shared/bench-data/cmrc2018/cmrc2018_trial.json.gz")
+    if not data.exists():
+        pytest.skip("CMRC 2018 trial set not on this machine")
+    import gzip
+
+    raw = json.loads(gzip.decompress(data.read_bytes()))
+    contexts = [p["context"] for d in raw.get("data", raw) for p in d["paragraphs"]][:300]
+    items = [s for c in contexts for s in re.split(r"(?<=[。！？])", c) if s.strip()]
+    assert len(items) > 2000
+    assert assert_same(items) > 2000
+
+
+def test_cache_is_written_then_read_without_posseg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    first = zh_names.name_words("张伟和李娜在北京大学见面。")
+    files = list((tmp_path / "cache").glob("jieba-names-v*.marshal"))
+    assert len(files) == 1
+    monkeypatch.setattr(zh_names, "_tables", None)
+
+    def no_build(tokenizer: object) -> None:
+        raise AssertionError("the cache should have been read")
+
+    monkeypatch.setattr(zh_names, "_build", no_build)
+    assert zh_names.name_words("张伟和李娜在北京大学见面。") == first == expected("张伟和李娜在北京大学见面。")
+
+
+def test_stale_or_broken_cache_is_rebuilt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    zh_names.warm_up()
+    (cache_file,) = (tmp_path / "cache").glob("jieba-names-v*.marshal")
+    for content in (b"", b"not marshal", cache_file.read_bytes()[:1000]):
+        cache_file.write_bytes(content)
+        monkeypatch.setattr(zh_names, "_tables", None)
+        assert zh_names.name_words("王小明去了南京") == expected("王小明去了南京")
+        assert cache_file.stat().st_size > 1_000_000  # written again
+
+
+def test_cache_key_follows_the_dictionary_file(tmp_path: Path) -> None:
+    """An edited dictionary (size or modification time) gets another cache file; jieba's default too."""
+    import shutil
+    import types
+
+    import jieba
+
+    copy = tmp_path / "dict.txt"
+    shutil.copy(Path(jieba.__file__).parent / "dict.txt", copy)
+    tokenizer = types.SimpleNamespace(dictionary=str(copy))
+    first, key = zh_names._cache_file(tokenizer)
+    os.utime(copy, ns=(copy.stat().st_atime_ns, copy.stat().st_mtime_ns + 1_000_000_000))
+    second, key2 = zh_names._cache_file(tokenizer)
+    assert first is not None and second is not None and first != second and key != key2
+    default, _ = zh_names._cache_file(types.SimpleNamespace(dictionary=None))
+    assert default is not None and default not in (first, second)
+    assert default.parent == tmp_path / "cache"
+
+
+def test_unwritable_cache_still_answers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    monkeypatch.setenv("ASSISTANT_CACHE_DIR", str(blocker / "cache"))
+    assert zh_names.name_words("张伟在常州") == expected("张伟在常州")
+
+
+def test_user_words_with_a_tag_count() -> None:
+    import jieba
+
+    from assistant.text import _get_jieba
+
+    _get_jieba()
+    word = "鑫淼垚联盟"
+    assert word not in zh_names.name_words(f"{word}在哪里？")
+    jieba.add_word(word, 1000, "nt")
+    try:
+        assert zh_names.name_words(f"{word}在哪里？") == [word] == expected(f"{word}在哪里？")
+    finally:
+        jieba.del_word(word)
+        jieba.dt.user_word_tag_tab.pop(word, None)
+        zh_names._user_tags.pop(word, None)
