@@ -42,6 +42,7 @@ eval: index
 bench: setup
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/upload_latency.py
 	$(BIN)/python bench/soak.py
 
 # 10-minute soak of the served app (bench/soak.py, writes bench/soak.md): questions from 20 clients while
