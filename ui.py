@@ -30,7 +30,7 @@ import gradio as gr
 
 from assistant import feedback, strings
 from assistant.core import MAX_QUESTION_CHARS
-from assistant.corpus_files import VERSIONS, move_to_trash, restore, trashed
+from assistant.corpus_files import VERSIONS, inside, move_to_trash, restore, trashed
 from assistant.errors import AssistantError, DocumentError
 from assistant.render import (
     answer_plain_text,
@@ -306,12 +306,8 @@ def uploaded_file(path: Any) -> Path:
     if not isinstance(path, str | Path) or not str(path):
         raise DocumentError("upload", "not an uploaded file")
     file = Path(path)
-    try:
-        resolved = file.resolve(strict=True)
-        resolved.relative_to(Path(get_upload_folder()).resolve())
-    except (OSError, ValueError):
-        raise DocumentError(file.name or "upload", "not an uploaded file") from None
-    if not resolved.is_file():
+    resolved = inside(file, Path(get_upload_folder()), strict=True)
+    if resolved is None or not resolved.is_file():
         raise DocumentError(file.name or "upload", "not an uploaded file")
     return resolved
 
@@ -380,9 +376,7 @@ def _remove_file(path: str, corpus_dir: Path, others: Sequence[Any], lang: str) 
     file = Path(path)
     if any(d.path == path for d in others):
         return t("status.file_shared", lang)
-    try:
-        file.resolve().relative_to(corpus_dir.resolve())
-    except ValueError:
+    if inside(file, corpus_dir) is None:
         return t("status.file_outside", lang)
     if not file.exists():
         return ""

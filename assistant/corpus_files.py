@@ -44,12 +44,20 @@ def _free_name(folder: Path, name: str) -> Path:
     return candidate
 
 
-def _inside(path: Path, folder: Path) -> Path:
-    resolved = path.resolve()
+def inside(path: Path, folder: Path, strict: bool = False) -> Path | None:
+    """``path`` resolved (links followed) when it lies inside ``folder``, else None; with ``strict``, also
+    None when it does not exist. The one check for "a file of this folder" (corpus, trash, uploads)."""
     try:
-        resolved.relative_to(folder.resolve())
-    except ValueError:
-        raise DocumentError(path.name, "not a file of the corpus folder") from None
+        resolved = path.resolve(strict=strict)
+    except OSError:
+        return None
+    return resolved if resolved.is_relative_to(folder.resolve()) else None
+
+
+def _inside(path: Path, folder: Path) -> Path:
+    resolved = inside(path, folder)
+    if resolved is None:
+        raise DocumentError(path.name, "not a file of the corpus folder")
     return resolved
 
 

@@ -766,14 +766,6 @@ def _ignored(path: Path) -> bool:
     return path.suffix.lower() not in SUPPORTED_SUFFIXES
 
 
-def _inside(path: Path, root: Path) -> bool:
-    try:
-        path.relative_to(root)
-    except ValueError:
-        return False
-    return True
-
-
 def alias_owners(files: Iterable[Path]) -> dict[Path, Path]:
     """Files that are another listed file under a second name (a symlink to it), each mapped to that file:
     the one not a symlink when there is one, else the first. Indexing both would give every document
@@ -807,7 +799,7 @@ def load_paths(paths: Iterable[Path], root: Path | None = None, limits: Limits |
     aliases = alias_owners(files)
     for path in files:
         result.files.append(relative_name(path, root))
-        if root is not None and path.is_symlink() and not _inside(path.resolve(), root.resolve()):
+        if root is not None and path.is_symlink() and not path.resolve().is_relative_to(root.resolve()):
             result.errors.append(DocumentError(link_name(path, root), "symlink points outside the corpus"))
             continue
         if path in aliases:
