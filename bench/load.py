@@ -192,6 +192,30 @@ class LoadResult:
         return percentile([r.seconds for r in self.requests], p)
 
 
+@dataclass
+class Asked:
+    """One ``POST /api/ask`` as a client saw it."""
+
+    status: int | None
+    error: str | None  # None: a well-formed answer
+    body: dict[str, Any] | None
+
+
+def ask_checked(client: httpx.Client, item: dict[str, Any]) -> Asked:
+    """Ask ``item`` (question and history) and check the answer's shape; never raises for HTTP trouble."""
+    try:
+        r = client.post("/api/ask", json={"question": item["question"], "history": item["history"]})
+    except httpx.HTTPError as exc:
+        return Asked(None, f"{type(exc).__name__}: {exc}", None)
+    if r.status_code != 200:
+        return Asked(r.status_code, f"HTTP {r.status_code}: {r.text[:300]}", None)
+    try:
+        body = r.json()
+    except ValueError as exc:
+        return Asked(r.status_code, f"{type(exc).__name__}: {exc}", None)
+    return Asked(r.status_code, check_answer(body), body)
+
+
 def run_load(url: str, questions: Sequence[dict[str, Any]], n: int, clients: int, timeout: float = 120,
              server: Server | None = None) -> LoadResult:
     """Send ``n`` questions (cycled) from ``clients`` threads; every answer is checked."""
@@ -211,21 +235,9 @@ def run_load(url: str, questions: Sequence[dict[str, Any]], n: int, clients: int
                     return
                 item = plan[i]
                 started = time.perf_counter()
-                status: int | None = None
-                error: str | None = None
-                server_ms = None
-                try:
-                    r = client.post("/api/ask", json={"question": item["question"], "history": item["history"]})
-                    status = r.status_code
-                    if status != 200:
-                        error = f"HTTP {status}: {r.text[:200]}"
-                    else:
-                        body = r.json()
-                        error = check_answer(body)
-                        server_ms = body.get("latency_ms")
-                except (httpx.HTTPError, ValueError) as exc:
-                    error = f"{type(exc).__name__}: {exc}"
-                req = Request(item["question"], status, time.perf_counter() - started, error, server_ms)
+                asked = ask_checked(client, item)
+                server_ms = asked.body.get("latency_ms") if asked.body else None
+                req = Request(item["question"], asked.status, time.perf_counter() - started, asked.error, server_ms)
                 with lock:
                     result.requests.append(req)
 

@@ -65,7 +65,7 @@ sys.path.insert(0, str(BENCH))
 sys.path.insert(0, str(REPO / "tests"))
 
 from gradio_raw import RawGradio  # noqa: E402
-from load import Server, check_answer, free_port, gold_questions, server_env  # noqa: E402
+from load import Server, ask_checked, free_port, gold_questions, server_env  # noqa: E402
 
 MEMORY_TOLERANCE = 0.20  # end RSS within 20% of the RSS after warm-up
 
@@ -202,22 +202,11 @@ def api_client(url: str, soak: Soak, questions: Sequence[dict[str, Any]], timeou
         while not soak.stop.is_set():
             item = rng.choice(questions)
             started = soak.now()
-            status: int | None = None
-            error: str | None = None
-            abstained = None
-            try:
-                r = client.post("/api/ask", json={"question": item["question"], "history": item["history"]})
-                status = r.status_code
-                if status != 200:
-                    error = f"HTTP {status}: {r.text[:300]}"
-                else:
-                    body = r.json()
-                    error = check_answer(body)
-                    abstained = bool(body.get("abstained"))
-            except (httpx.HTTPError, ValueError) as exc:
-                error = f"{type(exc).__name__}: {exc}"
+            asked = ask_checked(client, item)
+            error = asked.error
+            abstained = bool(asked.body.get("abstained")) if asked.body else None
             q = Question("api", started, soak.now() - started, error,
-                         error_kind(status, error) if error else None, abstained)
+                         error_kind(asked.status, error) if error else None, abstained)
             soak.add_question(q)
             soak.stop.wait(rng.uniform(0, 2 * think))
 
