@@ -58,6 +58,7 @@ from typing import Any
 import httpx
 import pytest
 from conftest import CORPUS_DOCS, cli_env, copy_corpus, expected_chunks
+from gradio_raw import Event, RawGradio
 from test_render import parse as parse_html
 from ui_fixtures import LiveServer, open_assistant, sample_index  # noqa: F401 - pytest fixture
 
@@ -372,22 +373,20 @@ def test_one_megabyte_single_line_is_ingested_with_exact_spans(tmp_path: Path, e
 
 
 def gradio_call(url: str, blocks: Any, fn_name: str, data: list[Any], session: str) -> list[Any]:
-    """Trigger one UI event the way the browser does (queue/join, then the SSE stream); its outputs.
-    An event Gradio itself refuses gives ``["gradio error: MESSAGE"]``."""
+    """Trigger one UI event (by its function's name in ``blocks``) the way the browser does, through
+    ``gradio_raw.RawGradio``; its outputs. An event Gradio itself refuses gives ``["gradio error: MESSAGE"]``."""
     index, fn = next((i, f) for i, f in blocks.fns.items() if f.name == fn_name)
-    body = {"data": data, "event_data": None, "fn_index": index, "trigger_id": fn.targets[0][0],
-            "session_hash": session}
-    r = httpx.post(url + "/gradio_api/queue/join", json=body, timeout=30)
-    assert r.status_code == 200, r.text
-    with httpx.stream("GET", url + "/gradio_api/queue/data", params={"session_hash": session}, timeout=300) as s:
-        for line in s.iter_lines():
-            if line.startswith("data:"):
-                msg = json.loads(line[5:])
-                if msg.get("msg") == "process_completed":
-                    if not msg.get("success"):
-                        return [f"gradio error: {msg.get('output', {}).get('error')}"]
-                    return list(msg["output"]["data"])
-    raise AssertionError(f"no result for {fn_name}")
+    event = Event(index, fn.targets[0][0], [], [], None)
+    g = RawGradio(url, timeout=300)
+    try:
+        g.session_hash = session
+        msg = g.run(event, data)
+    finally:
+        g.close()
+    assert msg.get("msg") == "process_completed", f"no result for {fn_name}: {msg}"
+    if not msg.get("success"):
+        return [f"gradio error: {msg.get('output', {}).get('error')}"]
+    return list(msg["output"]["data"])
 
 
 def gradio_upload(url: str, name: str, content: bytes) -> httpx.Response:
