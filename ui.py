@@ -391,17 +391,6 @@ def client_address(request: Any) -> str:
     return str(host) if host else "unknown"
 
 
-def ingest_under(assistant: Any, guard: Any, assistant_paths: Sequence[Path] | None, progress: Any, lang: str,
-                 rebuild: bool = False) -> Any:
-    """Run an ingest for the UI with a progress bar; questions go on while it reads and embeds.
-
-    The read/write lock is taken only around the step that changes what questions read (``write_lock``).
-    """
-    callback = _progress_callback(progress, lang)
-    paths = list(assistant_paths) if assistant_paths is not None else None
-    return assistant.ingest(paths, rebuild=rebuild, progress=callback, write_lock=guard.write)
-
-
 def settle_uploads(saved: Sequence[SavedUpload], errors: Sequence[Any], corpus_dir: Path, lang: str) -> list[str]:
     """Uploads that could not be indexed leave the corpus (or give back the file they replaced).
 
@@ -514,6 +503,15 @@ class UIContext:
     def browser_secret(self) -> str:
         """BrowserState encrypts with this; stable per index, so a restart keeps saved conversations."""
         return hashlib.sha256(str(Path(self.assistant.config.index_dir).resolve()).encode()).hexdigest()[:24]
+
+    def ingest(self, paths: Sequence[Path] | None, progress: Any, lang: str, rebuild: bool = False) -> Any:
+        """Run an ingest for the UI with a progress bar; questions go on while it reads and embeds.
+
+        The read/write lock is taken only around the step that changes what questions read (``write_lock``).
+        """
+        callback = _progress_callback(progress, lang)
+        return self.assistant.ingest(list(paths) if paths is not None else None, rebuild=rebuild,
+                                     progress=callback, write_lock=self.guard.write)
 
     def doc_choices(self) -> tuple[list[tuple[str, str]], list[str]]:
         with self.guard.read():
@@ -768,7 +766,7 @@ def staff_upload(ctx: UIContext, files: Any, admin: bool, lang: str, progress: A
     message = ""
     if saved:
         try:
-            report = ingest_under(ctx.assistant, ctx.guard, [u.path for u in saved], progress, lang)
+            report = ctx.ingest([u.path for u in saved], progress, lang)
             message = _report_text(report, lang)
             notes += settle_uploads(saved, report.errors, ctx.corpus_dir, lang)
         except Exception as exc:
@@ -813,7 +811,7 @@ def staff_restore_file(ctx: UIContext, name: Any, admin: bool, lang: str, progre
         return render_notice(t("msg.no_trash", lang)), gr.update(), gr.update()
     try:
         target = restore(name, ctx.corpus_dir)
-        report = ingest_under(ctx.assistant, ctx.guard, [target], progress, lang)
+        report = ctx.ingest([target], progress, lang)
     except Exception as exc:
         if not isinstance(exc, AssistantError):
             log.exception("restore failed")
@@ -827,7 +825,7 @@ def staff_reindex(ctx: UIContext, full: bool, admin: bool, lang: str, progress: 
     if admin is not True:
         return denied(lang), gr.update()
     try:
-        report = ingest_under(ctx.assistant, ctx.guard, None, progress, lang, rebuild=full is True)
+        report = ctx.ingest(None, progress, lang, rebuild=full is True)
     except Exception as exc:
         if not isinstance(exc, AssistantError):
             log.exception("re-index failed")
