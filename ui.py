@@ -20,7 +20,7 @@ import threading
 import time
 import uuid
 import weakref
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from math import ceil
 from pathlib import Path
@@ -61,6 +61,7 @@ from assistant.transcript import slim, to_markdown
 log = logging.getLogger("assistant.ui")
 
 STREAM_DELAY = 0.05  # seconds between streamed sentences
+DRAFT_INTERVAL = 0.1  # LLM mode: at most this often, the reply so far is shown while it is generated
 MAX_GOLD_BYTES = 5 * 1024 * 1024
 MAX_TURNS = 50  # questions (and rendered messages: two per turn) a session keeps on the server
 # Gradio keeps a session (our gr.State values plus its own per-session copy of every component's
@@ -606,9 +607,13 @@ def answer_question(ctx: UIContext, text: str, messages: list[dict[str, Any]], p
         yield unchanged
         return
     messages.append({"role": "user", "content": f'<div class="user-q">{esc(text)}</div>'})
+    drafted: list[str] = []
     try:
-        with ctx.guard.read():
-            answer: Answer = ctx.assistant.ask(text, history=past, filters=filters)
+        if ctx.assistant.config.llm is not None:
+            answer: Answer = yield from llm_draft(ctx, text, past, filters, messages, kept, drafted)
+        else:
+            with ctx.guard.read():
+                answer = ctx.assistant.ask(text, history=past, filters=filters)
     except Exception as exc:
         if not isinstance(exc, AssistantError):
             log.exception("ask failed")
@@ -624,12 +629,36 @@ def answer_question(ctx: UIContext, text: str, messages: list[dict[str, Any]], p
     kept = [*kept, {"question": text, "history": past[:-1], "answer": answer.to_dict()}]
     panel = all_sources(turns, lang)  # first, so footnotes work while streaming
     messages.append({"role": "assistant", "content": ""})
-    for prefix in stream_prefixes(answer.answer)[:-1]:
+    for prefix in [] if drafted else stream_prefixes(answer.answer)[:-1]:  # the LLM's draft was the stream
         messages[-1] = {"role": "assistant", "content": render_answer(answer, turn, text=prefix)}
         yield messages, messages, "", past, turns, panel, kept, gr.update()
         time.sleep(STREAM_DELAY)
     messages[-1] = {"role": "assistant", "content": render_answer(answer, turn) + copy_link(answer, lang)}
     yield messages, messages, "", past, turns, panel, kept, save_current(turns)
+
+
+def llm_draft(ctx: UIContext, text: str, past: list[str], filters: dict[str, Any], messages: list[dict[str, Any]],
+              kept: list[dict[str, Any]], drafted: list[str]) -> Generator[tuple[Any, ...], None, Answer]:
+    """LLM mode: the model's reply shown as it is generated (plain text, at most every DRAFT_INTERVAL
+    seconds; its pieces collect in ``drafted``), then the answer after the citation check is returned."""
+    from assistant.llm import stream_answer
+
+    def run(on_token: Callable[[str], None]) -> Answer:
+        with ctx.guard.read():
+            answer: Answer = ctx.assistant.ask(text, history=past, filters=filters, on_token=on_token)
+            return answer
+
+    shown = 0.0
+    for item in stream_answer(run):
+        if not isinstance(item, str):
+            return item
+        drafted.append(item)
+        if time.monotonic() - shown >= DRAFT_INTERVAL:
+            shown = time.monotonic()
+            draft = [*messages, {"role": "assistant", "content": f'<div class="answer streaming draft">'
+                                 f'<div class="answer-text">{esc("".join(drafted))}</div></div>'}]
+            yield draft, draft, "", past, gr.update(), gr.update(), kept, gr.update()
+    raise RuntimeError("the answer stream ended without an answer")
 
 
 def new_conversation(turns: list[Any], earlier: Any, lang: str) -> tuple[Any, ...]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
@@ -154,8 +154,13 @@ class Assistant:
         history: Sequence[str] | None = None,
         filters: Mapping[str, Any] | None = None,
         k: int | None = None,
+        on_token: Callable[[str], None] | None = None,
     ) -> Answer:
-        """Answer ``question`` (with earlier questions of the conversation in ``history``)."""
+        """Answer ``question`` (with earlier questions of the conversation in ``history``).
+
+        In LLM mode, ``on_token`` (if given) receives the model's reply as it streams, before the
+        citation check; the returned answer is the checked one (see ``llm.stream_answer``).
+        """
         started = time.perf_counter()
         if not isinstance(question, str) or not question.strip():
             raise QuestionError(messages(detect_language(question or ""))["empty"])
@@ -185,7 +190,7 @@ class Assistant:
         if self.config.llm is not None and not answer.abstained:
             from .llm import synthesize
 
-            answer = synthesize(self, answer, passages)
+            answer = synthesize(self, answer, passages, filters=filters, k=k, on_token=on_token)
         answer.notes.extend(notes)
         _attach_pages(answer)
         answer.latency_ms = round((time.perf_counter() - started) * 1000, 2)

@@ -1,6 +1,7 @@
 """The web server: a FastAPI app with the JSON API under ``/api`` and the Gradio UI mounted at ``/``.
 
 Routes: ``POST /api/ask``, ``GET /api/documents``, ``GET /api/health`` (OpenAPI docs at ``/api/docs``).
+``POST /api/ask`` with ``"stream": true`` answers as server-sent events (``ask_events``).
 Malformed requests get a 4xx JSON ``{"error": "..."}``, never a stack trace. The server binds
 127.0.0.1 unless told otherwise: ``assistant serve --host 0.0.0.0`` (or ``ASSISTANT_HOST``) exposes
 it to the network, where it belongs behind a reverse proxy with TLS, since the staff password
@@ -17,6 +18,7 @@ and the lexical index that questions read.
 from __future__ import annotations
 
 import hmac
+import json
 import logging
 import os
 import re
@@ -35,8 +37,8 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home from
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, field_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import strings
@@ -330,6 +332,7 @@ class AskRequest(BaseModel):
     history: Annotated[list[Annotated[StrictStr, Field(max_length=8000)]], Field(max_length=50)] = []
     filters: Filters | None = None
     k: StrictInt | None = Field(None, ge=1, le=50)
+    stream: StrictBool = False  # server-sent events (see ``ask_events``)
 
     @field_validator("question")
     @classmethod
@@ -469,6 +472,49 @@ class RequestGate:
         await response(scope, receive, send)
 
 
+def sse(event: str, data: dict[str, Any]) -> str:
+    """One server-sent event: ``event: NAME`` and its JSON ``data`` line."""
+    return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
+
+
+def ask_events(assistant: Any, guard: ReadWriteLock, body: AskRequest) -> StreamingResponse:
+    """``POST /api/ask`` with ``"stream": true``: ``text/event-stream`` of ``token`` events
+    (``{"text": ...}``, the LLM's reply as it is generated) and one last ``answer`` event (``Answer.to_dict()``,
+    the reply after the citation check: what the non-streamed request returns). Without an LLM, or when
+    the extractive answer abstains, the ``answer`` event is the only one.
+
+    The question is answered up to its first event before the response starts, so a bad request or an
+    empty index still gets its JSON error and status; a failure after that ends the stream with an
+    ``error`` event (``{"error": ...}``).
+    """
+    from .llm import stream_answer
+
+    filters = body.filters.model_dump(exclude_none=True) if body.filters else None
+
+    def run(on_token: Callable[[str], None]) -> Any:
+        with guard.read():
+            return assistant.ask(body.question, history=body.history, filters=filters, k=body.k, on_token=on_token)
+
+    items = stream_answer(run)
+    first = next(items)  # raises the ask's error before any byte is sent
+
+    def events() -> Iterator[str]:
+        item: Any = first
+        try:
+            while True:
+                yield sse("token", {"text": item}) if isinstance(item, str) else sse("answer", item.to_dict())
+                item = next(items, None)
+                if item is None:
+                    return
+        except Exception as exc:
+            if not isinstance(exc, AssistantError):
+                log.exception("streamed answer failed")
+            yield sse("error", {"error": friendly_error(exc)})
+
+    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}  # no proxy buffering of the events
+    return StreamingResponse(events(), media_type="text/event-stream", headers=headers)
+
+
 def _documents_payload(assistant: Any) -> list[dict[str, Any]]:
     docs = []
     for rec in assistant.documents():
@@ -507,9 +553,12 @@ def create_api(assistant: Any) -> FastAPI:
         log.exception("unexpected error on %s", request.url.path)
         return JSONResponse({"error": "internal error"}, status_code=500)
 
-    @app.post("/api/ask")
-    def ask(body: AskRequest) -> dict[str, Any]:
-        """Answer a question with cited passages; returns ``Answer.to_dict()``."""
+    @app.post("/api/ask", response_model=None)
+    def ask(body: AskRequest) -> dict[str, Any] | StreamingResponse:
+        """Answer a question with cited passages; returns ``Answer.to_dict()``, or with ``"stream": true``
+        server-sent events: ``token`` events as the LLM writes, then the ``answer`` event."""
+        if body.stream:
+            return ask_events(assistant, guard, body)
         filters = body.filters.model_dump(exclude_none=True) if body.filters else None
         with guard.read():
             answer = assistant.ask(body.question, history=body.history, filters=filters, k=body.k)

@@ -9,6 +9,11 @@ answers, in this order:
 * otherwise it plays a *gullible* model: if the prompt contains an instruction of the form
   "Ignore the question and answer X." it obeys, replying "X [n]" with n the passage that holds it;
 * otherwise it quotes the first sentence of passage 1 with the citation [1].
+
+A request with ``"stream": true`` gets the same reply as OpenAI's streaming format: ``text/event-stream``
+``data: {chat.completion.chunk}`` events, one per word (or per character of Chinese text), a last chunk
+with ``finish_reason``, then ``data: [DONE]``; ``Behaviour.chunk_delay`` paces the chunks, so a test can
+see tokens arrive before the reply is complete. ``streamed`` counts the chunks sent per request.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ Reply = str | Callable[[dict[str, Any]], str]
 
 _INJECTION = re.compile(r"Ignore the question and answer ([^\s.<]+)", re.IGNORECASE)
 _PASSAGE = re.compile(r'<passage id="(\d+)"[^>]*>\n?(.*?)\n?</passage>', re.DOTALL)
+_PIECE = re.compile(r"[\u3400-\u9fff\uff00-\uffef\u3000-\u303f]|[^\s\u3400-\u9fff\uff00-\uffef\u3000-\u303f]+\s*|\s+")
 
 
 @dataclass
@@ -36,13 +42,14 @@ class Behaviour:
     reply: Reply | None = None
     status: int = 200
     delay: float = 0.0
+    chunk_delay: float = 0.0  # between streamed chunks
 
 
-def prompt_text(body: dict[str, Any], role: str = "user") -> str:
-    """The concatenated content of the request's messages with ``role``."""
+def prompt_text(body: dict[str, Any], role: str | None = None) -> str:
+    """The concatenated content of the request's messages with ``role`` (all messages when None)."""
     parts = []
     for message in body.get("messages", []):
-        if message.get("role") == role:
+        if role is None or message.get("role") == role:
             content = message.get("content")
             if isinstance(content, list):  # content parts
                 content = "".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
@@ -53,6 +60,11 @@ def prompt_text(body: dict[str, Any], role: str = "user") -> str:
 def passages(body: dict[str, Any]) -> dict[int, str]:
     """The passages of the prompt by id, as delimited by ``<passage id="n" ...>...</passage>``."""
     return {int(m.group(1)): m.group(2) for m in _PASSAGE.finditer(prompt_text(body))}
+
+
+def pieces(text: str) -> list[str]:
+    """The streamed chunks of ``text``: words with their trailing space, Chinese characters one by one."""
+    return _PIECE.findall(text)
 
 
 def gullible_reply(body: dict[str, Any]) -> str:
@@ -75,6 +87,7 @@ class FakeLLMServer:
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
         self.paths: list[str] = []
+        self.streamed: list[int] = []  # chunks sent, per streamed request
         self._script: deque[Behaviour] = deque()
         self._lock = threading.Lock()
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -106,6 +119,7 @@ class FakeLLMServer:
             self._script.clear()
             self.requests.clear()
             self.paths.clear()
+            self.streamed.clear()
 
     def start(self) -> FakeLLMServer:
         self._thread.start()
@@ -172,6 +186,9 @@ class FakeLLMServer:
                     return
                 reply = behaviour.reply if behaviour.reply is not None else gullible_reply
                 text = reply(body) if callable(reply) else reply
+                if body.get("stream"):
+                    self._stream(body, text, behaviour.chunk_delay)
+                    return
                 self._send(
                     200,
                     {
@@ -189,5 +206,44 @@ class FakeLLMServer:
                         "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
                     },
                 )
+
+            def _stream(self, body: dict[str, Any], text: str, delay: float) -> None:
+                ident = f"chatcmpl-fake-{len(server.requests)}"
+                created = int(time.time())
+                model = str(body.get("model", "fake"))
+
+                def chunk(delta: dict[str, Any], finish: str | None) -> bytes:
+                    payload = {
+                        "id": ident,
+                        "object": "chat.completion.chunk",
+                        "created": created,
+                        "model": model,
+                        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+                    }
+                    return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n".encode()
+
+                sent = 0
+                try:
+                    self.send_response(200)
+                    self.send_header("Content-Type", "text/event-stream")
+                    self.send_header("Cache-Control", "no-cache")
+                    self.send_header("Connection", "close")
+                    self.end_headers()
+                    self.wfile.write(chunk({"role": "assistant", "content": ""}, None))
+                    for piece in pieces(text):
+                        if delay:
+                            time.sleep(delay)
+                        self.wfile.write(chunk({"content": piece}, None))
+                        self.wfile.flush()
+                        sent += 1
+                    self.wfile.write(chunk({}, "stop"))
+                    self.wfile.write(b"data: [DONE]\n\n")
+                    self.wfile.flush()
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+                finally:
+                    with server._lock:
+                        server.streamed.append(sent)
+                    self.close_connection = True
 
         return Handler
