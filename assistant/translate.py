@@ -21,12 +21,14 @@ import sys
 import tempfile
 import threading
 import time
+import tomllib
 import unicodedata
 from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
 
 from . import text as _text
+from .lexicons import lexicon, words
 
 __all__ = [
     "SUPPLEMENT",
@@ -77,14 +79,20 @@ _NAME_RE = re.compile(r"^[A-Z][\w'’.-]*(?:\s+(?:(?:of|the|and|de|du|on|upon)\s
 # Words in an English gloss or question, for the en→zh index (hyphens and slashes split words).
 _EN_WORD_RE = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 
-_MAX_EN_GLOSS_WORDS = 3  # only short glosses feed the en→zh index: long ones are explanations
-_EN_ZH_CAP = 5  # headwords kept per English key
-_HEADWORDS_USED = 3  # headwords used per English word when translating
-_FIRST_WEIGHT = 2.0  # weight of the first gloss (or headword) relative to each later one
-_LEMMA_PENALTY = 1.0  # en→zh score lost by a candidate found through a guessed lemma
-_OTHER_READING_WEIGHT = 0.5  # glosses of a word's second, third ... reading, relative to the first
-_PHRASE_SHARE = 0.5  # weight of a CC-CEDICT phrase match vs its words translated one by one
-_MAX_MERGE_CHARS = 8  # adjacent jieba words are re-joined into a dictionary term up to this length
+# Weights and limits are data (assistant/lexicon/translation.toml, with what each one does).
+_TUNING = tomllib.loads(
+    (importlib.resources.files("assistant") / "lexicon" / "translation.toml").read_text(encoding="utf-8")
+)
+_MAX_EN_GLOSS_WORDS = int(_TUNING["limits"]["max_en_gloss_words"])
+_EN_ZH_CAP = int(_TUNING["limits"]["en_zh_cap"])
+_HEADWORDS_USED = int(_TUNING["limits"]["headwords_used"])
+_MAX_MERGE_CHARS = int(_TUNING["limits"]["max_merge_chars"])
+_MAX_EXPANSIONS = int(_TUNING["limits"]["max_expansions"])
+_FIRST_WEIGHT = float(_TUNING["weights"]["first"])
+_LEMMA_PENALTY = float(_TUNING["weights"]["lemma_penalty"])
+_OTHER_READING_WEIGHT = float(_TUNING["weights"]["other_reading"])
+_PHRASE_SHARE = float(_TUNING["weights"]["phrase_share"])
+_SUPPLEMENT_SCORE = float(_TUNING["weights"]["supplement"])
 
 
 def _clean_gloss(gloss: str, proper: bool) -> str:
@@ -129,7 +137,6 @@ def _is_cjk_word(s: str) -> bool:
 # objects than nested tuples, which halves the cache's unpickling time (0.1 s instead of 0.2 s).
 _READING_SEP = "\x1e"  # between readings of a headword; glosses within one are split on "/"
 _CAND_SEP = "|"  # between the "headword score" candidates of an English key
-_SUPPLEMENT_SCORE = 100.0
 
 
 def cedict_path() -> Path:
@@ -254,10 +261,8 @@ class Dictionary:
         return sorted(cands, key=lambda h: -cands[h])
 
 
-_MAX_EXPANSIONS = 2
 _ORGANIZATION_RE = re.compile(
-    r"^[A-Z].*\b(University|Institute|College|Academy|School|Company|Corporation|Group|Bank|Association"
-    r"|Ministry|Bureau|Committee|Commission|Administration|Hospital)\b"
+    r"^[A-Z].*\b(" + "|".join(map(re.escape, lexicon("en")["dictionary_organization_words"])) + r")\b"
 )
 
 
@@ -496,22 +501,13 @@ def _ranked(weights: dict[str, float]) -> list[tuple[str, float]]:
     return sorted(weights.items(), key=lambda kv: -kv[1])
 
 
-# Words a question uses for their grammar, whose CC-CEDICT glosses are content words that a
-# translated query must not look for: localizers after a noun (会上 "at the meeting": 上 "on top,
-# upper"; 成立后: 后 "back, behind"), purpose and direction complements (来支持 "to support": 来 "come";
-# 研发出: 出 "go out"), 到 "by" (a year), aspect (正在 "right in the middle of") and 分别 "respectively"
-# ("part or leave each other"). Only the translation skips them; they stay Chinese tokens.
-_GRAMMAR_WORDS = frozenset("上 下 前 后 里 内 来 去 到 出 正在 分别 分別 各自".split())
-# Measure words count the noun after a quantity word (多少家企业, 几所, 哪位, 每项), yet CC-CEDICT
-# glosses them as nouns: 家 "home, family", 名 "name", 项 "back of neck", 场 "stage".
-_MEASURE_WORDS = frozenset("个家所名位项条种座件届批只台辆本张篇部款门支份场类处次组")
-_DATE_UNITS = frozenset("年月日号")
-# 单位 after a question word asks for an organization: the answer names one ("co-led by Changzhou
-# Vocational Institute of Engineering"), while "unit" is what a distractor says ("as the leading unit
-# of the community").
-_TYPE_NOUNS = frozenset({"单位"})
-_ASKING_WORDS = frozenset("哪 哪个 哪些 哪几 几 几个 多少 什么 何".split())
-_QUANTITY_WORDS = ("哪几", "多少", "若干", "几", "哪", "每", "各")
+# Word lists of the zh→en translation of questions: assistant/lexicon/zh.toml (with the reasons).
+_GRAMMAR_WORDS = words("zh", "translation_grammar_words")
+_MEASURE_WORDS = words("zh", "translation_measure_words")
+_DATE_UNITS = words("zh", "translation_date_units")
+_TYPE_NOUNS = words("zh", "translation_type_nouns")
+_ASKING_WORDS = words("zh", "translation_asking_words")
+_QUANTITY_WORDS = tuple(str(w) for w in lexicon("zh")["translation_quantity_words"])
 _COUNTED_MEASURE_RE = re.compile(f"^(?:{'|'.join(_QUANTITY_WORDS)})[{''.join(sorted(_MEASURE_WORDS))}]$")
 
 
