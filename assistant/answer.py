@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import re
 import unicodedata
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import asdict, dataclass, replace
@@ -333,8 +333,12 @@ def score_candidates(
     question: str = "",
     best_dense: float = 0.0,
     followup: bool = False,
+    sentence_dense: Mapping[tuple[str, int, int], float] | None = None,
 ) -> list[Candidate]:
     """Score every sentence of the top passages; best first.
+
+    ``sentence_dense``: the question's cosine similarity to each sentence, by (doc_id, start, end)
+    (``Retriever.sentence_similarities``); a sentence it lacks counts 0.
 
     With ``settings.learned`` and a shipped model (``scorer.shipped_scorer``) the score is the
     model's probability that the sentence answers the question, from the features of
@@ -384,6 +388,7 @@ def score_candidates(
             typed = wanted is not None and ANSWER_KINDS[wanted][1].search(shown) is not None
         counting = bool(counted) and counts(text, counted)
         relative = passage.score / top_score
+        sim = max(sentence_dense.get((passage.doc_id, span.start, span.end), 0.0), 0.0) if sentence_dense else 0.0
         score = (
             focused
             + settings.pair_weight * pairs
@@ -425,6 +430,10 @@ def score_candidates(
                 len(question_chars & set(to_simplified(text))) / len(question_chars) if question_chars else 0.0,
                 math.log1p(len(toks - question_tokens)),
                 *(float(typed and k) for k in kinds),
+                sim,
+                sim,  # sentence_dense_gap and best_sentence_dense: below
+                0.0,
+                sim * other_script,
             ]
         )
         out.append(Candidate(passage, rank, span, text, cov, score, toks, topics[passage.doc_id]))
@@ -437,6 +446,9 @@ def score_candidates(
     features[:, 18] = features[:, 18] / best_score if best_score > 0 else 0.0
     features[int(np.argmax([c.score for c in out])), 19] = 1.0
     features[:, 23] = best_cov
+    best_sim = features[:, 32].max()
+    features[:, 33] -= best_sim
+    features[:, 34] = best_sim
     # The probability is computed whenever a model ships (abstention reads it); it ranks only with
     # ``settings.learned``.
     model = shipped_scorer() if settings.learned or settings.learned_abstention else None
@@ -825,6 +837,7 @@ def extractive_answer(
     names: Sequence[str] = (),
     asks: str = "",
     followup: bool = False,
+    sentence_dense: Mapping[tuple[str, int, int], float] | None = None,
 ) -> Answer:
     """Quote the best sentences with citations [1]..[n], or abstain with "possibly related" passages.
 
@@ -834,7 +847,7 @@ def extractive_answer(
     language = answer_language(terms.language)
     text = messages(language)
     asks = asks or question
-    candidates = score_candidates(passages, terms, lexical, settings, asks, best_dense, followup)
+    candidates = score_candidates(passages, terms, lexical, settings, asks, best_dense, followup, sentence_dense)
     sink = _RECORDER.get()
     if sink is not None:
         sink.append((candidates, best_dense))

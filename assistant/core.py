@@ -145,6 +145,7 @@ class Assistant:
             names=list(dict.fromkeys([*entities(question), *([subject] if subject else [])])),
             asks=standalone if rw.context and is_elliptical(question) and answer_kind(question) is None else "",
             followup=bool(rw.context),
+            sentence_dense=self.retriever.sentence_similarities(standalone, passages[: self.config.answer.passages]),
         )
         return answer, passages
 

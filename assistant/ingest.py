@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import documents
+from . import documents, sentences
 from .chunking import ChunkerSettings, chunk_document
 from .documents import (
     Limits,
@@ -134,6 +134,7 @@ def ingest(
     after_change: Callable[[Store], object] | None = None,
     limits: Limits | None = None,
     write_lock: WriteLock | None = None,
+    sentence_vectors: bool = True,
 ) -> IngestReport:
     """Bring the index in step with the files under ``paths``; see the module docstring.
 
@@ -143,6 +144,7 @@ def ingest(
     changes what readers see (``--rebuild``'s reset, chunk and manifest writes, removals,
     ``after_change``) runs in one ``with write_lock():`` at the end. Without it, chunks are written as
     they are embedded, batch by batch (a long ingest that is interrupted keeps what it committed).
+    ``sentence_vectors``: also embed every chunk's sentences for the answer stage (``assistant.sentences``).
     """
     chunker = chunker or ChunkerSettings()
     limits = limits or Limits()
@@ -285,6 +287,8 @@ def ingest(
                 vectors = (
                     embedder.encode_passages(texts, lambda n: notify("embed", n, total_chunks)) if texts else None
                 )
+                if texts and sentence_vectors:  # the answer stage's sentence vectors (assistant.sentences)
+                    sentences.add_chunks(store, embedder, [(c, p.hash) for p in batch for c in p.chunks])
                 if streaming:
                     publisher.publish(batch, vectors)
                 else:
@@ -331,6 +335,10 @@ def ingest(
                 store.write_settings(settings, dirty=False)
             if (changed or was_dirty) and after_change is not None:
                 after_change(store)
+        if sentence_vectors:
+            # Outside the write lock: documents indexed before sentence vectors existed get theirs
+            # (questions meanwhile encode what they need), and rows of removed documents go.
+            sentences.sync(store, embedder)
     report.seconds = time.perf_counter() - started
     return report
 

@@ -16,6 +16,7 @@ import re
 import shutil
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
@@ -28,6 +29,7 @@ from .embedding import Embedder
 from .errors import ConfigError
 from .lexicons import words
 from .schema import Passage, Span
+from .sentences import Key, SentenceVectors, candidate_spans, hash_key
 from .store import Store, date_number, sentences_of
 from .text import (
     cjk_chars,
@@ -787,6 +789,9 @@ class Retriever:
         self._checked = 0.0
         self._reranker: Any = None
         self._sentence_cache: dict[str, list[tuple[Span, frozenset[str]]]] = {}
+        self._sentence_vectors: SentenceVectors | None = None
+        # Vectors of sentences the store lacks (an index built before sentence vectors), made on the fly.
+        self._encoded: OrderedDict[Key, np.ndarray] = OrderedDict()
 
     # The store may be changed by another process (a shared Chroma server, or an ingest from the CLI
     # while the UI runs): we look at the manifest generation at most once a second.
@@ -880,6 +885,42 @@ class Retriever:
         if self.settings.reranker and passages:
             passages = self._rerank(question, passages)
         return passages[:k], terms, best_dense
+
+    @property
+    def sentence_vectors(self) -> SentenceVectors:
+        if self._sentence_vectors is None:
+            self._sentence_vectors = SentenceVectors(self.store.index_dir, self.embedder.settings.model_name)
+        return self._sentence_vectors
+
+    def sentence_similarities(self, question: str, passages: Sequence[Passage]) -> dict[tuple[str, int, int], float]:
+        """Cosine similarity between ``question`` (one query encode, cached by the embedder) and every
+        candidate sentence of ``passages``, by (doc_id, start, end). Vectors come from the index's
+        sentence store (``assistant.sentences``); sentences it lacks are encoded here and kept in
+        memory (float16, like the stored ones)."""
+        wanted: list[tuple[tuple[str, int, int], Key, str]] = []
+        for p in passages:
+            h = hash_key(str(p.metadata.get("doc_hash", "")))
+            for sp in candidate_spans(p.text, p.start, p.sentences):
+                wanted.append(((p.doc_id, sp.start, sp.end), (h, sp.start, sp.end), p.span_text(sp)))
+        if not wanted:
+            return {}
+        qvec = np.asarray(self.embedder.encode_queries([question])[0], dtype=np.float32)
+        found = self.sentence_vectors.lookup([k for _, k, _ in wanted])
+        missing = {
+            k: text for (_, k, text), v in zip(wanted, found, strict=True) if v is None and k not in self._encoded
+        }
+        if missing:
+            vectors = self.embedder.encode_passages(list(missing.values()))
+            for k, v in zip(missing, vectors, strict=True):
+                self._encoded[k] = np.asarray(v, dtype=np.float16).astype(np.float32)
+            while len(self._encoded) > 20000:
+                self._encoded.popitem(last=False)
+        out: dict[tuple[str, int, int], float] = {}
+        for (name, k, _), v in zip(wanted, found, strict=True):
+            vec = v if v is not None else self._encoded.get(k)
+            if vec is not None and len(vec) == len(qvec):
+                out[name] = float(vec @ qvec)
+        return out
 
     def sentence_tokens(self, passage: Passage) -> list[tuple[Span, frozenset[str]]]:
         """The passage's sentences with their token sets (cached per chunk: chunks are immutable)."""

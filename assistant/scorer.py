@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -55,13 +55,20 @@ FEATURE_NAMES: tuple[str, ...] = (
     "typed_number",  # "typed" for a "how many" question
     "typed_why",  # "typed" for a "why" question
     "typed_org",  # "typed" for a "which company" question
+    # Dense similarity between the question and the sentence itself (sentence vectors made at
+    # ingest, ``assistant.sentences``): the paraphrase that shares no word ("chaired" / "hosted").
+    "sentence_dense",  # cosine(question, sentence)
+    "sentence_dense_gap",  # its cosine minus the best cosine among the candidates
+    "best_sentence_dense",  # the best cosine of any candidate (question-level)
+    "sentence_dense_cross",  # sentence_dense times cross_lingual (the default model is English-only)
 )
 
 
 @dataclass(frozen=True)
 class SentenceScorer:
-    """Weights of a logistic regression over ``FEATURE_NAMES`` (standardized inside: the weights
-    apply to ``(x - mean) / scale``), and the probability below which the answer abstains."""
+    """Weights of a logistic regression over ``names``, some or all of ``FEATURE_NAMES`` in any
+    order (standardized inside: the weights apply to ``(x - mean) / scale``), and the probability
+    below which the answer abstains. ``probabilities`` takes the extractor's full feature rows."""
 
     names: tuple[str, ...]
     mean: np.ndarray
@@ -74,8 +81,9 @@ class SentenceScorer:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SentenceScorer:
         names = tuple(data["features"])
-        if names != FEATURE_NAMES:
-            raise ValueError(f"model features {names} differ from the extractor's {FEATURE_NAMES}")
+        unknown = [n for n in names if n not in FEATURE_NAMES]
+        if unknown or not names or len(set(names)) != len(names):
+            raise ValueError(f"model features {names} must be distinct names of the extractor's {FEATURE_NAMES}")
         arrays = [np.asarray(data[k], dtype=float) for k in ("mean", "scale", "weights")]
         if any(a.shape != (len(names),) or not np.all(np.isfinite(a)) for a in arrays):
             raise ValueError("model mean, scale and weights must be finite, one per feature")
@@ -96,9 +104,15 @@ class SentenceScorer:
             "threshold": round(self.threshold, 6),
         }
 
+    @cached_property
+    def columns(self) -> list[int]:
+        """Where the model's features sit in the extractor's rows (``FEATURE_NAMES`` order)."""
+        return [FEATURE_NAMES.index(n) for n in self.names]
+
     def probabilities(self, features: np.ndarray) -> np.ndarray:
-        """P(the sentence answers the question), one per row of ``features``."""
-        z = ((features - self.mean) / self.scale) @ self.weights + self.intercept
+        """P(the sentence answers the question), one per row of ``features`` (``FEATURE_NAMES`` columns)."""
+        x = features[:, self.columns]
+        z = ((x - self.mean) / self.scale) @ self.weights + self.intercept
         return 1.0 / (1.0 + np.exp(-np.clip(z, -30.0, 30.0)))
 
 

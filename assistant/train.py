@@ -174,26 +174,30 @@ def collect(assistant: Any, items: Sequence[GoldItem], source: str, answerable: 
     return out
 
 
-def _matrix(rows: Sequence[QuestionRows]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    x = np.asarray([f for r in rows for f in r.features], dtype=float)
+def _matrix(
+    rows: Sequence[QuestionRows], names: Sequence[str] = FEATURE_NAMES
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    x = np.asarray([f for r in rows for f in r.features], dtype=float)[:, [FEATURE_NAMES.index(n) for n in names]]
     y = np.asarray([lab for r in rows for lab in r.labels], dtype=int)
     groups = np.asarray([i for i, r in enumerate(rows) for _ in r.labels], dtype=int)
     return x, y, groups
 
 
-def fit(rows: Sequence[QuestionRows], seed: int) -> SentenceScorer:
-    """Logistic regression on standardized features, all rows."""
+def fit(rows: Sequence[QuestionRows], seed: int, names: Sequence[str] = FEATURE_NAMES) -> SentenceScorer:
+    """Logistic regression on standardized features (``names`` of the rows' ``FEATURE_NAMES``), all rows."""
     from sklearn.linear_model import LogisticRegression
 
-    x, y, _ = _matrix(rows)
+    x, y, _ = _matrix(rows, names)
     mean, scale = x.mean(axis=0), x.std(axis=0)
     scale[scale < 1e-9] = 1.0
     model = LogisticRegression(C=C, max_iter=5000, random_state=seed)
     model.fit((x - mean) / scale, y)
-    return SentenceScorer(FEATURE_NAMES, mean, scale, model.coef_[0], float(model.intercept_[0]), 0.5, {})
+    return SentenceScorer(tuple(names), mean, scale, model.coef_[0], float(model.intercept_[0]), 0.5, {})
 
 
-def out_of_fold(rows: Sequence[QuestionRows], seed: int, kind: str = "logistic") -> list[np.ndarray]:
+def out_of_fold(
+    rows: Sequence[QuestionRows], seed: int, kind: str = "logistic", names: Sequence[str] = FEATURE_NAMES
+) -> list[np.ndarray]:
     """Per question, its candidates' probabilities from a model fitted without its fold."""
     from sklearn.ensemble import HistGradientBoostingClassifier
 
@@ -202,14 +206,14 @@ def out_of_fold(rows: Sequence[QuestionRows], seed: int, kind: str = "logistic")
     for k in range(FOLDS):
         train = [r for r, f in zip(rows, folds, strict=True) if f != k]
         if kind == "logistic":
-            scorer = fit(train, seed)
+            scorer = fit(train, seed, names)
             predict = scorer.probabilities
         else:
-            x, y, _ = _matrix(train)
+            x, y, _ = _matrix(train, names)
             gb = HistGradientBoostingClassifier(max_iter=200, learning_rate=0.1, random_state=seed).fit(x, y)
 
             def predict(features: np.ndarray, gb: Any = gb) -> np.ndarray:
-                return np.asarray(gb.predict_proba(features)[:, 1])
+                return np.asarray(gb.predict_proba(features[:, [FEATURE_NAMES.index(n) for n in names]])[:, 1])
 
         for i, (r, f) in enumerate(zip(rows, folds, strict=True)):
             if f == k:
@@ -266,6 +270,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--collect-only", nargs="*", default=None, help="only collect these sets' features")
     parser.add_argument("--out", type=Path, default=model_path())
     parser.add_argument("--compare-gb", action="store_true", help="also measure gradient boosting out of fold")
+    parser.add_argument("--without", nargs="*", default=[], help="fit without these features (an ablation)")
     args = parser.parse_args(argv)
     names = [n for n, _, _ in DEV_SETS] + ["gold"]
     todo = args.collect_only if args.collect_only is not None else names
@@ -282,8 +287,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             rows += [QuestionRows(**json.loads(line)) for line in cache.read_text(encoding="utf-8").splitlines()]
     if args.collect_only is not None:
         return 0
-    scorer = fit(rows, args.seed)
-    oof = out_of_fold(rows, args.seed)
+    unknown = sorted(set(args.without) - set(FEATURE_NAMES))
+    if unknown:
+        parser.error(f"unknown features {unknown}")
+    used = [n for n in FEATURE_NAMES if n not in args.without]
+    scorer = fit(rows, args.seed, used)
+    oof = out_of_fold(rows, args.seed, names=used)
     hand = [np.asarray(r.features, dtype=float)[:, FEATURE_NAMES.index("hand_score_ratio")] for r in rows]
     t = threshold_for(rows, oof, FALSE_ABSTENTION)
     meta = {
@@ -299,7 +308,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "abstention_out_of_fold": abstention_figures(rows, oof, t),
     }
     if args.compare_gb:  # slow on 2 cores; it did not beat the logistic regression (docs/experiments.md)
-        meta["top1_supporting_gradient_boosting_out_of_fold"] = top1(rows, out_of_fold(rows, args.seed, "gb"))
+        meta["top1_supporting_gradient_boosting_out_of_fold"] = top1(rows, out_of_fold(rows, args.seed, "gb", used))
     model = SentenceScorer(scorer.names, scorer.mean, scorer.scale, scorer.weights, scorer.intercept, t, meta)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(model.to_dict(), ensure_ascii=False, indent=1) + "\n", encoding="utf-8")

@@ -18,9 +18,10 @@ from assistant.text import tokenize
 
 def test_shipped_model_matches_the_feature_extractor() -> None:
     data = json.loads(model_path().read_text(encoding="utf-8"))
-    assert tuple(data["features"]) == FEATURE_NAMES
+    names = tuple(data["features"])
+    assert set(names) <= set(FEATURE_NAMES) and len(set(names)) == len(names)
     for key in ("mean", "scale", "weights"):
-        assert len(data[key]) == len(FEATURE_NAMES)
+        assert len(data[key]) == len(names)
         assert all(math.isfinite(v) for v in data[key])
     assert all(v > 0 for v in data["scale"])
     assert math.isfinite(data["intercept"])
@@ -28,15 +29,36 @@ def test_shipped_model_matches_the_feature_extractor() -> None:
     assert isinstance(data["seed"], int) and data["date"]
     assert data["top1_supporting_out_of_fold"]  # the figures it reached, per development set
     scorer = shipped_scorer()
-    assert scorer is not None and scorer.names == FEATURE_NAMES
+    assert scorer is not None and scorer.names == names
 
 
 def test_model_schema_is_checked() -> None:
     data = json.loads(model_path().read_text(encoding="utf-8"))
     with pytest.raises(ValueError, match="features"):
+        SentenceScorer.from_dict({**data, "features": [*data["features"][:-1], "no such feature"]})
+    with pytest.raises(ValueError, match="features"):
+        SentenceScorer.from_dict({**data, "features": [data["features"][0]] * len(data["features"])})
+    with pytest.raises(ValueError, match="one per feature"):
         SentenceScorer.from_dict({**data, "features": data["features"][:-1]})
     with pytest.raises(ValueError, match="finite"):
         SentenceScorer.from_dict({**data, "weights": [float("nan")] * len(FEATURE_NAMES)})
+
+
+def test_a_model_of_some_features_reads_its_columns() -> None:
+    names = FEATURE_NAMES[2:4][::-1]  # two features, in another order than the extractor's
+    model = SentenceScorer.from_dict(
+        {
+            "features": list(names),
+            "mean": [0.0, 1.0],
+            "scale": [1.0, 2.0],
+            "weights": [1.0, -1.0],
+            "intercept": 0.5,
+            "threshold": 0.1,
+        }
+    )
+    row = np.zeros((1, len(FEATURE_NAMES)))
+    row[0, 3], row[0, 2] = 2.0, 3.0  # z = 1 * (2 - 0) / 1 - 1 * (3 - 1) / 2 + 0.5 = 1.5
+    assert model.probabilities(row)[0] == pytest.approx(1 / (1 + np.exp(-1.5)))
 
 
 def test_every_candidate_gets_the_features_and_a_probability() -> None:

@@ -1,0 +1,117 @@
+"""Sentence vectors stored beside the index (``assistant.sentences``) and the dense sentence feature."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pytest
+
+from assistant.answer import AnswerSettings, score_candidates
+from assistant.retrieval import LexicalIndex, Retriever, analyse
+from assistant.schema import Passage, Span
+from assistant.scorer import FEATURE_NAMES
+from assistant.sentences import SentenceVectors, candidate_spans, chunk_sentences, hash_key
+from assistant.text import tokenize
+
+
+def _unit(*values: float) -> np.ndarray:
+    v = np.asarray(values, dtype=np.float32)
+    return v / np.linalg.norm(v)
+
+
+def test_candidate_spans_are_the_sentences_with_a_word() -> None:
+    text = "First one. ... Second one."
+    spans = [Span(100, 110), Span(111, 114), Span(115, 126)]
+    assert candidate_spans(text, 100, spans) == [Span(100, 110), Span(115, 126)]
+    # A chunk without sentence spans is one candidate.
+    assert candidate_spans("Only text", 7, []) == [Span(7, 16)]
+
+
+def test_chunk_sentences_key_on_the_document_hash_and_span() -> None:
+    meta = {"start": 10, "doc_hash": "abcdef0123456789ffff", "sentences": json.dumps([[10, 14], [15, 19]])}
+    assert chunk_sentences("One. Two.", meta) == [
+        (("abcdef0123456789", 10, 14), "One."),
+        (("abcdef0123456789", 15, 19), "Two."),
+    ]
+    assert hash_key("abcdef0123456789ffff") == "abcdef0123456789"
+
+
+def test_store_round_trip_later_segments_win_and_compaction(tmp_path: Path) -> None:
+    store = SentenceVectors(tmp_path, "model-a")
+    assert store.lookup([("h1", 0, 5)]) == [None]
+    store.write([(("h1", 0, 5), _unit(1, 0)), (("h1", 6, 9), _unit(0, 1)), (("h2", 0, 3), _unit(1, 1))])
+    got = store.lookup([("h1", 6, 9), ("h2", 0, 3), ("h1", 1, 2), ("h3", 0, 5)])
+    assert got[0] is not None and np.allclose(got[0], [0, 1])
+    assert got[1] is not None and np.allclose(got[1], _unit(1, 1), atol=1e-3)  # float16
+    assert got[2] is None and got[3] is None
+    assert store.hashes() == {"h1", "h2"} and store.complete == ""
+    # A second writer's segment is seen by this reader; its rows for h2 replace the old ones.
+    SentenceVectors(tmp_path, "model-a").write([(("h2", 0, 3), _unit(0, 1))], complete="gen1")
+    again = store.lookup([("h2", 0, 3)])[0]
+    assert again is not None and np.allclose(again, [0, 1]) and store.complete == "gen1"
+    # h1's two rows are kept; the old h2 row is dead only once the store keeps nothing but h1.
+    assert store.compact({"h1", "h2"}) == 0
+    assert store.compact({"h1"}) == 2
+    assert store.hashes() == {"h1"} and len(list((tmp_path / "sentences").glob("seg-*.vec.npy"))) == 1
+    kept = store.lookup([("h1", 0, 5)])[0]
+    assert kept is not None and np.allclose(kept, [1, 0])
+    # Another model's vectors are never read, and are dropped before writing.
+    other = SentenceVectors(tmp_path, "model-b")
+    assert other.lookup([("h1", 0, 5)]) == [None]
+    other.reset_if_other_model()
+    assert not list((tmp_path / "sentences").glob("seg-*"))
+
+
+class _Embedder:
+    def __init__(self) -> None:
+        self.settings = SimpleNamespace(model_name="fake")
+        self.encoded: list[str] = []
+
+    def encode_queries(self, texts: list[str]) -> np.ndarray:
+        return np.stack([_unit(1, 0) for _ in texts])
+
+    def encode_passages(self, texts: list[str], progress: Any = None) -> np.ndarray:
+        self.encoded += texts
+        return np.stack([_unit(0, 1) if "Second" in t else _unit(1, 1) for t in texts])
+
+
+def test_similarities_read_the_store_and_encode_what_it_lacks(tmp_path: Path) -> None:
+    text = "First one. Second one."
+    passage = Passage(
+        "d::0@h", "d", text, 0, len(text), 1.0, metadata={"doc_hash": "h" * 20}, sentences=[Span(0, 10), Span(11, 22)]
+    )
+    SentenceVectors(tmp_path, "fake").write([(("h" * 16, 0, 10), _unit(1, 0))])
+    embedder = _Embedder()
+    retriever = Retriever(SimpleNamespace(index_dir=tmp_path), embedder)  # type: ignore[arg-type]
+    sims = retriever.sentence_similarities("q", [passage])
+    assert sims == {("d", 0, 10): pytest.approx(1.0), ("d", 11, 22): pytest.approx(0.0, abs=1e-3)}
+    assert embedder.encoded == ["Second one."]  # only the sentence the store lacks
+    retriever.sentence_similarities("q", [passage])
+    assert embedder.encoded == ["Second one."]  # kept in memory
+
+
+def test_the_sentence_features_come_from_the_similarities() -> None:
+    first = "The alliance was founded in March 2021 in Changzhou."
+    second = "It brings together colleges and enterprises."
+    text = f"{first} {second}"
+    lexical = LexicalIndex(["c"], [text], [{}], [tokenize(text)], "g")
+    spans = [Span(0, len(first)), Span(len(first) + 1, len(text))]
+    passage = Passage("c", "d", text, 0, len(text), 1.0, sentences=spans)
+    question = "When was the alliance founded?"
+    sims = {("d", 0, len(first)): 0.25, ("d", len(first) + 1, len(text)): 0.75}
+    cands = score_candidates([passage], analyse(question), lexical, AnswerSettings(), question, sentence_dense=sims)
+    at = {name: FEATURE_NAMES.index(name) for name in FEATURE_NAMES if "sentence_dense" in name}
+    by_text = {c.text: c.features for c in cands}
+    assert by_text[first][at["sentence_dense"]] == 0.25
+    assert by_text[first][at["sentence_dense_gap"]] == -0.5
+    assert by_text[second][at["sentence_dense_gap"]] == 0.0
+    assert by_text[first][at["best_sentence_dense"]] == by_text[second][at["best_sentence_dense"]] == 0.75
+    # One document in the question's own script: nothing is cross-lingual.
+    assert by_text[second][at["sentence_dense_cross"]] == 0.0
+    # Without similarities the features are 0.
+    plain = score_candidates([passage], analyse(question), lexical, AnswerSettings(), question)
+    assert all(c.features[at["sentence_dense"]] == 0.0 for c in plain)
