@@ -32,12 +32,24 @@ from .retrieval import Retriever, validate_filters
 from .schema import Passage, Span
 from .store import sentences_of
 
-__all__ = ["NODE_METADATA", "HybridRetriever", "NumberedPassages", "node_for", "passage_of"]
+__all__ = ["NODE_METADATA", "HybridRetriever", "NumberedPassages", "node_for", "passage_of", "search_passages"]
 
 # The metadata a node shows (to an LLM prompt too): the rest of the chunk's stored fields ride along
 # under "chunk" for passage_of, hidden from prompts and embeddings.
 NODE_METADATA = ("doc_id", "title", "source", "outlet", "date", "language", "chunk_id", "start", "end", "page")
 _HIDDEN = ("chunk", "chunk_id", "start", "end", "language", "doc_id")
+
+
+def search_passages(
+    retriever: Retriever, question: str, filters: Mapping[str, Any] | None = None, k: int | None = None
+) -> list[Passage]:
+    """The passages ``retriever.search`` finds for ``question``, best first.
+
+    ``search`` returns them as a list, or (before the question analysis of issue 15, item 1 lands) as the
+    first of a (passages, terms, best dense similarity) triple: both are read.
+    """
+    found: Any = retriever.search(question, filters, k)
+    return list(found[0] if isinstance(found, tuple) else found)
 
 
 def node_for(passage: Passage) -> NodeWithScore:
@@ -114,8 +126,7 @@ class HybridRetriever(BaseRetriever):
         super().__init__(callback_manager=callback_manager, verbose=verbose)
 
     def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
-        passages, _, _ = self.retriever.search(query_bundle.query_str, self.filters, self.k)
-        return [node_for(p) for p in passages]
+        return [node_for(p) for p in search_passages(self.retriever, query_bundle.query_str, self.filters, self.k)]
 
 
 class NumberedPassages(BaseNodePostprocessor):

@@ -658,17 +658,6 @@ def support(assistant: Assistant, sentence: str, passage: Passage) -> Support | 
 # --------------------------------------------------------------------------- synthesis
 
 
-def prompt_passages(answer: Answer, passages: Sequence[Passage], top: int) -> list[Passage]:
-    """The top ``top`` passages, plus any passage the extractive answer cites that is not among them."""
-    chosen = list(passages[:top])
-    ids = {p.chunk_id for p in chosen}
-    for p in cited_passages(answer, passages):
-        if p.chunk_id not in ids:
-            chosen.append(p)
-            ids.add(p.chunk_id)
-    return chosen
-
-
 def cited_passages(answer: Answer, passages: Sequence[Passage]) -> list[Passage]:
     """The passages (among ``passages``) that the extractive answer cites, in citation order."""
     by_id = {p.chunk_id: p for p in passages}

@@ -29,7 +29,7 @@ from assistant import HybridRetriever
 from assistant.config import Config
 from assistant.core import Assistant
 from assistant.errors import ConfigError
-from assistant.llamaindex import node_for, passage_of
+from assistant.llamaindex import node_for, passage_of, search_passages
 
 REPO = Path(__file__).resolve().parents[1]
 SUZHOU_DOC = "001_19f0403027cb6d52.txt"
@@ -57,7 +57,7 @@ def test_nodes_are_our_search_results(assistant: Assistant, indexed_corpus: Inde
     retriever = HybridRetriever(assistant.retriever)
     assert isinstance(retriever, BaseRetriever)
     nodes = retriever.retrieve(question)
-    passages, _, _ = assistant.retriever.search(question)
+    passages = search_passages(assistant.retriever, question)
     assert [n.node.node_id for n in nodes] == [p.chunk_id for p in passages]
     assert len(nodes) == assistant.retriever.settings.top_k
     assert [n.score for n in nodes] == pytest.approx([p.score for p in passages])
@@ -78,7 +78,7 @@ def test_nodes_are_our_search_results(assistant: Assistant, indexed_corpus: Inde
 
 
 def test_page_of_a_pdf_chunk(assistant: Assistant) -> None:
-    passages, _, _ = assistant.retriever.search(QUESTIONS[0])
+    passages = search_passages(assistant.retriever, QUESTIONS[0])
     p = passages[0]
     p.metadata = {**p.metadata, "pages": f"{p.start}:3;{p.end + 10}:4"}
     assert node_for(p).node.metadata["page"] == 3
@@ -172,3 +172,18 @@ def test_retrieve_accepts_a_query_bundle(assistant: Assistant) -> None:
 
     nodes: list[Any] = HybridRetriever(assistant.retriever).retrieve(QueryBundle(QUESTIONS[0]))
     assert nodes and nodes[0].node.metadata["doc_id"] == SUZHOU_DOC
+
+
+def test_numbered_passages_keep_the_top_and_add_the_pinned(assistant: Assistant) -> None:
+    """The LLM mode's postprocessor: the top nodes, then pinned passages not among them, numbered from 1."""
+    from assistant.llamaindex import NumberedPassages
+    from assistant.llm import format_passage
+
+    passages = search_passages(assistant.retriever, QUESTIONS[0])
+    numbered = NumberedPassages(format_passage, top=2, pinned=[passages[4], passages[0]])
+    out = numbered.postprocess_nodes([node_for(p) for p in passages], query_str=QUESTIONS[0])
+    assert [p.chunk_id for p in numbered.given] == [passages[0].chunk_id, passages[1].chunk_id, passages[4].chunk_id]
+    assert [n.node.get_content(metadata_mode=MetadataMode.LLM) for n in out] == [
+        format_passage(i, p) for i, p in enumerate(numbered.given, start=1)
+    ]
+    assert numbered.given[2].sentences == passages[4].sentences

@@ -25,6 +25,7 @@ from assistant import llm
 from assistant.answer import MESSAGES
 from assistant.config import Config, LLMSettings
 from assistant.core import Assistant
+from assistant.llamaindex import search_passages
 from assistant.schema import Answer, Passage
 from assistant.store import sentences_of
 
@@ -445,7 +446,7 @@ def test_prompt_delimits_passages_as_data(assistant: Assistant, server: FakeLLMS
     data = system[system.index("<passages>\n") :]
     ids = [int(x) for x in re.findall(r'<passage id="(\d+)"', data)]
     assert ids == list(range(1, len(ids) + 1)) == sorted(passages(body)) and len(ids) == 5
-    retrieved, _, _ = assistant.retriever.search(SUZHOU)
+    retrieved = search_passages(assistant.retriever, SUZHOU)
     for p, (n, text) in zip(retrieved[: len(ids)], sorted(passages(body).items()), strict=True):
         assert llm.format_passage(n, p) in data
         assert text.split("\n")[0][:40] == p.text.split("\n")[0][:40]
