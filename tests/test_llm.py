@@ -722,3 +722,37 @@ def test_ui_shows_the_draft_while_the_model_writes(assistant: Assistant, server:
     assert all(len(x) < len(y) for x, y in zip(drafts, drafts[1:], strict=False))
     assert 'class="answer complete"' in chats[-1] and "draft" not in chats[-1]
     assert outputs[-1][4][-1][1].mode == "llm"
+
+
+class StubAssistant:
+    """Stands in for the assistant behind the API: writes ``tokens``, then fails with ``error`` (or answers)."""
+
+    def __init__(self, tokens: list[str], error: Exception | None) -> None:
+        self.tokens = tokens
+        self.error = error
+
+    def ask(self, question: str, history: Any = None, filters: Any = None, k: Any = None,
+            on_token: Callable[[str], None] | None = None) -> Answer:
+        for t in self.tokens:
+            assert on_token is not None
+            on_token(t)
+        if self.error is not None:
+            raise self.error
+        return Answer(question, question, "ok", False, "en")
+
+
+def test_api_stream_failures_before_and_after_the_first_event() -> None:
+    from fastapi.testclient import TestClient
+
+    from assistant.errors import StoreError
+    from assistant.server import create_api
+
+    with TestClient(create_api(StubAssistant([], StoreError("the index is empty")))) as client:
+        r = client.post("/api/ask", json={"question": "q", "stream": True})
+    assert r.status_code == 503 and "empty" in r.json()["error"]  # nothing streamed yet: a plain JSON error
+    with TestClient(create_api(StubAssistant(["Suzhou ", "will"], RuntimeError("secret detail")))) as client:
+        r = client.post("/api/ask", json={"question": "q", "stream": True})
+    assert r.status_code == 200
+    events = sse_events(r)
+    assert [e for e, _ in events] == ["token", "token", "error"]
+    assert events[0][1] == {"text": "Suzhou "} and "secret" not in events[-1][1]["error"]
