@@ -19,7 +19,7 @@ import fcntl
 import hashlib
 import json
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -116,7 +116,10 @@ class Store:
         except Exception as exc:
             where = chroma_url or str(self.index_dir / "chroma")
             raise StoreError(f"cannot open the Chroma index at {where}: {type(exc).__name__}: {exc}") from exc
+        # The manifest's document records, by doc_id: all of them once ``documents()`` has read them
+        # (``_docs_complete``), or only those a query needed (``_records``); None after ``reload``.
         self._docs: dict[str, DocRecord] | None = None
+        self._docs_complete = False
 
     # ------------------------------------------------------------------ manifest
 
@@ -183,10 +186,31 @@ class Store:
 
     def documents(self) -> dict[str, DocRecord]:
         """The documents the manifest vouches for, by doc_id (cached until ``reload``)."""
-        if self._docs is None:
-            got = self.manifest.get(where={"kind": "doc"}, include=["metadatas"])
-            self._docs = {m["doc_id"]: DocRecord.from_meta(m) for m in got["metadatas"]}
+        if self._docs is None or not self._docs_complete:
+            # The ids first, then the records in pages: one read of every record with its metadata
+            # peaked at +540 MB at 100k chunks (29k documents), paged +120 MB, in the same time.
+            ids = self.manifest.get(where={"kind": "doc"}, include=[])["ids"]
+            docs: dict[str, DocRecord] = {}
+            for b in range(0, len(ids), _BATCH):
+                got = self.manifest.get(ids=ids[b : b + _BATCH], include=["metadatas"])
+                docs.update((m["doc_id"], DocRecord.from_meta(m)) for m in got["metadatas"])
+            self._docs, self._docs_complete = docs, True
         return self._docs
+
+    def _records(self, doc_ids: Iterable[str]) -> dict[str, DocRecord]:
+        """The manifest records of these documents (or more): those not cached yet are read by id, in one
+        small read. A question's chunks name a few documents; reading all records (``documents()``)
+        took 2-3 s of a cold question at 100k chunks."""
+        docs = self._docs
+        if docs is None:
+            docs = self._docs = {}
+            self._docs_complete = False
+        if not self._docs_complete:
+            missing = sorted({d for d in doc_ids if d not in docs})
+            if missing:  # a document not in the manifest (an unfinished ingest) is asked again next time
+                got = self.manifest.get(ids=[f"doc:{d}" for d in missing], include=["metadatas"])
+                docs.update((m["doc_id"], DocRecord.from_meta(m)) for m in got["metadatas"])
+        return docs
 
     def reload(self) -> None:
         self._docs = None
@@ -332,7 +356,7 @@ class Store:
             where=where or None,
             include=["documents", "metadatas", "distances"],
         )
-        docs = self.documents()
+        docs = self._records(str(meta.get("doc_id")) for meta in res["metadatas"][0])
         out = []
         for cid, text, meta, dist in zip(
             res["ids"][0], res["documents"][0], res["metadatas"][0], res["distances"][0], strict=True
