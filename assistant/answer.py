@@ -24,8 +24,8 @@ from . import strings
 from .chunking import inline_items
 from .errors import ConfigError
 from .lexicons import lexicon, words
-from .retrieval import LexicalIndex, QueryTerms, analyse, bigrams, term_coverage
-from .schema import Answer, AnswerSentence, Citation, Passage, Span
+from .retrieval import analyse, bigrams, term_coverage
+from .schema import Answer, AnswerSentence, Citation, CorpusStats, Passage, Query, QueryTerms, Retrieved, Span
 from .scorer import shipped_scorer
 from .text import EN_STOPWORDS, has_cjk, segment_zh, to_simplified, tokenize
 
@@ -327,17 +327,17 @@ _QUESTION_CHARS = frozenset("什么哪谁几多少何时候为怎样如吗呢的
 
 def score_candidates(
     passages: Sequence[Passage],
-    terms: QueryTerms,
-    lexical: LexicalIndex,
+    query: Query,
+    lexical: CorpusStats,
     settings: AnswerSettings,
-    question: str = "",
     best_dense: float = 0.0,
-    followup: bool = False,
     sentence_dense: Mapping[tuple[str, int, int], float] | None = None,
 ) -> list[Candidate]:
-    """Score every sentence of the top passages; best first.
+    """Score every sentence of the top passages for ``query`` (its ``answer_terms``, answer kind,
+    expected types, role and counted words); best first.
 
-    ``sentence_dense``: the question's cosine similarity to each sentence, by (doc_id, start, end)
+    ``best_dense`` is the best dense similarity of any chunk to the question; ``sentence_dense``
+    the question's cosine similarity to each sentence, by (doc_id, start, end)
     (``Retriever.sentence_similarities``); a sentence it lacks counts 0.
 
     With ``settings.learned`` and a shipped model (``scorer.shipped_scorer``) the score is the
@@ -346,8 +346,9 @@ def score_candidates(
     coverage of the question with the document's topic words discounted (the sentence that names
     the alliance again matters less than the one that says what was asked about it), plus the
     question's word pairs found in order, being in the top passage's document and holding the kind
-    of answer asked for (``question``: a number, a date), weighted as in ``AnswerSettings``.
+    of answer asked for (a number, a date), weighted as in ``AnswerSettings``.
     """
+    terms, question = query.answer_terms, query.asks
     sentences = []
     for rank, passage in enumerate(passages[: settings.passages]):
         spans = passage.sentences or [Span(passage.start, passage.end)]
@@ -359,15 +360,15 @@ def score_candidates(
                     sentences.append((passage, rank, span, text, sequence, frozenset(sequence), index))
     topics = _topics([s[:6] for s in sentences], settings.topic_share)
     top_doc = passages[0].doc_id if passages else ""
-    wanted = answer_kind(question)
+    wanted = query.kind
     zh_share = lexical.script_share("zh") if terms.language == "zh" else 0.0
     passage_weight = settings.passage_weight * zh_share
     other_script = 1.0 - lexical.script_share("zh" if terms.language == "zh" else "en")
     count_weight = settings.count_weight * other_script if wanted == "number" else 0.0
-    counted = counted_tokens(question) if wanted == "number" else frozenset()
+    counted = query.counted if wanted == "number" else frozenset()
     known = frozenset(t for t, _ in terms.all_terms) | frozenset(tokenize(question)) if wanted == "org" else frozenset()
-    role = asked_role(question)
-    types = [ANSWER_TYPES[t][1] for t in expected_types(question)]
+    role = query.role
+    types = [ANSWER_TYPES[t][1] for t in query.types]
     top_score = max((p.score for p in passages[: settings.passages]), default=0.0) or 1.0
     question_chars = set(_CJK_CHAR.findall(to_simplified(question))) - _QUESTION_CHARS
     question_tokens = frozenset(t for t, _ in terms.all_terms)
@@ -426,7 +427,7 @@ def score_candidates(
                 best_dense,
                 0.0,  # best_coverage: below
                 float(wanted is not None),
-                float(followup),
+                float(query.followup),
                 len(question_chars & set(to_simplified(text))) / len(question_chars) if question_chars else 0.0,
                 math.log1p(len(toks - question_tokens)),
                 *(float(typed and k) for k in kinds),
@@ -474,7 +475,7 @@ def select(
     candidates: Sequence[Candidate],
     settings: AnswerSettings,
     terms: QueryTerms | None = None,
-    lexical: LexicalIndex | None = None,
+    lexical: CorpusStats | None = None,
 ) -> list[Candidate]:
     """The best sentence, and further ones only when they score close to it and cover question
     terms it lacks (``terms``; words of the candidate document's topic count less, as in scoring);
@@ -584,11 +585,23 @@ def missing_types(
     best first) that none of the best-matching sentences (at most ``sentences``, scoring at least
     ``cutoff`` of the best) contains: "When is the application deadline for the class?" over a
     passage that dates the class's founding, not a deadline."""
+    return types_missing(expected_types(question), passages, top, candidates, cutoff, sentences)
+
+
+def types_missing(
+    types: Sequence[str],
+    passages: Sequence[Passage],
+    top: int = 2,
+    candidates: Sequence[Candidate] = (),
+    cutoff: float = 0.7,
+    sentences: int = 5,
+) -> list[str]:
+    """``missing_types`` for answer types already found in the question (``Query.types``)."""
     texts = [p.text for p in passages[:top]]
     best = [c.text for c in best_matching(candidates, cutoff, sentences)]
     return [
         t
-        for t in expected_types(question)
+        for t in types
         if not any(ANSWER_TYPES[t][1].search(x) for x in texts)
         or (candidates and not any(ANSWER_TYPES[t][1].search(x) for x in best))
     ]
@@ -655,8 +668,14 @@ def missing_count(question: str, candidates: Sequence[Candidate], cutoff: float 
     """True when a "how many" question's best-matching sentences count nothing of what it asks about."""
     if not candidates or answer_kind(question) != "number":
         return False
-    counted = counted_tokens(question)
-    if not counted:
+    return count_missing(counted_tokens(question), candidates, cutoff, sentences)
+
+
+def count_missing(
+    counted: frozenset[str], candidates: Sequence[Candidate], cutoff: float = 0.7, sentences: int = 5
+) -> bool:
+    """``missing_count`` for what a "how many" question counts, already found (``Query.counted``)."""
+    if not counted or not candidates:
         return False
     return not any(counts(c.text, counted) for c in best_matching(candidates, cutoff, sentences))
 
@@ -689,13 +708,19 @@ def asked_role(question: str) -> frozenset[str]:
 
 def missing_role(question: str, candidates: Sequence[Candidate], cutoff: float = 0.7, sentences: int = 5) -> bool:
     """True when a question asking who holds a role gets best-matching sentences that never name it."""
-    role = asked_role(question)
+    return role_missing(asked_role(question), candidates, cutoff, sentences)
+
+
+def role_missing(
+    role: frozenset[str], candidates: Sequence[Candidate], cutoff: float = 0.7, sentences: int = 5
+) -> bool:
+    """``missing_role`` for the role a question asks about, already found (``Query.role``)."""
     if not role or not candidates:
         return False
     return not any(role & c.tokens for c in best_matching(candidates, cutoff, sentences))
 
 
-def unknown_names(names: Sequence[str], lexical: LexicalIndex) -> list[str]:
+def unknown_names(names: Sequence[str], lexical: CorpusStats) -> list[str]:
     """Names from the question none of whose tokens (or, for Chinese, translations) the corpus has."""
     from .translate import translate_en_to_zh, translate_zh_to_en
 
@@ -711,7 +736,7 @@ def unknown_names(names: Sequence[str], lexical: LexicalIndex) -> list[str]:
             # Chinese text abstained on 15% of their answerable questions through this alone.
             continue
         tokens = translated + tokenize(name)
-        if tokens and not any(t in lexical.vocab for t in tokens):
+        if tokens and not any(lexical.has_term(t) for t in tokens):
             out.append(name)
     return out
 
@@ -728,15 +753,14 @@ def _weak_match(candidates: Sequence[Candidate], best_dense: float, settings: An
 
 
 def abstain_reason(
-    question: str,
+    query: Query,
     candidates: Sequence[Candidate],
     passages: Sequence[Passage],
     best_dense: float,
-    lexical: LexicalIndex,
+    lexical: CorpusStats,
     settings: AnswerSettings,
-    names: Sequence[str] = (),
 ) -> str | None:
-    """Why the documents do not hold the answer, or None when they seem to.
+    """Why the documents do not hold the answer to ``query``, or None when they seem to.
 
     With the learned scorer, abstain when the best sentence's probability of answering is below the
     model's threshold; without it (or with ``abstain_rules`` "all"), when no sentence covers enough
@@ -747,6 +771,7 @@ def abstain_reason(
     """
     if not candidates:
         return "no passage matches the question"
+    names = query.names
     model = shipped_scorer()
     p = max((c.probability for c in candidates if c.probability is not None), default=None)
     learned = settings.learned_abstention and p is not None and model is not None
@@ -768,12 +793,13 @@ def abstain_reason(
     unknown = unknown_names(names, lexical)
     if unknown:
         return f"the documents never mention {', '.join(unknown)}"
-    missing = missing_types(question, passages, candidates=candidates, cutoff=settings.type_cutoff)
+    missing = types_missing(query.types, passages, candidates=candidates, cutoff=settings.type_cutoff)
     if missing:
         return f"the matching passages hold no {', '.join(missing)}"
-    if settings.check_counts and missing_count(question, candidates, settings.type_cutoff):
+    counted = query.counted if query.kind == "number" else frozenset()
+    if settings.check_counts and count_missing(counted, candidates, settings.type_cutoff):
         return "the matching sentences count nothing the question asks about"
-    if settings.check_counts and missing_role(question, candidates, settings.type_cutoff):
+    if settings.check_counts and role_missing(query.role, candidates, settings.type_cutoff):
         return "the matching sentences name no holder of the role asked about"
     return None
 
@@ -827,32 +853,27 @@ def record_candidates() -> Iterator[list[tuple[list[Candidate], float]]]:
 
 
 def extractive_answer(
-    question: str,
-    standalone: str,
-    passages: list[Passage],
-    terms: QueryTerms,
-    best_dense: float,
-    lexical: LexicalIndex,
+    query: Query,
+    passages: Sequence[Passage],
+    lexical: CorpusStats,
     settings: AnswerSettings,
-    names: Sequence[str] = (),
-    asks: str = "",
-    followup: bool = False,
     sentence_dense: Mapping[tuple[str, int, int], float] | None = None,
 ) -> Answer:
-    """Quote the best sentences with citations [1]..[n], or abstain with "possibly related" passages.
-
-    ``asks`` is the question whose answer kind and expected types apply, when not ``question``
-    itself: the standalone question of an elliptical follow-up ("What about Nanhai?"); ``followup``
-    says the question leans on earlier turns."""
-    language = answer_language(terms.language)
+    """Quote the best sentences answering ``query`` with citations [1]..[n], or abstain with
+    "possibly related" passages. ``passages`` are what ``Retriever.retrieve`` found (its best dense
+    similarity, when it is a ``Retrieved``, calibrates abstention); ``lexical`` gives the corpus
+    statistics; ``sentence_dense`` the question's similarity to each sentence (``score_candidates``)."""
+    best_dense = passages.best_dense if isinstance(passages, Retrieved) else 0.0
+    passages = list(passages)
+    question, standalone, terms = query.text, query.standalone, query.answer_terms
+    language = answer_language(query.language)
     text = messages(language)
-    asks = asks or question
-    candidates = score_candidates(passages, terms, lexical, settings, asks, best_dense, followup, sentence_dense)
+    candidates = score_candidates(passages, query, lexical, settings, best_dense, sentence_dense)
     sink = _RECORDER.get()
     if sink is not None:
         sink.append((candidates, best_dense))
     confidence = candidates[0].coverage if candidates else 0.0
-    reason = abstain_reason(asks, candidates, passages, best_dense, lexical, settings, names)
+    reason = abstain_reason(query, candidates, passages, best_dense, lexical, settings)
     chosen = select(candidates, settings, terms, lexical) if reason is None else []
     if reason is None and not chosen:
         # The best sentences share no term with the question ("?!?!"): nothing to quote.
@@ -900,7 +921,7 @@ def extractive_answer(
 SUBJECT_COVERAGE = 0.5
 
 
-def covers_subjects(answer: Answer, subjects: Sequence[str], lexical: LexicalIndex) -> bool:
+def covers_subjects(answer: Answer, subjects: Sequence[str], lexical: CorpusStats) -> bool:
     """Whether the quotes of ``answer`` name every one of ``subjects`` (directly or translated)."""
     if answer.abstained:
         return False

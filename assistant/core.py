@@ -9,14 +9,15 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
-from .answer import answer_kind, answer_language, combine_answers, covers_subjects, extractive_answer, messages
-from .chat import Rewrite, entities, is_elliptical, rewrite, split_subjects
+from .answer import answer_language, combine_answers, covers_subjects, extractive_answer, messages
+from .chat import Rewrite, entities, rewrite, split_subjects
 from .chunking import page_at
 from .config import Config
 from .embedding import Embedder
 from .errors import QuestionError, StoreError
 from .ingest import IngestReport, Progress, WriteLock, ingest
-from .retrieval import Retriever, analyse, focus_text, refresh_lexical
+from .query import analyse_query
+from .retrieval import Retriever, refresh_lexical
 from .schema import Answer, Passage
 from .store import DocRecord, Store
 from .text import detect_language, replace_surrogates, warm_up
@@ -125,29 +126,18 @@ class Assistant:
     ) -> tuple[Answer, list[Passage]]:
         """The extractive answer to one (rewritten) question, and the passages found for it; a
         sub-question's ``subject`` must be named in the documents, like the question's names."""
-        standalone = rw.standalone
-        passages, terms, best_dense = self.retriever.search(standalone, filters, k)
-        focus = self.config.answer.focus_weight
-        if rw.context:
-            # Terms carried over from earlier turns find the passage; the new question's own terms
-            # should decide which sentences answer it, so the carried ones count half.
-            terms = analyse(question, focus).merged(analyse(rw.context).scaled(0.5))
-        elif focus > 0 and focus_text(standalone):
-            terms = analyse(standalone, focus)  # without focus words this would repeat the search's terms
+        query = analyse_query(question, rw, self.config.answer.focus_weight, subject)
+        passages = self.retriever.retrieve(query, filters, k)
         answer = extractive_answer(
-            question,
-            standalone,
+            query,
             passages,
-            terms,
-            best_dense,
             self.retriever.lexical,
             self.config.answer,
-            names=list(dict.fromkeys([*entities(question), *([subject] if subject else [])])),
-            asks=standalone if rw.context and is_elliptical(question) and answer_kind(question) is None else "",
-            followup=bool(rw.context),
-            sentence_dense=self.retriever.sentence_similarities(standalone, passages[: self.config.answer.passages]),
+            sentence_dense=self.retriever.sentence_similarities(
+                query.standalone, passages[: self.config.answer.passages]
+            ),
         )
-        return answer, passages
+        return answer, list(passages)
 
     def ask(
         self,

@@ -28,7 +28,10 @@ import numpy as np
 from .embedding import Embedder
 from .errors import ConfigError
 from .lexicons import words
-from .schema import Passage, Span
+from .schema import CorpusStats, Passage, Query, Retrieved, Span
+from .schema import QueryTerms as QueryTerms  # re-exported: the types moved to schema
+from .schema import TermGroup as TermGroup
+from .schema import merge_weighted as merge_weighted
 from .sentences import Key, SentenceVectors, candidate_spans, hash_key
 from .store import Store, date_number, sentences_of
 from .text import (
@@ -75,15 +78,6 @@ def rrf(
 def bigrams(tokens: Sequence[str]) -> frozenset[tuple[str, str]]:
     """Adjacent token pairs."""
     return frozenset(zip(tokens, tokens[1:], strict=False))
-
-
-def merge_weighted(*groups: Iterable[tuple[str, float]]) -> list[tuple[str, float]]:
-    """Sum the weights of repeated terms across groups, keeping first-seen order."""
-    out: dict[str, float] = {}
-    for group in groups:
-        for term, w in group:
-            out[term] = out.get(term, 0.0) + w
-    return list(out.items())
 
 
 # --------------------------------------------------------------------------- settings
@@ -340,6 +334,9 @@ class LexicalIndex:
         df = self.char_df.get(char, 0)
         return math.log(1.0 + (n - df + 0.5) / (df + 0.5))
 
+    def has_term(self, term: str) -> bool:
+        return term in self.vocab
+
     def term_idf(self, term: str) -> float:
         i = self.vocab.get(term)
         return float(self.idf[i]) if i is not None and i < len(self.idf) else 0.0
@@ -483,49 +480,6 @@ def refresh_lexical(store: Store) -> LexicalIndex:
 # --------------------------------------------------------------------------- the retriever
 
 
-# A group of alternative tokens standing for one word of the question (the glosses of one Chinese
-# word), with the word's importance: (importance, [(token, relative weight), ...]).
-TermGroup = tuple[float, list[tuple[str, float]]]
-
-
-@dataclass
-class QueryTerms:
-    """A question analysed for lexical search: its own tokens and its dictionary translation.
-
-    ``translated`` is the flat weighted query for BM25; ``groups`` keeps the translation per source
-    word, so that coverage can count a word as found when any one of its glosses is.
-    """
-
-    language: str
-    tokens: list[tuple[str, float]]
-    translated: list[tuple[str, float]]
-    groups: list[TermGroup] = field(default_factory=list)
-    bigrams: frozenset[tuple[str, str]] = frozenset()  # adjacent token pairs of the question itself
-
-    @property
-    def all_terms(self) -> list[tuple[str, float]]:
-        return merge_weighted(self.tokens, self.translated)
-
-    def scaled(self, factor: float) -> QueryTerms:
-        """The same terms with every weight multiplied by ``factor`` (for context carried over)."""
-        return QueryTerms(
-            self.language,
-            [(t, w * factor) for t, w in self.tokens],
-            [(t, w * factor) for t, w in self.translated],
-            [(imp * factor, alts) for imp, alts in self.groups],
-            self.bigrams,
-        )
-
-    def merged(self, other: QueryTerms) -> QueryTerms:
-        return QueryTerms(
-            self.language,
-            merge_weighted(self.tokens, other.tokens),
-            merge_weighted(self.translated, other.translated),
-            self.groups + other.groups,
-            self.bigrams,
-        )
-
-
 def _relative(group: Sequence[tuple[str, float]]) -> list[tuple[str, float]]:
     top = max((w for _, w in group), default=0.0)
     return [(t, w / top) for t, w in group] if top > 0 else []
@@ -667,14 +621,20 @@ def analyse(question: str, focus_weight: float = 0.0, bigram_weight: float = BIG
     return QueryTerms(language, tokens, translated, groups, bigrams(sequence))
 
 
-def _top_idf(lexical: LexicalIndex) -> float:
+def plain_query(text: str) -> Query:
+    """``text`` as a query for search alone: its terms (``analyse``), no conversation, no focus."""
+    terms = analyse(text)
+    return Query(text=text, standalone=text, language=terms.language, terms=terms, answer_terms=terms, asks=text)
+
+
+def _top_idf(lexical: CorpusStats) -> float:
     return math.log(1.0 + (len(lexical) + 0.5) / 0.5) if len(lexical) else 1.0
 
 
 def coverage(
     terms: Sequence[tuple[str, float]],
     tokens: set[str] | frozenset[str],
-    lexical: LexicalIndex,
+    lexical: CorpusStats,
     topic: frozenset[str] = frozenset(),
     discount: float = 0.0,
 ) -> float:
@@ -684,7 +644,7 @@ def coverage(
     total = matched = 0.0
     top = _top_idf(lexical)
     for term, weight in terms:
-        idf = lexical.term_idf(term) if term in lexical.vocab else top
+        idf = lexical.term_idf(term) if lexical.has_term(term) else top
         if term in topic:
             idf *= 1.0 - discount
         total += weight * idf
@@ -696,7 +656,7 @@ def coverage(
 def group_coverage(
     groups: Sequence[TermGroup],
     tokens: set[str] | frozenset[str],
-    lexical: LexicalIndex,
+    lexical: CorpusStats,
     topic: frozenset[str] = frozenset(),
     discount: float = 0.0,
 ) -> float:
@@ -705,7 +665,7 @@ def group_coverage(
     total = matched = 0.0
     top = _top_idf(lexical)
     for importance, alts in groups:
-        known = [(t, r) for t, r in alts if t in lexical.vocab]
+        known = [(t, r) for t, r in alts if lexical.has_term(t)]
         # A word whose translations the index never saw may just be untranslatable (a name the
         # dictionary lacks), not absent: it weighs half as much as an unseen word of the question's own.
         idf = sum(r * lexical.term_idf(t) for t, r in known) / sum(r for _, r in known) if known else top / 2
@@ -766,7 +726,7 @@ def defines(sentence: str, subject: str) -> bool:
 def term_coverage(
     terms: QueryTerms,
     tokens: set[str] | frozenset[str],
-    lexical: LexicalIndex,
+    lexical: CorpusStats,
     topic: frozenset[str] = frozenset(),
     discount: float = 0.0,
 ) -> float:
@@ -829,14 +789,17 @@ class Retriever:
         """Force a refresh on the next search (after an ingest in this process)."""
         self._checked = 0.0
 
-    def search(
-        self, question: str, filters: Mapping[str, Any] | None = None, k: int | None = None
-    ) -> tuple[list[Passage], QueryTerms, float]:
-        """Top passages for ``question`` (fused), the analysed query terms, and the best dense similarity."""
+    def search(self, question: str, filters: Mapping[str, Any] | None = None, k: int | None = None) -> list[Passage]:
+        """Top passages for the text ``question`` (``retrieve`` of ``plain_query(question)``)."""
+        return self.retrieve(plain_query(question), filters, k)
+
+    def retrieve(self, query: Query, filters: Mapping[str, Any] | None = None, k: int | None = None) -> Retrieved:
+        """Top passages for ``query`` (fused and re-ranked), with the best dense similarity of any chunk."""
         k = k or self.settings.top_k
         filters = validate_filters(filters)
         lexical = self.lexical
-        terms = analyse(question)
+        question = query.standalone
+        terms = query.terms
         weights = self.settings.weights_for(terms.language, lexical.script_share(terms.language))
         rankings: dict[str, list[str]] = {}
         found: dict[str, tuple[str, dict[str, Any]]] = {}
@@ -851,10 +814,10 @@ class Retriever:
                 found[cid] = (text, meta)
                 per.setdefault(cid, {})["dense"] = sim
             best_dense = max((h[3] for h in hits), default=0.0)
-        for name, query in (("bm25", terms.tokens), ("translated", terms.translated)):
-            if weights.get(name, 0) <= 0 or not query:
+        for name, weighted in (("bm25", terms.tokens), ("translated", terms.translated)):
+            if weights.get(name, 0) <= 0 or not weighted:
                 continue
-            top = lexical.top(query, self.settings.lexical_k, filters)
+            top = lexical.top(weighted, self.settings.lexical_k, filters)
             rankings[name] = [lexical.ids[i] for i, _ in top]
             for i, score in top:
                 cid = lexical.ids[i]
@@ -884,7 +847,7 @@ class Retriever:
             passages = self._sentence_rerank(passages, terms, lexical, question)
         if self.settings.reranker and passages:
             passages = self._rerank(question, passages)
-        return passages[:k], terms, best_dense
+        return Retrieved(passages[:k], best_dense)
 
     @property
     def sentence_vectors(self) -> SentenceVectors:

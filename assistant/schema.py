@@ -7,8 +7,9 @@ The invariant ``source_text[start:end] == text`` holds for chunks and quotes ali
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True)
@@ -178,3 +179,110 @@ class Answer:
             "notes": list(self.notes),
             "confidence": self.confidence,
         }
+
+
+# --------------------------------------------------------------------------- questions
+
+
+def merge_weighted(*groups: Iterable[tuple[str, float]]) -> list[tuple[str, float]]:
+    """Sum the weights of repeated terms across groups, keeping first-seen order."""
+    out: dict[str, float] = {}
+    for group in groups:
+        for term, w in group:
+            out[term] = out.get(term, 0.0) + w
+    return list(out.items())
+
+
+# A group of alternative tokens standing for one word of the question (the glosses of one Chinese
+# word), with the word's importance: (importance, [(token, relative weight), ...]).
+TermGroup = tuple[float, list[tuple[str, float]]]
+
+
+@dataclass
+class QueryTerms:
+    """A question analysed for lexical search: its own tokens and its dictionary translation.
+
+    ``translated`` is the flat weighted query for BM25; ``groups`` keeps the translation per source
+    word, so that coverage can count a word as found when any one of its glosses is.
+    """
+
+    language: str
+    tokens: list[tuple[str, float]]
+    translated: list[tuple[str, float]]
+    groups: list[TermGroup] = field(default_factory=list)
+    bigrams: frozenset[tuple[str, str]] = frozenset()  # adjacent token pairs of the question itself
+
+    @property
+    def all_terms(self) -> list[tuple[str, float]]:
+        return merge_weighted(self.tokens, self.translated)
+
+    def scaled(self, factor: float) -> QueryTerms:
+        """The same terms with every weight multiplied by ``factor`` (for context carried over)."""
+        return QueryTerms(
+            self.language,
+            [(t, w * factor) for t, w in self.tokens],
+            [(t, w * factor) for t, w in self.translated],
+            [(imp * factor, alts) for imp, alts in self.groups],
+            self.bigrams,
+        )
+
+    def merged(self, other: QueryTerms) -> QueryTerms:
+        return QueryTerms(
+            self.language,
+            merge_weighted(self.tokens, other.tokens),
+            merge_weighted(self.translated, other.translated),
+            self.groups + other.groups,
+            self.bigrams,
+        )
+
+
+@dataclass(frozen=True)
+class Query:
+    """One question, analysed once (``query.analyse_query``), as retrieval and the answer stage see it.
+
+    ``text`` is the question as asked; ``standalone`` what is searched for (a follow-up rewritten with
+    the earlier turns, ``chat.rewrite``); ``asks`` the question whose answer kind and expected types
+    apply (the standalone question of an elliptical follow-up, "What about Nanhai?"; else ``text``).
+    ``terms`` are the weighted search terms of ``standalone`` with their dictionary translations;
+    ``answer_terms`` those that choose the answer's sentences (focus words weighted up; a follow-up's
+    carried-over context at half weight). ``kind`` is the kind of answer asked for ("year", "when",
+    "why", "number", "org" or None), ``types`` the asked-for fact types (phone, email, money, date),
+    ``focus`` the words next to the question word, ``names`` the names the question mentions (which
+    the corpus must mention too), ``role`` and ``counted`` the tokens of a "who is the ROLE" role
+    and of what a "how many X" counts.
+    """
+
+    text: str
+    standalone: str
+    language: str
+    terms: QueryTerms
+    answer_terms: QueryTerms
+    asks: str = ""
+    kind: str | None = None
+    types: tuple[str, ...] = ()
+    focus: str = ""
+    names: tuple[str, ...] = ()
+    role: frozenset[str] = frozenset()
+    counted: frozenset[str] = frozenset()
+    followup: bool = False
+
+
+class Retrieved(list[Passage]):
+    """The passages ``Retriever.retrieve`` found, best first, with the best dense similarity of any
+    chunk to the question (question-level: the nearest chunk may rank below the passages kept)."""
+
+    def __init__(self, passages: Iterable[Passage] = (), best_dense: float = 0.0) -> None:
+        super().__init__(passages)
+        self.best_dense = best_dense
+
+
+class CorpusStats(Protocol):
+    """What the answer stage needs to know of the corpus (``retrieval.LexicalIndex`` provides it)."""
+
+    def __len__(self) -> int: ...  # chunks indexed
+
+    def script_share(self, language: str) -> float: ...  # share of chunks in the script of ``language``
+
+    def term_idf(self, term: str) -> float: ...  # IDF of an index token (0 when unseen)
+
+    def has_term(self, term: str) -> bool: ...  # whether any chunk holds the token

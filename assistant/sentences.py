@@ -49,6 +49,8 @@ DIRECTORY = "sentences"
 MANIFEST = "manifest.json"
 # Sentences encoded per segment written by ``sync`` (bounds its memory: 4,096 x 384 float32 = 6 MB).
 SEGMENT_ROWS = 4096
+# More segments than this are merged into one by ``sync`` (each ingest that adds documents writes one).
+MAX_SEGMENTS = 64
 _WORD = re.compile(r"\w")
 
 # (document hash prefix, start, end): one sentence of one document version.
@@ -226,13 +228,14 @@ class SentenceVectors:
         self._stamp = None  # re-read on next use
 
     def compact(self, live: set[str]) -> int:
-        """Rewrite the store with only the documents in ``live`` (hash prefixes) when the others make
-        up at least half of its rows; returns the rows dropped."""
+        """Rewrite the store as one segment with only the documents in ``live`` (hash prefixes) when
+        the others make up at least half of its rows, or when it has more than ``MAX_SEGMENTS``
+        segments; returns the rows dropped."""
         self.refresh()
         total = sum(len(s.spans) for s in self._segments)
         kept = {h: v for h, v in self._docs.items() if h in live}
         kept_rows = sum(hi - lo for _, lo, hi in kept.values())
-        if total == 0 or (total - kept_rows) * 2 < total:
+        if total == 0 or ((total - kept_rows) * 2 < total and len(self._segments) <= MAX_SEGMENTS):
             return 0
         entries: list[tuple[Key, np.ndarray]] = []
         for h, (seg, lo, hi) in kept.items():

@@ -34,6 +34,7 @@ from assistant.config import Config
 from assistant.core import Assistant
 from assistant.documents import source_text
 from assistant.errors import ConfigError, QuestionError
+from assistant.query import analyse_query
 from assistant.retrieval import (
     BIGRAM_WEIGHT,
     LIGHT_VERB_WEIGHT,
@@ -423,10 +424,10 @@ def test_source_reference_marks_are_no_number() -> None:
     spans = [Span(0, len(marked)), Span(len(marked) + 1, len(text))]
     passage = Passage("c", "d", text, 0, len(text), 1.0, sentences=spans)
     question = "How many professionals has the college trained?"
-    terms = analyse(question)
+    query = analyse_query(question)
     # The hand-written score (one of the learned scorer's features) gives the answer kind its weight.
-    typed = score_candidates([passage], terms, lexical, AnswerSettings(learned=False), question)
-    plain = score_candidates([passage], terms, lexical, AnswerSettings(type_weight=0.0, learned=False), question)
+    typed = score_candidates([passage], query, lexical, AnswerSettings(learned=False))
+    plain = score_candidates([passage], query, lexical, AnswerSettings(type_weight=0.0, learned=False))
     bonus = {c.text: c.score - next(p.score for p in plain if p.span == c.span) for c in typed}
     assert bonus[marked] == pytest.approx(0.0)
     assert bonus[counted] == pytest.approx(0.2)
@@ -523,12 +524,12 @@ def test_which_two_does_not_look_for_the_word_two(assistant: Assistant) -> None:
 def _scored(a: Assistant, question: str, **off: float) -> tuple[list[Candidate], list[Candidate]]:
     """The sentences scored by the hand-written score (a feature of the learned scorer) for
     ``question`` with the default weights, and with ``off`` changed."""
-    passages, _, _ = a.retriever.search(question)
-    terms = analyse(question, AnswerSettings().focus_weight)
+    query = analyse_query(question, focus_weight=AnswerSettings().focus_weight)
+    passages = a.retriever.retrieve(query)
     lexical = a.retriever.lexical
     return (
-        score_candidates(passages, terms, lexical, AnswerSettings(learned=False), question),
-        score_candidates(passages, terms, lexical, AnswerSettings(learned=False, **off), question),
+        score_candidates(passages, query, lexical, AnswerSettings(learned=False)),
+        score_candidates(passages, query, lexical, AnswerSettings(learned=False, **off)),
     )
 
 
@@ -718,7 +719,7 @@ def chinese_articles(tmp_path_factory: pytest.TempPathFactory) -> Assistant:
 def test_the_lead_chunk_answers_what_and_where(chinese_articles: Assistant) -> None:
     a = chinese_articles
     question = "青石巷在哪里？"
-    passages, _, _ = a.retriever.search(question)
+    passages = a.retriever.search(question)
     assert passages[0].metadata["chunk_index"] == 0
     assert passages[1].doc_id == passages[0].doc_id  # the later chunk, which names the street six times
     answer = a.ask(question)
@@ -728,7 +729,7 @@ def test_the_lead_chunk_answers_what_and_where(chinese_articles: Assistant) -> N
     # The same search without the lead weight puts the later chunk first: the weight is what decides.
     a.retriever.settings = RetrievalSettings(lead_weight=0.0)
     try:
-        passages, _, _ = a.retriever.search(question)
+        passages = a.retriever.search(question)
         assert passages[0].metadata["chunk_index"] != 0
     finally:
         a.retriever.settings = RetrievalSettings()
@@ -738,18 +739,19 @@ def test_the_lead_chunk_answers_what_and_where(chinese_articles: Assistant) -> N
 def test_passage_score_counts_only_for_chinese_over_chinese(chinese_articles: Assistant) -> None:
     a = chinese_articles
     question = "青石巷有多长？"
-    passages, terms, _ = a.retriever.search(question)
+    query = analyse_query(question)
+    passages = a.retriever.retrieve(query)
     lexical = a.retriever.lexical
     # The hand-written score (a feature of the learned scorer) is what the weight changes.
     hand = AnswerSettings(learned=False)
-    with_weight = score_candidates(passages, terms, lexical, hand, question)
-    without = score_candidates(passages, terms, lexical, replace(hand, passage_weight=0.0), question)
+    with_weight = score_candidates(passages, query, lexical, hand)
+    without = score_candidates(passages, query, lexical, replace(hand, passage_weight=0.0))
     top = max(p.score for p in passages)
     for c in with_weight:
         same = next(w for w in without if w.span == c.span and w.passage.chunk_id == c.passage.chunk_id)
         assert c.score == pytest.approx(same.score + c.passage.score / top)  # all chunks are Chinese: share 1
     assert not any(is_heading(c.text, c.passage.title) for c in with_weight)
-    english = analyse("How long is Qingshi Lane?")
+    english = analyse_query("How long is Qingshi Lane?")
     plain = score_candidates(passages, english, lexical, replace(hand, passage_weight=0.0))
     weighted = score_candidates(passages, english, lexical, hand)
     assert [c.score for c in weighted] == [c.score for c in plain]

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from assistant.answer import AnswerSettings, score_candidates
-from assistant.retrieval import LexicalIndex, analyse
+from assistant.query import analyse_query
+from assistant.retrieval import LexicalIndex
 from assistant.schema import Passage, Span
 from assistant.scorer import FEATURE_NAMES, SentenceScorer, model_path, shipped_scorer
 from assistant.text import tokenize
@@ -69,7 +70,7 @@ def test_every_candidate_gets_the_features_and_a_probability() -> None:
     spans = [Span(0, len(first)), Span(len(first) + 1, len(text))]
     passage = Passage("c", "d", text, 0, len(text), 1.0, sentences=spans)
     question = "When was the alliance founded?"
-    cands = score_candidates([passage], analyse(question), lexical, AnswerSettings(), question)
+    cands = score_candidates([passage], analyse_query(question), lexical, AnswerSettings())
     assert [len(c.features) for c in cands] == [len(FEATURE_NAMES)] * 2
     assert all(c.probability is not None and 0.0 <= c.probability <= 1.0 for c in cands)
     assert cands[0].text == first  # it holds a date and the question's words
@@ -78,7 +79,7 @@ def test_every_candidate_gets_the_features_and_a_probability() -> None:
     again = scorer.probabilities(np.asarray([cands[0].features]))
     assert again[0] == pytest.approx(cands[0].score)
     off = AnswerSettings(learned=False, learned_abstention=False)
-    hand = score_candidates([passage], analyse(question), lexical, off, question)
+    hand = score_candidates([passage], analyse_query(question), lexical, off)
     assert all(c.probability is None for c in hand)  # the hand-written score alone
 
 

@@ -10,8 +10,10 @@ from typing import Any
 import numpy as np
 import pytest
 
+from assistant import sentences
 from assistant.answer import AnswerSettings, score_candidates
-from assistant.retrieval import LexicalIndex, Retriever, analyse
+from assistant.query import analyse_query
+from assistant.retrieval import LexicalIndex, Retriever
 from assistant.schema import Passage, Span
 from assistant.scorer import FEATURE_NAMES
 from assistant.sentences import SentenceVectors, candidate_spans, chunk_sentences, hash_key
@@ -59,6 +61,12 @@ def test_store_round_trip_later_segments_win_and_compaction(tmp_path: Path) -> N
     assert store.hashes() == {"h1"} and len(list((tmp_path / "sentences").glob("seg-*.vec.npy"))) == 1
     kept = store.lookup([("h1", 0, 5)])[0]
     assert kept is not None and np.allclose(kept, [1, 0])
+    # Many small segments (one per ingest) are merged once there are too many.
+    for i in range(sentences.MAX_SEGMENTS):
+        store.write([((f"x{i}", 0, 1), _unit(1, 0))])
+    assert store.compact({"h1"} | {f"x{i}" for i in range(sentences.MAX_SEGMENTS)}) == 0
+    assert len(list((tmp_path / "sentences").glob("seg-*.vec.npy"))) == 1
+    assert len(store.hashes()) == sentences.MAX_SEGMENTS + 1
     # Another model's vectors are never read, and are dropped before writing.
     other = SentenceVectors(tmp_path, "model-b")
     assert other.lookup([("h1", 0, 5)]) == [None]
@@ -103,7 +111,7 @@ def test_the_sentence_features_come_from_the_similarities() -> None:
     passage = Passage("c", "d", text, 0, len(text), 1.0, sentences=spans)
     question = "When was the alliance founded?"
     sims = {("d", 0, len(first)): 0.25, ("d", len(first) + 1, len(text)): 0.75}
-    cands = score_candidates([passage], analyse(question), lexical, AnswerSettings(), question, sentence_dense=sims)
+    cands = score_candidates([passage], analyse_query(question), lexical, AnswerSettings(), sentence_dense=sims)
     at = {name: FEATURE_NAMES.index(name) for name in FEATURE_NAMES if "sentence_dense" in name}
     by_text = {c.text: c.features for c in cands}
     assert by_text[first][at["sentence_dense"]] == 0.25
@@ -113,5 +121,5 @@ def test_the_sentence_features_come_from_the_similarities() -> None:
     # One document in the question's own script: nothing is cross-lingual.
     assert by_text[second][at["sentence_dense_cross"]] == 0.0
     # Without similarities the features are 0.
-    plain = score_candidates([passage], analyse(question), lexical, AnswerSettings(), question)
+    plain = score_candidates([passage], analyse_query(question), lexical, AnswerSettings())
     assert all(c.features[at["sentence_dense"]] == 0.0 for c in plain)

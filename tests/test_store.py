@@ -448,7 +448,7 @@ def test_interrupted_ingest_leaves_a_usable_index(crashed_index: tuple[Path, Pat
     assert {d.doc_id for d in assistant.documents()} == committed
     from assistant.retrieval import Retriever
 
-    passages, _, _ = Retriever(store, embedder).search("Nanhai robotics apprenticeship Midea")
+    passages = Retriever(store, embedder).search("Nanhai robotics apprenticeship Midea")
     assert passages and {p.doc_id for p in passages} <= committed
 
 
