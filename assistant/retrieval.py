@@ -240,8 +240,8 @@ class LexicalIndex:
     def __init__(
         self,
         ids: list[str],
-        texts: list[str],
-        metas: list[dict[str, Any]],
+        texts: Sequence[str],  # a list, or chunk_records.Records read from disk on access
+        metas: Sequence[dict[str, Any]],
         tokens: list[list[str]] | None,
         generation: str,
         matrix: tuple[dict[str, int], np.ndarray, np.ndarray, np.ndarray] | None = None,
@@ -361,7 +361,7 @@ class LexicalIndex:
         s = self.scores(terms)
         candidates = np.nonzero(s > 0)[0]
         if filters:
-            candidates = np.array([i for i in candidates if matches(self.metas[i], filters)], dtype=np.int64)
+            candidates = np.array([i for i in candidates if matches(self.metas[int(i)], filters)], dtype=np.int64)
         if len(candidates) == 0:
             return []
         if len(candidates) > k:
@@ -380,10 +380,12 @@ class LexicalIndex:
         if tmp.exists():
             shutil.rmtree(tmp)
         tmp.mkdir(parents=True)
+        from . import chunk_records
+
         with (tmp / "chunks.pkl").open("wb") as fh:
-            pickle.dump(
-                {"ids": self.ids, "texts": self.texts, "metas": self.metas}, fh, protocol=pickle.HIGHEST_PROTOCOL
-            )
+            pickle.dump({"ids": self.ids}, fh, protocol=pickle.HIGHEST_PROTOCOL)
+        chunk_records.write(tmp, self.texts, self.metas)  # read one at a time by load()
+        self.script_share("en")  # the language counts, saved: counting would read every chunk's metadata
         with (tmp / "tokens.pkl").open("wb") as fh:
             pickle.dump(self.tokens, fh, protocol=pickle.HIGHEST_PROTOCOL)
         for name, array in zip(self._ARRAYS, (self._data, self._indices, self._indptr), strict=True):
@@ -391,7 +393,14 @@ class LexicalIndex:
         (tmp / "vocab.json").write_text(json.dumps(self.vocab, ensure_ascii=False), encoding="utf-8")
         (tmp / "chars.json").write_text(json.dumps(self.char_df, ensure_ascii=False), encoding="utf-8")
         (tmp / "meta.json").write_text(
-            json.dumps({"generation": self.generation, "chunks": len(self.ids), "format": LEXICAL_FORMAT})
+            json.dumps(
+                {
+                    "generation": self.generation,
+                    "chunks": len(self.ids),
+                    "format": LEXICAL_FORMAT,
+                    "languages": self._language_counts,
+                }
+            )
         )
         old = directory.with_name(directory.name + ".old")
         if old.exists():
@@ -411,6 +420,10 @@ class LexicalIndex:
                 return None  # an index saved by an earlier version: rebuilt from Chroma
             with (directory / "chunks.pkl").open("rb") as fh:
                 data = pickle.load(fh)  # our own file, written by save() above
+            if "texts" not in data:  # texts and metadata beside it, memory-mapped (older saves: in the pickle)
+                from . import chunk_records
+
+                data["texts"], data["metas"] = chunk_records.open_records(directory, len(data["ids"]))
             vocab = json.loads((directory / "vocab.json").read_text(encoding="utf-8"))
             arrays = [np.load(directory / f"bm25-{name}.npy", mmap_mode="r") for name in cls._ARRAYS]
             chars_file = directory / "chars.json"
@@ -424,7 +437,7 @@ class LexicalIndex:
             or (len(indptr) and int(indptr[-1]) != len(data_))
         ):
             return None  # not what save() wrote: rebuilt from Chroma
-        return cls(
+        index = cls(
             data["ids"],
             data["texts"],
             data["metas"],
@@ -434,6 +447,9 @@ class LexicalIndex:
             tokens_file=directory / "tokens.pkl",
             char_df=char_df if isinstance(char_df, dict) else None,
         )
+        if isinstance(meta.get("languages"), dict):
+            index._language_counts = meta["languages"]
+        return index
 
     @classmethod
     def build(cls, store: Store, previous: LexicalIndex | None = None) -> LexicalIndex:
