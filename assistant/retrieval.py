@@ -382,7 +382,9 @@ class LexicalIndex:
         tmp.mkdir(parents=True)
         from . import chunk_records
 
-        with (tmp / "chunks.pkl").open("wb") as fh:
+        # ids.pkl, not chunks.pkl (which held the texts and metadata too): an older version finds no
+        # chunks.pkl and rebuilds its own index instead of misreading this one.
+        with (tmp / "ids.pkl").open("wb") as fh:
             pickle.dump({"ids": self.ids}, fh, protocol=pickle.HIGHEST_PROTOCOL)
         chunk_records.write(tmp, self.texts, self.metas)  # read one at a time by load()
         self.script_share("en")  # the language counts, saved: counting would read every chunk's metadata
@@ -418,11 +420,15 @@ class LexicalIndex:
             meta = json.loads((directory / "meta.json").read_text())
             if meta.get("format") != LEXICAL_FORMAT:
                 return None  # an index saved by an earlier version: rebuilt from Chroma
-            with (directory / "chunks.pkl").open("rb") as fh:
-                data = pickle.load(fh)  # our own file, written by save() above
-            if "texts" not in data:  # texts and metadata beside it, memory-mapped (older saves: in the pickle)
+            if (directory / "chunks.pkl").exists():  # saved by an earlier version: all in one pickle
+                with (directory / "chunks.pkl").open("rb") as fh:
+                    data = pickle.load(fh)  # our own file, written by save()
+            else:
                 from . import chunk_records
 
+                with (directory / "ids.pkl").open("rb") as fh:
+                    data = pickle.load(fh)  # our own file, written by save() above
+                # The texts and metadata beside it, memory-mapped, decoded when read.
                 data["texts"], data["metas"] = chunk_records.open_records(directory, len(data["ids"]))
             vocab = json.loads((directory / "vocab.json").read_text(encoding="utf-8"))
             arrays = [np.load(directory / f"bm25-{name}.npy", mmap_mode="r") for name in cls._ARRAYS]
