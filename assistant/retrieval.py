@@ -9,6 +9,7 @@ llama-index ``BaseRetriever`` for use in llama-index pipelines and chat engines.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import pickle
@@ -289,8 +290,11 @@ class LexicalIndex:
                 try:
                     with self._tokens_file.open("rb") as fh:
                         data = pickle.load(fh)  # our own file, written by save()
-                    if isinstance(data, list) and len(data) == len(self.ids):
-                        loaded = data
+                    # Only the lists saved with these very chunk ids: a later save (another ingest) may
+                    # have replaced the file since this index was loaded, with as many lists in
+                    # other positions (a replaced document), which would silently mis-index chunks.
+                    if isinstance(data, dict) and data.get("ids") == ids_digest(self.ids):
+                        loaded = data["tokens"]
                 except (OSError, ValueError, pickle.UnpicklingError, EOFError):
                     loaded = None  # replaced by a newer save meanwhile: recompute below
             self._tokens = (
@@ -389,7 +393,7 @@ class LexicalIndex:
         chunk_records.write(tmp, self.texts, self.metas)  # read one at a time by load()
         self.script_share("en")  # the language counts, saved: counting would read every chunk's metadata
         with (tmp / "tokens.pkl").open("wb") as fh:
-            pickle.dump(self.tokens, fh, protocol=pickle.HIGHEST_PROTOCOL)
+            pickle.dump({"ids": ids_digest(self.ids), "tokens": self.tokens}, fh, protocol=pickle.HIGHEST_PROTOCOL)
         for name, array in zip(self._ARRAYS, (self._data, self._indices, self._indptr), strict=True):
             np.save(tmp / f"bm25-{name}.npy", np.asarray(array))
         (tmp / "vocab.json").write_text(json.dumps(self.vocab, ensure_ascii=False), encoding="utf-8")
@@ -473,6 +477,14 @@ class LexicalIndex:
                 toks = chunk_tokens(text, meta)
             tokens.append(toks)
         return cls(ids, texts, metas, tokens, store.generation())
+
+
+def ids_digest(ids: Sequence[str]) -> str:
+    """A digest of chunk ids in order: what a saved list per chunk belongs to."""
+    h = hashlib.sha256()
+    for cid in ids:
+        h.update(cid.encode("utf-8", "surrogatepass") + b"\0")
+    return h.hexdigest()
 
 
 def chunk_tokens(text: str, meta: Mapping[str, Any]) -> list[str]:

@@ -89,3 +89,20 @@ def test_rebuild_reuses_the_lazily_loaded_tokens(indexed_corpus: IndexedCorpus, 
     rebuilt = LexicalIndex.build(indexed_corpus.store, loaded)
     assert rebuilt.ids == built.ids and rebuilt.vocab == built.vocab
     assert np.array_equal(np.asarray(rebuilt._data), np.asarray(built._data))
+
+
+def test_tokens_read_late_belong_to_the_index_that_was_loaded(built: LexicalIndex, tmp_path: Path) -> None:
+    """An index loaded before a later save (same number of chunks, other chunks: a replaced document)
+    reads its token lists lazily; it must get its own, never the later save's in its positions."""
+    directory = tmp_path / "lexical"
+    built.save(directory)
+    loaded = LexicalIndex.load(directory)
+    assert loaded is not None and loaded._tokens is None
+    # The same number of chunks in another order: what a later save of other content looks like by length.
+    order = list(reversed(range(len(built.ids))))
+    other = LexicalIndex([built.ids[i] for i in order], [built.texts[i] for i in order],
+                         [built.metas[i] for i in order], [built.tokens[i] for i in order], "other-generation")
+    other.save(directory)
+    assert loaded.tokens == built.tokens  # recomputed from its own texts, not the other save's list
+    again = LexicalIndex.load(directory)
+    assert again is not None and again.tokens == other.tokens  # the later save's own lists are used
