@@ -51,8 +51,11 @@ class Assistant:
         # jieba's part-of-speech tagger (names in Chinese follow-ups) loads its own tables on first use:
         # ~0.4 s that the first Chinese question would otherwise pay.
         entities("常州产教融合联盟")
-        self.embedder.encode_queries(["warm up"])
+        vector = self.embedder.encode_queries(["warm up"])[0]
         _ = self.retriever.lexical
+        # Chroma loads the HNSW index on the first query (~0.45 s CPU at 100k chunks): here, not on the
+        # first question.
+        self.store.query(vector, 1)
 
     # ------------------------------------------------------------------ collection
 

@@ -579,7 +579,7 @@ def create_api(assistant: Any) -> FastAPI:
         mode = "llm" if assistant.config.llm is not None else "extractive"
         try:
             with guard.read():
-                docs = len(assistant.store.documents())
+                docs = assistant.store.document_count()
                 chunks = assistant.store.count()
         except Exception as exc:  # the index is unreadable: report it, do not crash
             log.warning("health check failed: %s", exc)

@@ -197,6 +197,13 @@ class Store:
             self._docs, self._docs_complete = docs, True
         return self._docs
 
+    def document_count(self) -> int:
+        """How many documents the manifest vouches for: their ids only (0.2 s at 100k chunks, where
+        reading the records, ``documents()``, took 2-3 s)."""
+        if self._docs is not None and self._docs_complete:
+            return len(self._docs)
+        return len(self.manifest.get(where={"kind": "doc"}, include=[])["ids"])
+
     def _records(self, doc_ids: Iterable[str]) -> dict[str, DocRecord]:
         """The manifest records of these documents (or more): those not cached yet are read by id, in one
         small read. A question's chunks name a few documents; reading all records (``documents()``)

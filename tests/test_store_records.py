@@ -85,3 +85,14 @@ def test_documents_after_a_partial_read_is_complete(store: Store) -> None:
     store.remove_document("doc4")
     docs = store.documents()
     assert sorted(docs) == [f"doc{d}" for d in range(4)] and store._docs_complete
+
+
+def test_document_count_reads_ids_only(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    def whole_manifest() -> None:
+        raise AssertionError("counting read every record")
+
+    monkeypatch.setattr(store, "documents", whole_manifest)
+    assert store.document_count() == 5
+    monkeypatch.undo()
+    store.remove_document("doc4")
+    assert store.document_count() == len(store.documents()) == 4
