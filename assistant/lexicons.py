@@ -12,7 +12,7 @@ from importlib import resources
 from typing import Any
 
 
-@lru_cache(maxsize=8)
+@lru_cache(maxsize=32)
 def lexicon(language: str) -> dict[str, Any]:
     """The parsed ``lexicon/<language>.toml``."""
     path = resources.files("assistant") / "lexicon" / f"{language}.toml"

@@ -28,7 +28,7 @@ import numpy as np
 
 from .embedding import Embedder
 from .errors import ConfigError
-from .lexicons import words
+from .lexicons import lexicon, words
 from .schema import CorpusStats, Passage, Query, Retrieved, Span
 from .schema import QueryTerms as QueryTerms  # re-exported: the types moved to schema
 from .schema import TermGroup as TermGroup
@@ -84,48 +84,38 @@ def bigrams(tokens: Sequence[str]) -> frozenset[tuple[str, str]]:
 # --------------------------------------------------------------------------- settings
 
 
+# Weights, depths and question patterns, as data (assistant/lexicon/retrieval.toml, with the
+# measurements behind them).
+_SETTINGS: dict[str, Any] = lexicon("retrieval")["settings"]
+_QUERY: dict[str, float] = lexicon("retrieval")["query"]
+_PATTERNS: dict[str, str] = lexicon("retrieval")["patterns"]
+
+
 @dataclass(frozen=True)
 class RetrievalSettings:
     """Knobs of the hybrid search; validated on construction."""
 
-    top_k: int = 10
-    dense_k: int = 40
-    lexical_k: int = 40
-    rrf_k: int = 5  # a small k lets the leading list's first ranks decide (measured: 60 blurred them)
-    # Fusion weights, measured on eval/gold.jsonl (Chinese questions over English text) and CMRC 2018
-    # trial (Chinese over Chinese): BM25 on the question's own tokens leads when the passages are in the
-    # question's script; the dictionary-translated query leads when they are in the other one. So the
-    # two lexical weights follow the share of indexed chunks written in the question's script ("same"):
-    #   bm25 = lexical_floor + (1 - lexical_floor) * same,  translated = translated_floor + (1 - ...) * (1 - same)
-    # The default dense model is English-only: it adds recall to English questions, little to Chinese.
-    # ``weights`` set explicitly (e.g. for a multilingual model) replaces all of this.
+    top_k: int = _SETTINGS["top_k"]
+    dense_k: int = _SETTINGS["dense_k"]
+    lexical_k: int = _SETTINGS["lexical_k"]
+    rrf_k: int = _SETTINGS["rrf_k"]
+    # Fusion weights (see lexicon/retrieval.toml): the two lexical weights follow the share of
+    # indexed chunks written in the question's script; ``weights`` set explicitly (e.g. for a
+    # multilingual model) replaces all of this.
     weights: Mapping[str, float] | None = None
-    dense_weight: Mapping[str, float] = field(default_factory=lambda: {"en": 0.3, "zh": 0.2})
-    lexical_floor: float = 0.6
-    translated_floor: float = 0.1
+    dense_weight: Mapping[str, float] = field(default_factory=lambda: dict(_SETTINGS["dense_weight"]))
+    lexical_floor: float = _SETTINGS["lexical_floor"]
+    translated_floor: float = _SETTINGS["translated_floor"]
     reranker: str | None = None  # a sentence-transformers CrossEncoder id or path; off by default
-    rerank_top: int = 20
-    # Lexical rerank of the fused top passages by their best sentence's coverage of the question:
-    # the passage that holds one sentence answering the whole question beats one that spreads the
-    # words over many sentences. 0 turns it off.
-    sentence_weight: float = 1.0
-    sentence_depth: int = 20
-    # Within the sentence rerank, a Chinese question's characters also count (IDF-weighted, the
-    # characters of the passage's title left out: every chunk of the article has them), for the
-    # paraphrases that share characters but no word (出生地 / 生于). Scaled by the share of Chinese
-    # chunks, so Chinese questions over English documents are unaffected. 0 turns it off.
-    char_weight: float = 1.0
-    # A Chinese definition question ("什么是X", "X是什么") is answered by the sentence that defines X
-    # ("X（...）是...", "X，是...", or one that opens with X): that sentence's coverage gains this much.
-    definition_weight: float = 0.5
-    # A Chinese question that names a passage's title (its bracketed qualifier left off: "瓦士本市
-    # (威斯康辛州)" -> "瓦士本市") is about that article: its passages' coverage gains this much, scaled
-    # like ``char_weight`` by the share of Chinese chunks. 0 turns it off.
-    title_weight: float = 0.6
-    # ...and the first chunk of that article gains this much more: an encyclopedia article or a news
-    # report opens with what its subject is, where and when (CMRC 2018 trial, 1,000 questions, top-1
-    # in search order 0.877 -> 0.887; DRCD dev unchanged). 0 turns it off.
-    lead_weight: float = 0.2
+    rerank_top: int = _SETTINGS["rerank_top"]
+    # The lexical rerank of the fused top passages by their best sentence's coverage, and its
+    # Chinese character, definition, title and lead terms (lexicon/retrieval.toml); 0 turns one off.
+    sentence_weight: float = _SETTINGS["sentence_weight"]
+    sentence_depth: int = _SETTINGS["sentence_depth"]
+    char_weight: float = _SETTINGS["char_weight"]
+    definition_weight: float = _SETTINGS["definition_weight"]
+    title_weight: float = _SETTINGS["title_weight"]
+    lead_weight: float = _SETTINGS["lead_weight"]
 
     def __post_init__(self) -> None:
         for name in ("sentence_weight", "char_weight", "definition_weight", "title_weight", "lead_weight"):
@@ -519,18 +509,9 @@ def _relative(group: Sequence[tuple[str, float]]) -> list[tuple[str, float]]:
     return [(t, w / top) for t, w in group] if top > 0 else []
 
 
-# The words a Chinese question asks about sit next to its question word: "...核心合作企业有哪些",
-# "实行什么导师制度", "由谁主持". The sentence answering the question holds them; the rest of the question
-# names what it is about, which the document's first sentence holds as well.
-_FOCUS_ZH = re.compile(
-    r"(?:^|[的了在和与及把被是，,、])([^的了在和与及把被是，,、？?。]{1,8}?)(?:有|是|为|包括)?(?:哪些|哪几|什么|何种)"
-    # "When": what follows is what happened (成立 "establish", which "the establishment of the Think
-    # Tank Center" matched), not what is asked for; the date is (the answer kind "when").
-    # eval/gold.jsonl, CMRC 2018 trial 300 and DRCD dev unchanged; CMRC trial 1,000 citation
-    # precision 0.734 -> 0.733 (再次复出 after 什么时候 had helped one question).
-    r"|什么时候|什么时间"
-    r"|(?:哪些|哪个|哪家|哪所|哪位|哪项|哪种|什么样的?|什么|多少|几|谁)[个名家所位项种场条年]?([^的了在和与及把被是，,、？?。]{1,6})"
-)
+# The words a Chinese question asks about sit next to its question word ("...核心合作企业有哪些",
+# "实行什么导师制度", "由谁主持"): the sentence answering the question holds them (lexicon/retrieval.toml).
+_FOCUS_ZH = re.compile(_PATTERNS["focus_zh"])
 
 
 # A coverb before the question word ("以什么为食", "用什么", "为什么"): the words before it are the
@@ -576,9 +557,9 @@ def focus_text(question: str) -> str:
 
 
 # "Which two platforms…", "哪两个平台…": the number says how many answers are wanted, not a word the
-# answer holds; matched, it found "two-way flow system" and "two years" for "which two" questions.
-_ANSWER_COUNT_EN = re.compile(r"\b(which|what)\s+(?:two|three|four|five|both)\b(?![-\w])", re.IGNORECASE)
-_ANSWER_COUNT_ZH = re.compile(r"哪[两兩三四五](?=[\u4e00-\u9fff])")
+# answer holds (lexicon/retrieval.toml).
+_ANSWER_COUNT_EN = re.compile(_PATTERNS["answer_count_en"], re.IGNORECASE)
+_ANSWER_COUNT_ZH = re.compile(_PATTERNS["answer_count_zh"])
 
 
 def without_answer_count(question: str) -> str:
@@ -587,20 +568,11 @@ def without_answer_count(question: str) -> str:
     return _ANSWER_COUNT_ZH.sub("哪", _ANSWER_COUNT_EN.sub(r"\1", question))
 
 
-# A Chinese question's character bigrams that are not words weigh this much. They repeat its words:
-# a name jieba does not know (松平康忠 -> 松|平康|忠, plus 松平, 康忠) or a pair across two words
-# (罗保铭|担任 -> 铭担), so at full weight the subject's name outweighed the words that ask about it
-# (任命, 知行). Top-1 in answer order at 1 -> 0.5 -> 0.1 -> 0: CMRC 2018 trial (1,000) 0.884 -> 0.894
-# -> 0.897 -> 0.897, DRCD dev (300) 0.933 -> 0.943 -> 0.950 -> 0.943. Passages keep all their bigrams.
-BIGRAM_WEIGHT = 0.1
-
-# Light verbs (come, go, make, take...) say little of their own, but a small corpus seldom uses them,
-# so their IDF is high: "...talent comes through the vocational education system" quoted "More than
-# 70% of new employees ... come from vocational schools" (IDF of "come" 3.5, of "talent" 0.5). They
-# weigh this much. eval/gold.jsonl citation precision 0.882 -> 0.891, SQuAD 1.1 dev 0.707 ->
-# 0.714 ("where would you go to address the Parliament?"), CMRC 2018 trial unchanged; the same at 0,
-# 0.3 and 0.5. Stems, as ``tokenize`` gives them.
-LIGHT_VERB_WEIGHT = 0.5
+# A Chinese question's character bigrams that are not words weigh this much (they repeat its words);
+# light verbs (come, go, make...: high IDF in a small corpus, little meaning) this much. Measured:
+# lexicon/retrieval.toml.
+BIGRAM_WEIGHT: float = _QUERY["bigram_weight"]
+LIGHT_VERB_WEIGHT: float = _QUERY["light_verb_weight"]
 LIGHT_VERBS = words("en", "light_verbs")  # stems (assistant/lexicon/en.toml)
 
 
@@ -717,10 +689,7 @@ def char_coverage(weights: Sequence[tuple[str, float]], chars: set[str] | frozen
     return sum(w for c, w in weights if c in chars) / total if total > 0 else 0.0
 
 
-_DEFINITION_ZH = re.compile(
-    r"^(?:请问)?(?:什么是|何谓|何为)[“「\"'‘]?([^的，,？?]{1,15}?)[”」\"'’]?[？?。]?$"
-    r"|^[“「\"'‘]?([^的，,？?]{1,15}?)[”」\"'’]?(?:是什么|是指什么|指的是什么|是啥)[？?。]?$"
-)
+_DEFINITION_ZH = re.compile(_PATTERNS["definition_zh"])
 
 
 def definition_subject(question: str) -> str:
@@ -735,7 +704,7 @@ def _title_chars(title: str) -> frozenset[str]:
     return cjk_chars(tokenize(title))
 
 
-_QUALIFIER = re.compile(r"\s*[（(][^）)]*[）)]\s*$")
+_QUALIFIER = re.compile(_PATTERNS["qualifier"])
 
 
 def title_named(title: str, question: str) -> bool:
