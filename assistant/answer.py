@@ -59,61 +59,46 @@ def messages(language: str) -> dict[str, str]:
     return MESSAGES[answer_language(language)]
 
 
+# Weights, cutoffs and question patterns, as data (assistant/lexicon/answer.toml, with the
+# measurements behind them).
+_SETTINGS: dict[str, Any] = lexicon("answer")["settings"]
+_LIMITS: dict[str, float] = lexicon("answer")["limits"]
+_PATTERNS: dict[str, str] = lexicon("answer")["patterns"]
+
+
 @dataclass(frozen=True)
 class AnswerSettings:
-    """How many sentences to quote and when to abstain (calibrated on eval/gold.jsonl)."""
+    """How many sentences to quote and when to abstain; defaults from lexicon/answer.toml."""
 
-    max_sentences: int = 3
-    max_chars: int = 600
-    passages: int = 5
-    # A further sentence is quoted only when it scores at least this share of the best one and adds
-    # at least ``min_gain`` of the question's (IDF-weighted) coverage the quoted ones lack: on
-    # eval/gold.jsonl, CMRC 2018 trial and SQuAD dev, second and third sentences kept by score alone
-    # (at 0.85 of the best) supported the evidence far less often than the first. With the scoring
-    # below, citation precision went 0.69 -> 0.75 (gold), 0.54 -> 0.69 (CMRC), 0.60 -> 0.70 (SQuAD);
-    # citation recall 0.74 -> 0.76, 0.72 -> 0.69, 0.75 -> 0.71. One sentence only would add about
-    # two points of precision, at the cost of the second half of "分别…" / two-part answers.
-    relative_cutoff: float = 0.95
-    min_gain: float = 0.2
-    min_coverage: float = 0.35  # abstain below this IDF-weighted coverage of the question's terms...
-    min_dense: float = 0.45  # ...unless the best passage is at least this similar (dense cosine)
-    duplicate_overlap: float = 0.7
-    follow_continuation: bool = True  # quote the next sentence too when it continues the chosen one...
-    continuation_chars: int = 300  # ...and both fit in this many characters
+    max_sentences: int = _SETTINGS["max_sentences"]
+    max_chars: int = _SETTINGS["max_chars"]
+    passages: int = _SETTINGS["passages"]
+    # A further sentence is quoted only when it scores at least ``relative_cutoff`` of the best one
+    # and adds at least ``min_gain`` of the question's coverage the quoted ones lack.
+    relative_cutoff: float = _SETTINGS["relative_cutoff"]
+    min_gain: float = _SETTINGS["min_gain"]
+    min_coverage: float = _SETTINGS["min_coverage"]  # the hand-written abstention floor...
+    min_dense: float = _SETTINGS["min_dense"]  # ...unless the best passage is this similar
+    duplicate_overlap: float = _SETTINGS["duplicate_overlap"]
+    follow_continuation: bool = _SETTINGS["follow_continuation"]  # quote a sentence's continuation...
+    continuation_chars: int = _SETTINGS["continuation_chars"]  # ...when both fit in this many characters
     # "How many X" needs a best-matching sentence counting X, "who is the ROLE of X" one naming the
     # role (``missing_count``, ``missing_role``).
-    check_counts: bool = True
-    type_cutoff: float = 0.7  # an asked-for fee, phone, e-mail or date must be in a sentence this close to the best
-    topic_share: float = 0.34  # a token in this share of a document's candidate sentences is its topic
-    topic_discount: float = 0.75  # topic tokens weigh this much less when choosing the sentence
-    # Sentence score = focused coverage + these weights times: the question's word pairs found in
-    # order, being in the top passage's document, holding the expected answer type (a number for
-    # "how many", a date for "when"), the passage's rank (1 / (1 + rank)) and dense similarity.
-    # Weights searched on eval/gold.jsonl with CMRC 2018 trial and SQuAD 1.1 dev as checks (top
-    # sentence supporting: gold 0.74 -> 0.76, CMRC 0.68 -> 0.70, SQuAD 0.72 -> 0.72): a sentence of
-    # another document outranked the top passage's answer more often than rank and dense fixed it.
-    pair_weight: float = 0.2
-    # Words next to the question word ("核心合作企业有哪些") count 1 + this when choosing the sentence
-    # (not when finding the passage, where they cost top-1 hits).
-    focus_weight: float = 1.0
-    document_weight: float = 0.1
-    type_weight: float = 0.2
-    rank_weight: float = 0.0
-    dense_weight: float = 0.0
-    # For a Chinese question over Chinese passages, the passage's search score (relative to the top
-    # one) counts this much too: it holds what sentence coverage cannot see (characters shared by
-    # paraphrases, the definition and title checks of ``Retriever``). Scaled by the share of Chinese
-    # chunks, like those checks. Top sentence's passage supporting, CMRC 2018 trial (1,000): 0.856 ->
-    # 0.885, DRCD dev (300): 0.923 -> 0.933; for English questions it gained nothing on SQuAD 1.1 dev
-    # and cost eval/gold.jsonl a question, so it is not used there.
-    passage_weight: float = 1.0
-    # For "how many X" across languages, a sentence holding a number a few words before X (``counts``,
-    # through the dictionary) counts this much more, scaled by the share of chunks in the other
-    # script: translated coverage is too coarse to see "six vocational colleges" for 几所职业院校 and
-    # preferred "sharing experiences" (经验). eval/gold.jsonl: hit@1 0.880 -> 0.897, citation precision
-    # 0.845 -> 0.849, false abstention 0.034 -> 0.009. Within one language it cost SQuAD 1.1 dev and
-    # CMRC 2018 trial a question each (the words next to the number are matched directly there).
-    count_weight: float = 0.4
+    check_counts: bool = _SETTINGS["check_counts"]
+    type_cutoff: float = _SETTINGS["type_cutoff"]
+    topic_share: float = _SETTINGS["topic_share"]
+    topic_discount: float = _SETTINGS["topic_discount"]
+    # The hand-written sentence score: focused coverage + these weights times word pairs, top
+    # document, answer kind, rank, dense similarity, passage score (Chinese over Chinese) and
+    # "how many X" counts (across languages); focus words count 1 + ``focus_weight``.
+    pair_weight: float = _SETTINGS["pair_weight"]
+    focus_weight: float = _SETTINGS["focus_weight"]
+    document_weight: float = _SETTINGS["document_weight"]
+    type_weight: float = _SETTINGS["type_weight"]
+    rank_weight: float = _SETTINGS["rank_weight"]
+    dense_weight: float = _SETTINGS["dense_weight"]
+    passage_weight: float = _SETTINGS["passage_weight"]
+    count_weight: float = _SETTINGS["count_weight"]
     # Choose sentences by the learned scorer's probability (``scorer.shipped_scorer``) instead of the
     # hand-written score above (which stays one of its features and the fallback without a model).
     learned: bool = True
@@ -279,24 +264,10 @@ ANSWER_KINDS: dict[str, tuple[re.Pattern[str], re.Pattern[str]]] = _patterns("ki
 
 
 # "Which company / 哪个单位" wants an organization's name: a run of capitalized words ending in an
-# organization word ("Changzhou Vocational Institute of Engineering", "SAIC Group") or Chinese
-# ending in one (上汽集团). Only names the question does not already hold count (``names_new_org``).
-# Like the other kinds it breaks ties (``type_weight``). eval/gold.jsonl citation precision 0.849 ->
-# 0.866 (two questions now quote the sentence naming the organizations); SQuAD 1.1 dev and DRCD dev
-# unchanged; CMRC 2018 trial (1,000) 0.731 -> 0.730 (马飚毕业于哪所大学 adds the answer's sentence to
-# the one it quoted).
-_ASKS_ORG = re.compile(
-    # lower-case words between: "which vocational college", not "what is Harbin Institute's motto"
-    r"\b(?i:which|what)\s+(?:(?!(?:is|are|was|were|do|does|did|has|have)\b)[a-z-]+\s+){0,2}?"
-    r"(?i:compan(?:y|ies)|organi[sz]ations?|institutions?|universit(?:y|ies)|colleges?"
-    r"|schools?|enterprises?|firms?|agenc(?:y|ies)|units?|corporations?|institutes?|manufacturers?)\b"
-    r"|哪(?:一)?(?:个|個|家|所|几家|幾家|些)?(?:单位|單位|企业|企業|公司|机构|機構|学校|學校|大学|大學|院校|高校|学院|學院"
-    r"|组织|組織|部门|部門|集团|集團|厂商|廠商)"
-)
-_ORG_EN = re.compile(
-    r"(?:\b[A-Z][\w&'.-]*(?:\s*\([A-Z][\w ]*\))?,?\s+(?:(?:of|and|for|the|&)\s+)?)+"
-    rf"(?:{_alternatives('en', 'organization_suffixes')})\b"
-)
+# organization word ("Changzhou Vocational Institute of Engineering", "SAIC Group") or Chinese ending
+# in one (上汽集团). Only names the question does not already hold count (``names_new_org``).
+_ASKS_ORG = re.compile(_PATTERNS["asks_org"])
+_ORG_EN = re.compile(_PATTERNS["org_en"].replace("{suffixes}", _alternatives("en", "organization_suffixes")))
 _ORG_ZH = re.compile(rf"[\u4e00-\u9fff]{{2,}}?(?:{_alternatives('zh', 'organization_suffixes')})")
 
 
@@ -322,7 +293,7 @@ def answer_kind(question: str) -> str | None:
 
 _CJK_CHAR = re.compile(r"[\u3400-\u9fff]")
 # Characters of question words and particles: they say what is asked, not what the answer is about.
-_QUESTION_CHARS = frozenset("什么哪谁几多少何时候为怎样如吗呢的了是在有和与")
+_QUESTION_CHARS = frozenset(str(lexicon("zh")["question_chars"]))
 
 
 def score_candidates(
@@ -554,7 +525,7 @@ ANSWER_TYPES: dict[str, tuple[re.Pattern[str], re.Pattern[str]]] = _patterns("ty
 
 
 # A money word alone ("How have salaries changed?") does not ask for an amount; with one of these it does.
-_AMOUNT_CUE = re.compile(r"\b(how much|what is|what's|what are|amount|average)\b|多少|几|金额|平均", re.I)
+_AMOUNT_CUE = re.compile(_PATTERNS["amount_cue"], re.I)
 
 
 def expected_types(question: str) -> list[str]:
@@ -610,16 +581,12 @@ def types_missing(
 # "How many students...", "多少名会员", "几所职业院校": the thing counted. A sentence answers such a question
 # only when it counts that thing ("over 2,000 training sessions", "35 colleges"), not when it holds any
 # number ("a 70-year history"): such questions had been answered by a date or a percentage.
-_COUNT_EN = re.compile(r"\bhow many\s+([a-z-]+)(?:\s+([a-z-]+))?", re.I)
-_COUNT_ZH = re.compile(r"(?:多少|(?<!哪)几)([^\W\d的了在和与及把被是a-zA-Z]{1,6})")
+_COUNT_EN = re.compile(_PATTERNS["count_en"], re.I)
+_COUNT_ZH = re.compile(_PATTERNS["count_zh"])
 _MEASURE_WORDS = words("zh", "count_measure_words")
-_NUMBER = (
-    r"(?:\d[\d,.]*\s*(?:%|percent)?|[一二两兩三四五六七八九十百千万萬亿億]+"
-    r"|\b(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|forty|fifty"
-    r"|hundred|thousand|million|billion|dozens?|several|many)\b)"
-)
+_NUMBER = _PATTERNS["number"]
 _NUMBER_RE = re.compile(_NUMBER, re.I)
-_COUNT_WINDOW = 4  # words (or 8 Chinese characters) between a number and the thing it counts
+_COUNT_WINDOW = int(_LIMITS["count_window"])  # words (or 8 Chinese characters) between a number and what it counts
 
 
 def counted_tokens(question: str) -> frozenset[str]:
@@ -684,9 +651,9 @@ def count_missing(
 # answered only by a sentence that names that role ("The first president of the association, Ji
 # Junjie"), not by one that merely mentions X.
 _ROLES_EN = _alternatives("en", "roles")
-_ROLE_EN = re.compile(rf"\bwho\b.*?\b(?:the|its|their)\s+(?:[a-z-]+\s+)?({_ROLES_EN})\b", re.I)
+_ROLE_EN = re.compile(_PATTERNS["role_en"].replace("{roles}", _ROLES_EN), re.I)
 _ROLE_ZH = re.compile(f"({_alternatives('zh', 'roles')})")
-_ASKS_WHO_ZH = re.compile(r"谁|哪位")
+_ASKS_WHO_ZH = re.compile(_PATTERNS["asks_who_zh"])
 
 
 def asked_role(question: str) -> frozenset[str]:
@@ -918,7 +885,7 @@ def extractive_answer(
 
 
 # A subject counts as answered by the quotes holding at least this share of its (IDF-weighted) terms.
-SUBJECT_COVERAGE = 0.5
+SUBJECT_COVERAGE: float = _LIMITS["subject_coverage"]
 
 
 def covers_subjects(answer: Answer, subjects: Sequence[str], lexical: CorpusStats) -> bool:
