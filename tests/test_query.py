@@ -1,0 +1,63 @@
+"""``query.analyse_query``: a question analysed once, as retrieval and the answer stage read it."""
+
+from __future__ import annotations
+
+from assistant.chat import Rewrite
+from assistant.query import analyse_query
+from assistant.retrieval import LexicalIndex, analyse, plain_query
+from assistant.schema import CorpusStats, Retrieved
+from assistant.text import tokenize
+
+
+def test_an_elliptical_follow_up_asks_what_the_previous_question_asked() -> None:
+    earlier = "When was the Changzhou alliance founded?"
+    q = analyse_query("What about Nanhai?", Rewrite("What about Nanhai?", earlier), focus_weight=1.0)
+    assert q.text == "What about Nanhai?"
+    assert q.standalone == q.asks == f"{earlier} What about Nanhai?"
+    assert (q.kind, q.types, q.names, q.followup, q.language) == ("when", (), ("Nanhai",), True, "en")
+    # Search with the whole standalone question; choose sentences by the new words, the carried ones at half.
+    assert q.terms.tokens == [("changzhou", 1.0), ("allianc", 1.0), ("found", 1.0), ("nanhai", 1.0)]
+    assert q.answer_terms.tokens == [("nanhai", 1.0), ("changzhou", 0.5), ("allianc", 0.5), ("found", 0.5)]
+
+
+def test_kinds_types_roles_and_counted_words() -> None:
+    count = analyse_query("How many colleges joined the alliance?")
+    assert count.kind == "number" and count.role == frozenset() and count.types == ()
+    assert {"colleg", "institut", "school", "院校", "学校"} <= count.counted
+    role = analyse_query("Who is the president of the Changzhou association?")
+    assert role.kind is None and role.names == ("Changzhou",)
+    assert role.role == frozenset({"presid", "总统", "大总统", "校长"})
+    assert role.counted == frozenset()  # only "how many" questions count
+    phone = analyse_query("What is the phone number of the office?")
+    assert (phone.types, phone.kind) == (("phone",), "number")
+    assert analyse_query("Tell me about the alliance", subject="Suzhou").names == ("Suzhou",)
+
+
+def test_focus_words_weigh_more_only_when_choosing_sentences() -> None:
+    q = analyse_query("核心合作企业有哪些？", focus_weight=1.0)
+    assert q.focus == "核心合作企业" and q.language == "zh"
+    assert q.terms == analyse("核心合作企业有哪些？")  # the search's terms
+    assert dict(q.answer_terms.tokens) == {"核心": 2.0, "合作": 2.0, "企业": 2.0, "心合": 0.2, "作企": 0.2}
+    # Without a focus weight the answer's terms are the search's.
+    plain = analyse_query("核心合作企业有哪些？")
+    assert plain.answer_terms is plain.terms
+
+
+def test_plain_query_is_the_text_alone() -> None:
+    q = plain_query("Which colleges joined?")
+    assert (q.text, q.standalone, q.asks, q.answer_terms) == ("Which colleges joined?",) * 3 + (q.terms,)
+    assert (q.kind, q.names, q.followup) == (None, (), False)
+
+
+def test_the_lexical_index_gives_the_corpus_statistics_the_answer_stage_reads() -> None:
+    texts = ["The alliance was founded in 2021.", "常州产教融合联盟成立。"]
+    index = LexicalIndex(["a", "b"], texts, [{"language": "en"}, {"language": "zh"}], [tokenize(t) for t in texts], "g")
+    stats: CorpusStats = index
+    assert len(stats) == 2 and stats.script_share("zh") == 0.5
+    assert stats.has_term("allianc") and not stats.has_term("nanhai")
+    assert stats.term_idf("allianc") > 0 and stats.term_idf("nanhai") == 0.0
+
+
+def test_retrieved_passages_carry_the_best_dense_similarity() -> None:
+    found = Retrieved([], best_dense=0.61)
+    assert found == [] and found.best_dense == 0.61 and isinstance(found, list)
