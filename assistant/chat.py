@@ -14,25 +14,22 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+from .lexicons import lexicon
 from .schema import Answer
 from .text import content_words, detect_language
 
-_EN_REFERENCE = re.compile(
-    r"\b(it|its|it's|they|them|their|theirs|this|that|these|those|there|he|she|his|her|him|the same|"
-    r"such|which one|the alliance|the community|the college|the school|the company|the programme|the program)\b",
-    re.IGNORECASE,
-)
-_EN_ELLIPSIS = re.compile(r"^\s*(and|also|what about|how about|and what|what else|or|then|so)\b", re.IGNORECASE)
-_ZH_REFERENCE = re.compile(r"(其|它|它们|他们|她们|他|她|该|这|那|此|上述|前者|后者|那里|这里|那儿|这儿|对方|本)")
-_ZH_ELLIPSIS = re.compile(r"(^(那|还有|另外|以及|和|而|那么)|呢[？?]?\s*$)")
-_ZH_GENERIC = re.compile(r"^(联盟|共同体|学校|学院|企业|公司|大学|项目|平台|基地|会议|论坛|校友会|协会)")
-_CAPITALIZED = re.compile(r"(?<![\w'])([A-Z][a-zA-Z]+(?:[- ][A-Z][a-zA-Z]+)*)")
+# Follow-up, name and "respectively" patterns, as data (assistant/lexicon/chat.toml).
+_PATTERNS: dict[str, str] = lexicon("chat")["patterns"]
+_LIMITS: dict[str, int] = lexicon("chat")["limits"]
+_EN_REFERENCE = re.compile(_PATTERNS["en_reference"], re.IGNORECASE)
+_EN_ELLIPSIS = re.compile(_PATTERNS["en_ellipsis"], re.IGNORECASE)
+_ZH_REFERENCE = re.compile(_PATTERNS["zh_reference"])
+_ZH_ELLIPSIS = re.compile(_PATTERNS["zh_ellipsis"])
+_ZH_GENERIC = re.compile(_PATTERNS["zh_generic"])
+_CAPITALIZED = re.compile(_PATTERNS["capitalized"])
 # Capitalized words that start questions or are not names.
-_NOT_NAMES = frozenset(
-    "What Which Who Whom Whose When Where Why How And Also Or Then So Is Are Was Were Do Does Did Can Could "
-    "Will Would Should Tell List Please The A An In On At Of For It Its They Their This That These Those There "
-    "I We You He She Give Describe Explain Name".split()
-)
+_NOT_NAMES = frozenset(str(w) for w in lexicon("chat")["lists"]["not_names"])
+_SHORT_QUESTION = int(_LIMITS["short_question_words"])
 
 
 def needs_context(question: str) -> bool:
@@ -48,7 +45,7 @@ def needs_context(question: str) -> bool:
             return True
     if _EN_REFERENCE.search(q) or _EN_ELLIPSIS.search(q):
         return True
-    return len(content_words(q)) <= 2
+    return len(content_words(q)) <= _SHORT_QUESTION
 
 
 def is_elliptical(question: str) -> bool:
@@ -80,20 +77,15 @@ def entities(text: str) -> list[str]:
 # question about two or more subjects, each answered by a different passage. Answered as one
 # question, the best sentences all came from one subject's document (three such questions of
 # eval/gold.jsonl), so each subject gets its own sub-question.
-_ZH_RESPECTIVELY = re.compile(r"分别|分別|各自")
-_ZH_CLAUSE = re.compile(r"[，,；;：:]")
-_ZH_AND = re.compile(r"以及|和|与|與|及|跟|、")
-_EN_RESPECTIVELY = re.compile(
-    r",?\s*\b(?:respectively|each(?!\s+(?:year|day|week|month|time|semester|term|of|one|other)\b))\b", re.IGNORECASE
-)
+_ZH_RESPECTIVELY = re.compile(_PATTERNS["zh_respectively"])
+_ZH_CLAUSE = re.compile(_PATTERNS["zh_clause"])
+_ZH_AND = re.compile(_PATTERNS["zh_and"])
+_EN_RESPECTIVELY = re.compile(_PATTERNS["en_respectively"], re.IGNORECASE)
 # English subjects are names joined by commas and "and": "Suzhou, Nanhai and Changzhou".
-_EN_NAME = (
-    r"(?:the\s+)?[A-Z][\w'\u2019-]*(?:\s+(?:of\s+)?[A-Z][\w'\u2019-]*)*"
-    r"(?:\s+(?:alliance|community|consortium|college|university|school|district|city|province|company|group))?"
-)
+_EN_NAME = _PATTERNS["en_name"]
 _EN_NAME_LIST = re.compile(rf"\b({_EN_NAME}(?:\s*,\s*{_EN_NAME})*\s*,?\s+and\s+{_EN_NAME})\b")
-_EN_NAME_SEP = re.compile(r"\s*,\s*(?:and\s+)?|\s+and\s+")
-MAX_SUBJECTS = 4
+_EN_NAME_SEP = re.compile(_PATTERNS["en_name_separator"])
+MAX_SUBJECTS = int(_LIMITS["max_subjects"])
 
 
 @dataclass(frozen=True)
