@@ -64,6 +64,9 @@ def messages(language: str) -> dict[str, str]:
 _SETTINGS: dict[str, Any] = lexicon("answer")["settings"]
 _LIMITS: dict[str, float] = lexicon("answer")["limits"]
 _PATTERNS: dict[str, str] = lexicon("answer")["patterns"]
+_TYPE_CUTOFF: float = _SETTINGS["type_cutoff"]
+_BEST_MATCHING = int(_LIMITS["best_matching"])  # sentences an asked-for fee, count or role must be in
+_NAME_CHECK_SHARE: float = _LIMITS["name_check_script_share"]
 
 
 @dataclass(frozen=True)
@@ -536,7 +539,9 @@ def expected_types(question: str) -> list[str]:
     return found
 
 
-def best_matching(candidates: Sequence[Candidate], cutoff: float = 0.7, sentences: int = 5) -> list[Candidate]:
+def best_matching(
+    candidates: Sequence[Candidate], cutoff: float = _TYPE_CUTOFF, sentences: int = _BEST_MATCHING
+) -> list[Candidate]:
     """The best-matching sentences (``candidates`` best first): at most ``sentences``, scoring at
     least ``cutoff`` of the best. An asked-for fee, count or role must be in one of them."""
     if not candidates:
@@ -549,8 +554,8 @@ def missing_types(
     passages: Sequence[Passage],
     top: int = 2,
     candidates: Sequence[Candidate] = (),
-    cutoff: float = 0.7,
-    sentences: int = 5,
+    cutoff: float = _TYPE_CUTOFF,
+    sentences: int = _BEST_MATCHING,
 ) -> list[str]:
     """Expected answer types that none of the ``top`` passages contains, or (given ``candidates``,
     best first) that none of the best-matching sentences (at most ``sentences``, scoring at least
@@ -564,8 +569,8 @@ def types_missing(
     passages: Sequence[Passage],
     top: int = 2,
     candidates: Sequence[Candidate] = (),
-    cutoff: float = 0.7,
-    sentences: int = 5,
+    cutoff: float = _TYPE_CUTOFF,
+    sentences: int = _BEST_MATCHING,
 ) -> list[str]:
     """``missing_types`` for answer types already found in the question (``Query.types``)."""
     texts = [p.text for p in passages[:top]]
@@ -631,7 +636,9 @@ def counts(sentence: str, counted: frozenset[str]) -> bool:
     return False
 
 
-def missing_count(question: str, candidates: Sequence[Candidate], cutoff: float = 0.7, sentences: int = 5) -> bool:
+def missing_count(
+    question: str, candidates: Sequence[Candidate], cutoff: float = _TYPE_CUTOFF, sentences: int = _BEST_MATCHING
+) -> bool:
     """True when a "how many" question's best-matching sentences count nothing of what it asks about."""
     if not candidates or answer_kind(question) != "number":
         return False
@@ -639,7 +646,10 @@ def missing_count(question: str, candidates: Sequence[Candidate], cutoff: float 
 
 
 def count_missing(
-    counted: frozenset[str], candidates: Sequence[Candidate], cutoff: float = 0.7, sentences: int = 5
+    counted: frozenset[str],
+    candidates: Sequence[Candidate],
+    cutoff: float = _TYPE_CUTOFF,
+    sentences: int = _BEST_MATCHING,
 ) -> bool:
     """``missing_count`` for what a "how many" question counts, already found (``Query.counted``)."""
     if not counted or not candidates:
@@ -673,13 +683,15 @@ def asked_role(question: str) -> frozenset[str]:
     return frozenset()
 
 
-def missing_role(question: str, candidates: Sequence[Candidate], cutoff: float = 0.7, sentences: int = 5) -> bool:
+def missing_role(
+    question: str, candidates: Sequence[Candidate], cutoff: float = _TYPE_CUTOFF, sentences: int = _BEST_MATCHING
+) -> bool:
     """True when a question asking who holds a role gets best-matching sentences that never name it."""
     return role_missing(asked_role(question), candidates, cutoff, sentences)
 
 
 def role_missing(
-    role: frozenset[str], candidates: Sequence[Candidate], cutoff: float = 0.7, sentences: int = 5
+    role: frozenset[str], candidates: Sequence[Candidate], cutoff: float = _TYPE_CUTOFF, sentences: int = _BEST_MATCHING
 ) -> bool:
     """``missing_role`` for the role a question asks about, already found (``Query.role``)."""
     if not role or not candidates:
@@ -697,7 +709,7 @@ def unknown_names(names: Sequence[str], lexical: CorpusStats) -> list[str]:
             continue  # an acronym ("NEV") may abbreviate words the corpus spells out
         # The name itself, or its dictionary translation (the corpus may be in the other script).
         translated = [t for t, _ in (translate_zh_to_en(name) if has_cjk(name) else translate_en_to_zh(name))]
-        if not translated and lexical.script_share("zh" if has_cjk(name) else "en") < 0.5:
+        if not translated and lexical.script_share("zh" if has_cjk(name) else "en") < _NAME_CHECK_SHARE:
             # Mostly written in the other script, and the dictionary cannot translate the name (most
             # proper names): its absence from the index says nothing. XQuAD English questions over
             # Chinese text abstained on 15% of their answerable questions through this alone.

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from .answer import answer_kind, asked_role, counted_tokens, expected_types
 from .chat import Rewrite, entities, is_elliptical
-from .retrieval import analyse, focus_text
+from .retrieval import CONTEXT_WEIGHT, analyse, focus_text
 from .schema import Query, QueryTerms
 
 
@@ -31,7 +31,7 @@ def analyse_query(
     search_terms = terms if terms is not None else analyse(standalone)
     focus = focus_text(standalone)
     if rw.context:
-        answer_terms = analyse(question, focus_weight).merged(analyse(rw.context).scaled(0.5))
+        answer_terms = analyse(question, focus_weight).merged(analyse(rw.context).scaled(CONTEXT_WEIGHT))
     elif focus_weight > 0 and focus:
         answer_terms = analyse(standalone, focus_weight)
     else:

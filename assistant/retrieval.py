@@ -573,6 +573,10 @@ def without_answer_count(question: str) -> str:
 # lexicon/retrieval.toml.
 BIGRAM_WEIGHT: float = _QUERY["bigram_weight"]
 LIGHT_VERB_WEIGHT: float = _QUERY["light_verb_weight"]
+# A translated word whose glosses the index never saw weighs this share of an unseen word of the
+# question's own language; a follow-up's carried-over terms this much when choosing sentences.
+UNTRANSLATED_IDF_SHARE: float = _QUERY["untranslated_idf_share"]
+CONTEXT_WEIGHT: float = _QUERY["context_weight"]
 LIGHT_VERBS = words("en", "light_verbs")  # stems (assistant/lexicon/en.toml)
 
 
@@ -673,8 +677,12 @@ def group_coverage(
     for importance, alts in groups:
         known = [(t, r) for t, r in alts if lexical.has_term(t)]
         # A word whose translations the index never saw may just be untranslatable (a name the
-        # dictionary lacks), not absent: it weighs half as much as an unseen word of the question's own.
-        idf = sum(r * lexical.term_idf(t) for t, r in known) / sum(r for _, r in known) if known else top / 2
+        # dictionary lacks), not absent: it weighs UNTRANSLATED_IDF_SHARE of an unseen word of the question's own.
+        idf = (
+            sum(r * lexical.term_idf(t) for t, r in known) / sum(r for _, r in known)
+            if known
+            else top * UNTRANSLATED_IDF_SHARE
+        )
         if topic and any(t in topic for t, _ in alts):
             idf *= 1.0 - discount
         total += importance * idf
