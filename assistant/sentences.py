@@ -251,6 +251,18 @@ class SentenceVectors:
                 (self.directory / f"{name}{suffix}").unlink(missing_ok=True)
         return total - kept_rows
 
+    def sweep(self) -> int:
+        """Delete segment files the manifest does not name (left by an ingest killed between writing
+        a segment and naming it); call under the ingest lock. Returns the files deleted."""
+        data = self._manifest()
+        named = {str(n) for n in data.get("segments", [])} if data else set()
+        removed = 0
+        for path in self.directory.glob("seg-*"):
+            if path.name.split(".", 1)[0] not in named:
+                path.unlink(missing_ok=True)
+                removed += 1
+        return removed
+
     def reset_if_other_model(self) -> None:
         """Drop a store written for another embedding model (its vectors would not compare)."""
         try:
@@ -318,4 +330,5 @@ def sync(store: Store, embedder: Embedder) -> int:
     encoded += len(entries)
     vectors.write(entries, complete=generation)
     vectors.compact({hash_key(r.hash) for r in store.documents().values()})
+    vectors.sweep()
     return encoded

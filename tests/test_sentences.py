@@ -67,6 +67,9 @@ def test_store_round_trip_later_segments_win_and_compaction(tmp_path: Path) -> N
     assert store.compact({"h1"} | {f"x{i}" for i in range(sentences.MAX_SEGMENTS)}) == 0
     assert len(list((tmp_path / "sentences").glob("seg-*.vec.npy"))) == 1
     assert len(store.hashes()) == sentences.MAX_SEGMENTS + 1
+    # A segment an interrupted ingest wrote but never named is swept; named ones stay.
+    (tmp_path / "sentences" / "seg-orphan.vec.npy").write_bytes(b"partial")
+    assert store.sweep() == 1 and store.lookup([("h1", 0, 5)])[0] is not None
     # Another model's vectors are never read, and are dropped before writing.
     other = SentenceVectors(tmp_path, "model-b")
     assert other.lookup([("h1", 0, 5)]) == [None]
