@@ -3,7 +3,11 @@ per index size, as ratios to ``python -c "import torch"`` timed in the same run,
 serve. Each embedding backend (ONNX Runtime, the default; sentence-transformers, the torch path before it)
 is measured side by side.
 
-    python bench/startup.py [--sizes 1000,10000] [--out bench/startup.md] [--backends onnx,sentence-transformers]
+    python bench/startup.py [--sizes 1000,10000,100000] [--out bench/startup.md] [--backends onnx,sentence-transformers]
+        [--workdir DIR --reuse]   # keep the built levels in DIR and measure them again
+
+Building the levels takes most of a first run (the 100k level ~20 min on 2 shared cores: Chroma writes
+and the BM25 build); ``--workdir DIR --reuse`` measures already-built ones.
 
 Alone, it generates the levels with ``corpusgen`` (the smallest ingested for real by ``assistant ingest`` in a
 child process, which is the ingest RSS row; the bigger ones built with re-used vectors by ``scale``, as
@@ -148,6 +152,15 @@ def _vm(pid: int, key: str) -> float | None:
     return None
 
 
+def _cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of a running process so far (/proc/PID/stat)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def serve_first_answer(
     index: Path, corpus: Path, question: str, backend: str, cwd: Path, timeout: float = 600
 ) -> dict[str, Any]:
@@ -191,6 +204,7 @@ def serve_first_answer(
                 r = httpx.post(url + "/api/ask", json={"question": question, "history": []}, timeout=120)
                 if r.status_code == 200:
                     first = time.perf_counter() - start
+                    cpu = _cpu_seconds(proc.pid)  # what it took, whatever the machine's load did to the wall time
                     break
             except httpx.HTTPError:
                 pass
@@ -202,6 +216,7 @@ def serve_first_answer(
             "backend": backend,
             "listening_s": listening,
             "first_answer_s": first,
+            "cpu_s": cpu,
             "rss_mb": _vm(proc.pid, "VmRSS"),
             "peak_rss_mb": _vm(proc.pid, "VmHWM"),
             "heavy_libs": heavy,
@@ -279,8 +294,8 @@ def measure(
                 s = serve_first_answer(Path(lv["index"]), Path(lv["dir"]), QUESTIONS[1], backend, work)
                 row["serve"].append(s)
                 log(
-                    f"{lv['chunks']} chunks, serve ({backend}): first answer {s['first_answer_s']:.2f} s, "
-                    f"peak RSS {s['peak_rss_mb']:.0f} MB, libs {s['heavy_libs']}"
+                    f"{lv['chunks']} chunks, serve ({backend}): first answer {s['first_answer_s']:.2f} s "
+                    f"(CPU {s['cpu_s'] or 0:.2f} s), peak RSS {s['peak_rss_mb']:.0f} MB, libs {s['heavy_libs']}"
                 )
         out["levels"].append(row)
         out.setdefault("import_torch_between", []).append(import_torch(1, work))
@@ -307,8 +322,9 @@ def render(st: dict[str, Any]) -> str:
         "`sentence-transformers` is the torch path (`ASSISTANT_EMBEDDING_BACKEND=sentence-transformers`). "
         "Targets: `ask` <= 2.5 s or <= 2x `import torch` at 1k and 10k chunks, <= 4 s (or 2x) at 100k.\n",
         "| chunks | backend | `ask` en s | `ask` zh s | worst / import torch | `ask` CPU s (en / zh) | `ask` peak "
-        "RSS MB | heavy modules imported by `ask` | `serve` first answer s | / import torch | `serve` peak RSS MB |",
-        "|---:|---|---:|---:|---:|---:|---:|---|---:|---:|---:|",
+        "RSS MB | heavy modules imported by `ask` | `serve` first answer s | / import torch | `serve` CPU s "
+        "| `serve` peak RSS MB |",
+        "|---:|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|",
     ]
     for row in st["levels"]:
         backends = list(dict.fromkeys(a["backend"] for a in row["ask"]))
@@ -324,9 +340,10 @@ def render(st: dict[str, Any]) -> str:
                 f"{max(a['rss_mb'] for a in asks):.0f} | {', '.join(heavy) or 'none'} | "
                 + (
                     f"{serve['first_answer_s']:.2f} | {serve['first_answer_s'] / torch_s:.2f}x | "
-                    f"{serve['peak_rss_mb']:.0f} |"
+                    + (f"{serve['cpu_s']:.2f}" if serve.get("cpu_s") is not None else "—")
+                    + f" | {serve['peak_rss_mb']:.0f} |"
                     if serve
-                    else "— | — | — |"
+                    else "— | — | — | — |"
                 )
             )
     if st.get("ingest"):
@@ -346,7 +363,7 @@ def render(st: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--sizes", default="1000,10000")
+    p.add_argument("--sizes", default="1000,10000,100000")
     p.add_argument("--backends", default=",".join(BACKENDS))
     p.add_argument(
         "--ingest-backends",
