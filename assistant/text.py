@@ -13,6 +13,7 @@ stemmer) are created once, lazily, and ``warm_up()`` creates them ahead of the f
 from __future__ import annotations
 
 import logging
+import marshal
 import re
 import threading
 import unicodedata
@@ -99,6 +100,19 @@ _stemmer: Any = None
 _stem_lock = threading.Lock()  # PyStemmer objects are not thread-safe
 
 
+class _MarshalOfBytes:
+    """What jieba calls ``marshal`` (its module global): ``load`` reads the whole file, then ``loads``.
+    jieba reads its prefix-dictionary cache (9 MB) with ``marshal.load(file)``, which reads a file object
+    in small pieces: 0.61-0.73 s CPU for ``jieba.initialize()`` against 0.22-0.25 s (4 runs each,
+    interleaved, separate processes). The same file, the same checks; only the reading changes."""
+
+    @staticmethod
+    def load(f: Any) -> Any:
+        return marshal.loads(f.read())
+
+    dump = staticmethod(marshal.dump)
+
+
 def _get_jieba() -> Any:
     """jieba with its dictionary loaded and its log quietened, initialised once per process."""
     global _jieba
@@ -108,6 +122,8 @@ def _get_jieba() -> Any:
                 import jieba
 
                 jieba.setLogLevel(logging.WARNING)  # it logs "Building prefix dict..." at INFO
+                if getattr(jieba, "marshal", None) is marshal:  # only where jieba uses the standard module
+                    jieba.marshal = _MarshalOfBytes
                 jieba.initialize()
                 _jieba = jieba
     return _jieba
