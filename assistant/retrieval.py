@@ -414,15 +414,13 @@ class LexicalIndex:
             meta = json.loads((directory / "meta.json").read_text())
             if meta.get("format") != LEXICAL_FORMAT:
                 return None  # an index saved by an earlier version: rebuilt from Chroma
-            if (directory / "chunks.pkl").exists():  # saved by an earlier version: all in one pickle
-                with (directory / "chunks.pkl").open("rb") as fh:
-                    data = pickle.load(fh)  # our own file, written by save()
-            else:
+            # chunks.pkl: saved by an earlier version, with the texts and metadata in it (or, briefly, without)
+            pickled = directory / "chunks.pkl"
+            with (pickled if pickled.exists() else directory / "ids.pkl").open("rb") as fh:
+                data = pickle.load(fh)  # our own file, written by save() above
+            if "texts" not in data:  # the texts and metadata beside it, memory-mapped, decoded when read
                 from . import chunk_records
 
-                with (directory / "ids.pkl").open("rb") as fh:
-                    data = pickle.load(fh)  # our own file, written by save() above
-                # The texts and metadata beside it, memory-mapped, decoded when read.
                 data["texts"], data["metas"] = chunk_records.open_records(directory, len(data["ids"]))
             vocab = json.loads((directory / "vocab.json").read_text(encoding="utf-8"))
             arrays = [np.load(directory / f"bm25-{name}.npy", mmap_mode="r") for name in cls._ARRAYS]

@@ -103,3 +103,12 @@ def test_missing_records_are_not_trusted(built: LexicalIndex, tmp_path: Path) ->
     built.save(directory)
     (directory / chunk_records.TEXTS).unlink()
     assert LexicalIndex.load(directory) is None  # rebuilt from Chroma by the retriever
+
+
+def test_an_index_with_only_ids_in_chunks_pkl_loads(built: LexicalIndex, tmp_path: Path) -> None:
+    """What one commit of this change wrote (ids alone in chunks.pkl, records beside it): read, not a crash."""
+    directory = tmp_path / "lexical"
+    built.save(directory)
+    (directory / "ids.pkl").rename(directory / "chunks.pkl")
+    loaded = LexicalIndex.load(directory)
+    assert loaded is not None and loaded.ids == built.ids and loaded.texts == built.texts
