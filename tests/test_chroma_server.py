@@ -146,10 +146,11 @@ def test_ingest_into_the_server(shared: Shared, chroma: ChromaServer) -> None:
         assert c.quote and c.quote in c.text
         assert f"[{c.n}]" in answer.answer
 
-    # The vectors live on the server; the assistant keeps only its lexical index (and the lock) locally.
+    # The chunk vectors live on the server; the assistant keeps only its lexical index, the sentence
+    # vectors of the answer stage (both derived from the server's chunks) and the lock locally.
     index_dir = shared.root / "a"
     assert not (index_dir / "chroma").exists()
-    assert sorted(p.name for p in index_dir.iterdir()) == [".ingest.lock", "lexical"]
+    assert sorted(p.name for p in index_dir.iterdir()) == [".ingest.lock", "lexical", "sentences"]
     assert lexical_generation(index_dir) == shared.a.store.stored_generation()
     assert (chroma.path / "chroma.sqlite3").exists()
 
