@@ -125,13 +125,34 @@ class Embedder:
     why the ONNX path was not taken for the default model, if it was not.
     """
 
-    def __init__(self, settings: EmbeddingSettings | None = None) -> None:
+    def __init__(self, settings: EmbeddingSettings | None = None, threads: int = 0) -> None:
+        if threads < 0:
+            raise ConfigError(f"Embedder threads must be 0 (all cores) or more, got {threads}")
         self.settings = settings or EmbeddingSettings()
+        self.threads = threads  # ONNX Runtime's intra-op threads; 0: its default (every core)
         self._model: SentenceTransformer | OnnxEncoder | None = None
         self._lock = threading.Lock()
         self._query_cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._background: Embedder | None = None
         self.backend: str | None = None
         self.fallback_reason: str | None = None
+
+    def background(self) -> Embedder:
+        """The embedder for bulk work beside live questions (a server's ingest): the same model through
+        an ONNX Runtime session of one thread, so the other cores stay free for questions.
+
+        Measured (bench/upload_latency.py, 2 cores): with both cores embedding an upload, a question's
+        p95 was 2.1x its idle value; with one, 0.9-1.0x, for an upload 1.5x slower. sentence-transformers
+        sets torch's threads for the whole process, not per model: that backend returns ``self``.
+        """
+        _ = self.model  # loaded first: its backend decides (and a failed ONNX export is not tried twice)
+        if self.threads == 1 or self.backend != "onnx":
+            return self
+        if self._background is None:
+            with self._lock:
+                if self._background is None:
+                    self._background = Embedder(self.settings, threads=1)
+        return self._background
 
     @property
     def model(self) -> SentenceTransformer | OnnxEncoder:
@@ -166,7 +187,7 @@ class Embedder:
 
         try:
             cache = Settings.from_env(only={"cache_dir"}).cache_dir
-            return onnx_encoder.load(Path(default_model_path()), cache, DEFAULT_MODEL)
+            return onnx_encoder.load(Path(default_model_path()), cache, DEFAULT_MODEL, threads=self.threads)
         except Exception as exc:  # any failure of the fast path: sentence-transformers still answers
             reason = f"{type(exc).__name__}: {exc}" if not isinstance(exc, onnx_encoder.OnnxUnavailable) else str(exc)
             reason = " ".join(reason.split())

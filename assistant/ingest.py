@@ -272,6 +272,8 @@ def ingest(
             if streaming:
                 store.write_settings(settings, dirty=True)
 
+        # A server ingests beside live questions: its passages go through a one-thread session.
+        encoder = embedder.background() if write_lock is not None else embedder
         publisher = _Publisher(store, known, report, failed_files, new_file_hashes)
         total_chunks = sum(len(p.chunks) for p in plans)
         notify("embed", 0, total_chunks)
@@ -285,10 +287,10 @@ def ingest(
                 # Embedding many small documents one by one wastes the batch: we embed across documents.
                 texts = [c.text for p in batch for c in p.chunks]
                 vectors = (
-                    embedder.encode_passages(texts, lambda n: notify("embed", n, total_chunks)) if texts else None
+                    encoder.encode_passages(texts, lambda n: notify("embed", n, total_chunks)) if texts else None
                 )
                 if texts and sentence_vectors:  # the answer stage's sentence vectors (assistant.sentences)
-                    sentences.add_chunks(store, embedder, [(c, p.hash) for p in batch for c in p.chunks])
+                    sentences.add_chunks(store, encoder, [(c, p.hash) for p in batch for c in p.chunks])
                 if streaming:
                     publisher.publish(batch, vectors)
                 else:
@@ -338,7 +340,7 @@ def ingest(
         if sentence_vectors:
             # Outside the write lock: documents indexed before sentence vectors existed get theirs
             # (questions meanwhile encode what they need), and rows of removed documents go.
-            sentences.sync(store, embedder)
+            sentences.sync(store, embedder.background() if write_lock is not None else embedder)
     report.seconds = time.perf_counter() - started
     return report
 

@@ -328,14 +328,15 @@ class OnnxEncoder:
         return result[0] if single else result
 
 
-def load(model_dir: Path, cache_dir: Path, name: str) -> OnnxEncoder:
-    """The ONNX encoder of ``model_dir``: exported on first use, re-exported once if the cached file is broken."""
+def load(model_dir: Path, cache_dir: Path, name: str, threads: int = 0) -> OnnxEncoder:
+    """The ONNX encoder of ``model_dir``: exported on first use, re-exported once if the cached file is broken.
+    ``threads``: ONNX Runtime's intra-op threads (0: its default, one per core)."""
     target = ensure_export(model_dir, cache_dir, name)
     try:
-        return OnnxEncoder(model_dir, target)
+        return OnnxEncoder(model_dir, target, threads=threads)
     except OnnxUnavailable:
         target.unlink(missing_ok=True)
-        return OnnxEncoder(model_dir, ensure_export(model_dir, cache_dir, name))
+        return OnnxEncoder(model_dir, ensure_export(model_dir, cache_dir, name), threads=threads)
 
 
 def main(argv: list[str] | None = None) -> int:

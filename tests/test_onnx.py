@@ -223,3 +223,57 @@ def test_broken_cached_file_is_exported_again(tmp_path: Path) -> None:
     encoder = onnx_encoder.load(MODEL_DIR, cache, DEFAULT_MODEL)
     assert target.stat().st_size > 1_000_000 and oct(target.stat().st_mode & 0o777) == "0o644"
     assert encoder.encode(["hi"]).shape == (1, 384)
+
+
+def test_background_embedder_is_one_thread_and_gives_the_same_vectors(both: tuple[Embedder, Embedder]) -> None:
+    onnx, torch = both
+    bulk = onnx.background()
+    assert bulk is not onnx and bulk is onnx.background()  # made once
+    assert bulk.threads == 1 and bulk.background() is bulk
+    assert bulk.model.backend == "onnx" and bulk.backend == "onnx"
+    assert bulk.model.session.get_session_options().intra_op_num_threads == 1
+    assert onnx.model.session.get_session_options().intra_op_num_threads == 0  # the question path: every core
+    texts = SENTENCES + _long_texts()
+    assert np.abs(bulk.encode_passages(texts) - onnx.encode_passages(texts)).max() < 1e-5
+    # torch's threads are set for the whole process: sentence-transformers has no separate bulk encoder
+    assert torch.background() is torch
+    with pytest.raises(ConfigError, match="got -1"):
+        Embedder(threads=-1)
+
+
+def test_a_server_ingest_embeds_through_the_background_embedder(tmp_path: Path) -> None:
+    """With a write lock (the server's path), passages and sentences go through the one-thread
+    session; the CLI's ingest (no write lock) keeps every core."""
+    import threading
+    from contextlib import contextmanager
+
+    from assistant.ingest import ingest
+    from assistant.store import Store
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "a.md").write_text("# Kestrel\n\nThe Kestrel alliance trains welders in Zibo. It opened in 2021.\n")
+    embedder = Embedder()
+    used: list[int] = []
+    bulk = embedder.background()
+    real = Embedder.encode_passages
+
+    def spy(self: Embedder, texts, progress=None):  # type: ignore[no-untyped-def]
+        used.append(self.threads)
+        return real(self, texts, progress)
+
+    lock = threading.Lock()
+
+    @contextmanager
+    def write_lock():  # type: ignore[no-untyped-def]
+        with lock:
+            yield
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(Embedder, "encode_passages", spy)
+        report = ingest([corpus], Store(tmp_path / "server"), embedder, corpus_root=corpus, write_lock=write_lock)
+        assert report.added == 1 and used and set(used) == {bulk.threads} == {1}
+        used.clear()
+        (corpus / "a.md").write_text("# Kestrel\n\nThe Kestrel alliance trains welders in Zibo. It opened in 2022.\n")
+        report = ingest([corpus], Store(tmp_path / "cli"), embedder, corpus_root=corpus)
+        assert report.added == 1 and used and set(used) == {0}
