@@ -6,8 +6,11 @@ real-embedding one the chunk vectors are *re-used*: a chunk whose exact text was
 gets a mixture of two real vectors of chunks in the same script (0.75 a + 0.25 b + small noise,
 normalised), chosen by a hash of its text. The level is written through the project's ``Store`` (chunk
 ids, chunk metadata, manifest records, file hashes as ``Assistant.ingest`` writes them) and its BM25
-index is built by the project's ``refresh_lexical``. These indexes serve the latency and memory
-measurements only; the ingest throughput is measured on the real-embedding level.
+index is built by the project's ``refresh_lexical``; its sentence vectors (``assistant.sentences``, read by the
+answer stage's dense feature) are written by the project's ``sentences.sync`` with vectors re-used the same
+way, so a question reads them as it does on an ingested index instead of encoding sentences on the fly.
+These indexes serve the latency and memory measurements only; the ingest throughput is measured on the
+real-embedding level.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from assistant import sentences
 from assistant.chunking import chunk_document
 from assistant.config import Config
 from assistant.core import Assistant
@@ -110,7 +114,10 @@ def build_with_reused_vectors(index_dir: Path, corpus_dir: Path, known: dict[str
     chunker = cfg.chunker
     fake = ReusedVectors(cfg.embedding, known)
     model = cfg.embedding.model_name
-    phases = {"load+chunk": 0.0, "vectors": 0.0, "chroma chunks": 0.0, "manifest": 0.0, "bm25 build": 0.0}
+    phases = {
+        "load+chunk": 0.0, "vectors": 0.0, "chroma chunks": 0.0, "manifest": 0.0, "bm25 build": 0.0,
+        "sentence vectors": 0.0,
+    }
     started = time.perf_counter()
     pending: list[tuple[Chunk, str]] = []
 
@@ -170,6 +177,9 @@ def build_with_reused_vectors(index_dir: Path, corpus_dir: Path, known: dict[str
         t = time.perf_counter()
         refresh_lexical(store)
         phases["bm25 build"] += time.perf_counter() - t
+    t = time.perf_counter()
+    sentences.sync(store, fake)
+    phases["sentence vectors"] += time.perf_counter() - t
     seconds = time.perf_counter() - started
     return BuildResult(
         chunks=store.count(),
@@ -179,6 +189,17 @@ def build_with_reused_vectors(index_dir: Path, corpus_dir: Path, known: dict[str
         reused_vectors=fake.reused,
         phases=phases,
     )
+
+
+def add_sentence_vectors(index_dir: Path, corpus_dir: Path, known: dict[str, np.ndarray] | None) -> int:
+    """Give a level built before sentence vectors existed its sentence vectors: re-used ones from
+    ``known`` (as ``build_with_reused_vectors`` writes them), or real ones when ``known`` is None (the
+    real-embedding level). Returns the sentences written; 0 when the level has them already."""
+    cfg = config_for(index_dir, corpus_dir)
+    embedder: Embedder = ReusedVectors(cfg.embedding, known) if known is not None else Embedder(cfg.embedding)
+    store = Store(cfg.index_dir)
+    with store.lock():
+        return sentences.sync(store, embedder)
 
 
 def reingest_unchanged(index_dir: Path, corpus_dir: Path, repeats: int = 3) -> dict[str, Any]:

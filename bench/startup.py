@@ -403,10 +403,18 @@ def main(argv: list[str] | None = None) -> int:
         if not (args.reuse and (Path(recs[0]["index"]) / "chroma").exists()):
             ingest_row(backends.pop(0) if backends else "onnx", Path(recs[0]["index"]))
         known: dict[str, Any] | None = None
+        # A level built before sentence vectors existed gets them first (else every cold question
+        # encodes its candidate sentences on the fly, which an ingested index never does).
+        added = scale.add_sentence_vectors(Path(recs[0]["index"]), levels[0].directory, None)
+        if added:
+            log(f"wrote {added} real sentence vectors into the {levels[0].chunks}-chunk level")
         for lv, rec in zip(levels[1:], recs[1:], strict=True):
-            if args.reuse and (Path(rec["index"]) / "chroma").exists():
-                continue
             known = known or scale.stored_vectors(Path(recs[0]["index"]), levels[0].directory)
+            if args.reuse and (Path(rec["index"]) / "chroma").exists():
+                added = scale.add_sentence_vectors(Path(rec["index"]), lv.directory, known)
+                if added:
+                    log(f"wrote {added} re-used sentence vectors into the {lv.chunks}-chunk level")
+                continue
             b = scale.build_with_reused_vectors(Path(rec["index"]), lv.directory, known)
             log(f"built {b.chunks} chunks in {b.seconds:.1f} s")
         st = measure(recs, work, tuple(args.backends.split(",")))
