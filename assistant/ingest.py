@@ -340,7 +340,7 @@ def ingest(
         if sentence_vectors:
             # Outside the write lock: documents indexed before sentence vectors existed get theirs
             # (questions meanwhile encode what they need), and rows of removed documents go.
-            sentences.sync(store, embedder.background() if write_lock is not None else embedder)
+            sentences.sync(store, encoder)
     report.seconds = time.perf_counter() - started
     return report
 
