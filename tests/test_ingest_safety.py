@@ -440,7 +440,10 @@ def test_a_server_rebuild_keeps_its_collections_and_gives_what_a_fresh_build_giv
         assert not report.errors and report.added == len(SMALL)
         fds.append(open_fds())
     assert (store.chunks.id, store.manifest.id) == collections
-    assert fds[-1] <= fds[0], fds  # re-creating collections held 8 more files per rebuild
+    # Re-creating collections held 8 more files at every rebuild (24 over these 4). Chroma's SQLite pool
+    # opens connections lazily, so a later rebuild may hold one or two more (seen: +1, +2, then flat):
+    # less than one rebuild's leak is allowed.
+    assert fds[-1] - fds[0] < 8, fds
 
     fresh = Store(tmp_path / "fresh")
     ingest([corpus], fresh, embedder, corpus_root=corpus)
