@@ -116,6 +116,9 @@ class EmbeddingSettings:
         return backend
 
 
+QUERY_CACHE = 512  # recent questions whose vectors are kept
+
+
 class Embedder:
     """Loads the model once (lazily, thread-safe) and embeds passages and queries, normalized.
 
@@ -232,14 +235,18 @@ class Embedder:
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
         """Embed queries (with the model's query prefix), caching recent ones."""
         prefix, _ = self.settings.prefixes
-        missing = [t for t in texts if t not in self._query_cache]
+        found = {t: self._query_cache[t] for t in texts if t in self._query_cache}
+        missing = list(dict.fromkeys(t for t in texts if t not in found))
         if missing:
             vectors = self._encode([prefix + t for t in missing], None)
             for text, vec in zip(missing, vectors, strict=True):
+                found[text] = vec
+                # Only the last QUERY_CACHE are kept: a batch larger than that is answered from
+                # ``found``, not from the cache it has already pushed its first texts out of.
                 self._query_cache[text] = vec
-                if len(self._query_cache) > 512:
+                if len(self._query_cache) > QUERY_CACHE:
                     self._query_cache.popitem(last=False)
-        return np.stack([self._query_cache[t] for t in texts]) if texts else np.zeros((0, 0), dtype=np.float32)
+        return np.stack([found[t] for t in texts]) if texts else np.zeros((0, 0), dtype=np.float32)
 
     def _encode(self, texts: list[str], progress: Callable[[int], None] | None) -> np.ndarray:
         if not texts:

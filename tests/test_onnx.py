@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from conftest import REPO, cli_env
 
-from assistant import onnx_encoder
+from assistant import embedding, onnx_encoder
 from assistant.embedding import DEFAULT_MODEL, Embedder, EmbeddingSettings, default_model_path
 from assistant.errors import ConfigError
 
@@ -277,3 +277,12 @@ def test_a_server_ingest_embeds_through_the_background_embedder(tmp_path: Path) 
         (corpus / "a.md").write_text("# Kestrel\n\nThe Kestrel alliance trains welders in Zibo. It opened in 2022.\n")
         report = ingest([corpus], Store(tmp_path / "cli"), embedder, corpus_root=corpus)
         assert report.added == 1 and used and set(used) == {0}
+
+
+def test_a_batch_of_more_queries_than_the_cache_holds(both: tuple[Embedder, Embedder]) -> None:
+    onnx, _ = both
+    texts = [f"question number {i}" for i in range(embedding.QUERY_CACHE + 20)] + ["question number 3"]
+    vectors = onnx.encode_queries(texts)
+    assert vectors.shape == (len(texts), 384)
+    assert np.allclose(vectors[3], vectors[-1]) and not np.allclose(vectors[3], vectors[4])
+    assert np.allclose(vectors[7], onnx.encode_queries(["question number 7"])[0], atol=1e-5)
