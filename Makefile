@@ -57,6 +57,7 @@ soak: setup
 train: setup
 	$(BIN)/python -m pip install --quiet -e '.[train]'
 	$(BIN)/python -m assistant.train
+	$(BIN)/python -m assistant.train --answerability --refit
 
 clean:
 	rm -rf $(VENV) index/chroma index/lexical

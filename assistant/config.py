@@ -75,6 +75,17 @@ def number(high: float, unit: str) -> Parser:
     return parse
 
 
+def probability(raw: str) -> float:
+    """A number from 0 to 1."""
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and 0.0 <= value <= 1.0):
+        raise ValueError("must be a number between 0 and 1")
+    return value
+
+
 def nonblank(raw: str) -> str:
     """A model id, path or name: not blank, one line."""
     if not raw.strip():
@@ -224,6 +235,7 @@ class Settings:
     passage_prefix: str | None = _setting("ASSISTANT_PASSAGE_PREFIX", None, one_line)
     embedding_backend: str = _setting("ASSISTANT_EMBEDDING_BACKEND", "auto", embedding_backend)
     chunk_tokens: int = _setting("ASSISTANT_CHUNK_TOKENS", "200", integer(16, 4096))  # ChunkerSettings' range
+    answerability_threshold: float | None = _setting("ASSISTANT_ANSWERABILITY_THRESHOLD", None, probability)
     reranker: str | None = _setting("ASSISTANT_RERANKER", None, nonblank, "--reranker")
     llm_url: str | None = _setting("ASSISTANT_LLM_URL", None, url(), "--llm-url")
     llm_model: str = _setting("ASSISTANT_LLM_MODEL", "default", nonblank, "--llm-model")
@@ -317,6 +329,7 @@ class Settings:
             ),
             chunker=ChunkerSettings(max_tokens=self.chunk_tokens),
             retrieval=RetrievalSettings(reranker=self.reranker),
+            answer=AnswerSettings(answerability_threshold=self.answerability_threshold),
             llm=LLMSettings(self.llm_url, self.llm_model, self.llm_api_key, self.llm_timeout) if self.llm_url else None,
         )
 

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 MODEL_FILE = "sentence_scorer.json"
+ANSWERABILITY_FILE = "answerability.json"
 
 # The features of one candidate sentence, in this order (``answer.sentence_features`` fills them).
 # Sentence-level: what the sentence holds; question-level ones (the same for every candidate of a
@@ -63,6 +64,24 @@ FEATURE_NAMES: tuple[str, ...] = (
     "sentence_dense_cross",  # sentence_dense times cross_lingual (the default model is English-only)
 )
 
+# The answerability model's features, one row per question (``answerability_row``): the sentence
+# scorer's view of the best and second-best candidates, every feature of the best one, and the hand
+# checks' findings, which the model weighs instead of obeying.
+CHECK_NAMES: tuple[str, ...] = (
+    "unknown_names",  # how many names of the question the corpus never mentions
+    "types_missing",  # an asked-for fee, phone, e-mail or date is in no matching passage
+    "count_missing",  # "how many X" and no best-matching sentence counts X
+    "role_missing",  # "who is the ROLE" and no best-matching sentence names the role
+)
+ANSWERABILITY_NAMES: tuple[str, ...] = (
+    "best_logit",  # the sentence scorer's log-odds for the best candidate
+    "second_logit",  # ... for the second best (the first when alone)
+    "logit_gap",
+    "candidates_log",  # log(1 + number of candidates)
+    *(f"best_{n}" for n in FEATURE_NAMES),
+    *CHECK_NAMES,
+)
+
 
 @dataclass(frozen=True)
 class SentenceScorer:
@@ -77,13 +96,14 @@ class SentenceScorer:
     intercept: float
     threshold: float
     meta: dict[str, Any]
+    known: tuple[str, ...] = FEATURE_NAMES  # the extractor's columns, in order
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> SentenceScorer:
+    def from_dict(cls, data: dict[str, Any], known: tuple[str, ...] = FEATURE_NAMES) -> SentenceScorer:
         names = tuple(data["features"])
-        unknown = [n for n in names if n not in FEATURE_NAMES]
+        unknown = [n for n in names if n not in known]
         if unknown or not names or len(set(names)) != len(names):
-            raise ValueError(f"model features {names} must be distinct names of the extractor's {FEATURE_NAMES}")
+            raise ValueError(f"model features {names} must be distinct names of the extractor's {known}")
         arrays = [np.asarray(data[k], dtype=float) for k in ("mean", "scale", "weights")]
         if any(a.shape != (len(names),) or not np.all(np.isfinite(a)) for a in arrays):
             raise ValueError("model mean, scale and weights must be finite, one per feature")
@@ -91,7 +111,7 @@ class SentenceScorer:
         if not (math.isfinite(intercept) and 0.0 <= threshold <= 1.0):
             raise ValueError("model intercept must be finite and threshold within [0, 1]")
         extra = {k: v for k, v in data.items() if k not in {"features", "mean", "scale", "weights", "intercept"}}
-        return cls(names, arrays[0], arrays[1], arrays[2], intercept, threshold, extra)
+        return cls(names, arrays[0], arrays[1], arrays[2], intercept, threshold, extra, known)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -106,11 +126,12 @@ class SentenceScorer:
 
     @cached_property
     def columns(self) -> list[int]:
-        """Where the model's features sit in the extractor's rows (``FEATURE_NAMES`` order)."""
-        return [FEATURE_NAMES.index(n) for n in self.names]
+        """Where the model's features sit in the extractor's rows (``known`` order)."""
+        return [self.known.index(n) for n in self.names]
 
     def probabilities(self, features: np.ndarray) -> np.ndarray:
-        """P(the sentence answers the question), one per row of ``features`` (``FEATURE_NAMES`` columns)."""
+        """P(the sentence answers the question), one per row of ``features`` (``known`` columns); for the
+        answerability model, P(the documents answer the question), one per ``answerability_row``."""
         x = features[:, self.columns]
         z = ((x - self.mean) / self.scale) @ self.weights + self.intercept
         return 1.0 / (1.0 + np.exp(-np.clip(z, -30.0, 30.0)))
@@ -128,3 +149,36 @@ def shipped_scorer() -> SentenceScorer | None:
     if not path.is_file():
         return None
     return SentenceScorer.from_dict(json.loads(path.read_text(encoding="utf-8")))
+
+
+def _logit(p: float) -> float:
+    p = min(max(p, 1e-6), 1.0 - 1e-6)
+    return math.log(p / (1.0 - p))
+
+
+def answerability_row(features: np.ndarray, probabilities: np.ndarray, checks: tuple[float, ...]) -> np.ndarray:
+    """A question's ``ANSWERABILITY_NAMES`` row from its candidates' feature rows, their sentence
+    scorer probabilities and the hand checks' findings (``CHECK_NAMES`` order)."""
+    order = np.argsort(-probabilities, kind="stable")
+    best = float(probabilities[order[0]])
+    second = float(probabilities[order[1]]) if len(order) > 1 else best
+    return np.asarray(
+        [_logit(best), _logit(second), _logit(best) - _logit(second), math.log1p(len(order))]
+        + [float(v) for v in features[order[0]]]
+        + [float(v) for v in checks],
+        dtype=float,
+    )
+
+
+def answerability_path() -> Path:
+    """Where the shipped answerability model lives inside the package."""
+    return Path(str(resources.files("assistant") / "models" / ANSWERABILITY_FILE))
+
+
+@lru_cache(maxsize=1)
+def shipped_answerability() -> SentenceScorer | None:
+    """The shipped answerability model (loaded once), or None when the package has none."""
+    path = answerability_path()
+    if not path.is_file():
+        return None
+    return SentenceScorer.from_dict(json.loads(path.read_text(encoding="utf-8")), ANSWERABILITY_NAMES)

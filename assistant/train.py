@@ -32,7 +32,7 @@ import json
 import random
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +41,15 @@ import numpy as np
 from .evaluation.gold import GoldItem, load_gold
 from .evaluation.metrics import supports
 from .evaluation.squad import convert, evidence_span, locate_answer, read_squad, squad_questions
-from .scorer import FEATURE_NAMES, SentenceScorer, model_path
+from .scorer import (
+    ANSWERABILITY_NAMES,
+    FEATURE_NAMES,
+    SentenceScorer,
+    answerability_path,
+    answerability_row,
+    model_path,
+    shipped_scorer,
+)
 
 # (name, questions file, passages file or None), under the bench-data directory.
 DEV_SETS: tuple[tuple[str, str, str | None], ...] = (
@@ -61,10 +69,18 @@ XQUAD_TEST = "xquad/xquad.en.testhalf.json.gz"
 # Questions asked against a corpus that lacks their article: (questions of, asked over the index of).
 FOREIGN: tuple[tuple[str, str], ...] = (("cmrc", "drcd"), ("drcd", "cmrc"), ("squad11", "gold"))
 EVAL_LIMIT = 300
+# More questions for the answerability model alone (not the sentence scorer), drawn after the
+# sentence scorer's from the same shuffled pool, as source "NAME+": SQuAD 2.0's development half has
+# 2,788 unanswerable questions to learn abstention from, the others calibrate false abstention.
+EXTRA: dict[str, int] = {"squad2": 1500, "squad11": 400, "drcd": 300}
 FOREIGN_PER_SET = 100
 # The abstention threshold keeps at most this share of answerable development questions unanswered
 # by the model alone (out of fold).
 FALSE_ABSTENTION = 0.01
+# The answerability model's threshold: this share of answerable development questions abstained on,
+# out of fold (the hand checks and retrieval misses add their own).
+ANSWERABILITY_FALSE_ABSTENTION = 0.02
+RATES = (0.01, 0.02, 0.03, 0.04, 0.05)
 C = 1.0  # inverse regularization strength of the logistic regression
 FOLDS = 5
 
@@ -78,6 +94,7 @@ class QuestionRows:
     answerable: bool
     features: list[list[float]]
     labels: list[int]
+    checks: list[float] = field(default_factory=list)  # ``answer.Checks.values()``
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -86,6 +103,7 @@ class QuestionRows:
             "answerable": self.answerable,
             "features": [[round(v, 6) for v in row] for row in self.features],
             "labels": self.labels,
+            "checks": self.checks,
         }
 
 
@@ -113,18 +131,30 @@ def prepare(work: Path, data: Path, only: str | None = None) -> dict[str, Path]:
 
 
 def _open(out: Path) -> Any:
+    from dataclasses import replace
+
     from .config import Config
     from .core import Assistant
 
-    return Assistant(Config.from_env(index_dir=out / "index", corpus_dir=out / "corpus"))
+    config = Config.from_env(index_dir=out / "index", corpus_dir=out / "corpus")
+    # Collection records candidates before abstention; the answerability model being refitted (whose
+    # features may have changed) must not be read.
+    return Assistant(replace(config, answer=replace(config.answer, answerability=False)))
 
 
 def training_items(
-    name: str, out: Path, data: Path, exclude: set[str], banned_titles: set[str], limit: int, seed: int
+    name: str,
+    out: Path,
+    data: Path,
+    exclude: set[str],
+    banned_titles: set[str],
+    limit: int,
+    seed: int,
+    skip: int = 0,
 ) -> list[GoldItem]:
     """Up to ``limit`` questions of the articles in ``out``'s corpus that no evaluation sample asks
     (``exclude``) and that are not in a ``banned_titles`` article, as gold items (evidence as the
-    converter makes it)."""
+    converter makes it); the first ``skip`` usable ones are left out (another use took them)."""
     file, pair = next((f, p) for n, f, p in DEV_SETS if n == name)
     manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
     questions = [q for q in squad_questions(read_squad(data / file)) if q.question]
@@ -141,7 +171,7 @@ def training_items(
     random.Random(seed).shuffle(pool)
     items: list[GoldItem] = []
     for q, src in pool:
-        if len(items) >= limit:
+        if len(items) >= limit + skip:
             break
         if q.impossible or src.impossible:
             items.append(GoldItem(q.id, q.question, answerable=False))
@@ -153,7 +183,7 @@ def training_items(
         items.append(
             GoldItem(q.id, q.question, evidence=[src.context[s:e]], answer_contains=[src.context[found[0] : found[1]]])
         )
-    return items
+    return items[skip:]
 
 
 def collect(assistant: Any, items: Sequence[GoldItem], source: str, answerable: bool = True) -> list[QuestionRows]:
@@ -167,10 +197,12 @@ def collect(assistant: Any, items: Sequence[GoldItem], source: str, answerable: 
             assistant.ask(item.question, history=list(item.history) or None)
         if not sink:
             continue
-        candidates, _ = sink[0]
+        candidates, _, checks = sink[0]
         ok = answerable and item.answerable
         labels = [int(ok and supports(c.text, item.evidence)) for c in candidates]
-        out.append(QuestionRows(source, item.id, ok, [list(c.features) for c in candidates], labels))
+        out.append(
+            QuestionRows(source, item.id, ok, [list(c.features) for c in candidates], labels, list(checks.values()))
+        )
     return out
 
 
@@ -271,6 +303,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=model_path())
     parser.add_argument("--compare-gb", action="store_true", help="also measure gradient boosting out of fold")
     parser.add_argument("--without", nargs="*", default=[], help="fit without these features (an ablation)")
+    parser.add_argument(
+        "--answerability",
+        action="store_true",
+        help="fit the answerability model (on the shipped sentence scorer's probabilities) instead",
+    )
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=ANSWERABILITY_FALSE_ABSTENTION,
+        help="the answerability model's out-of-fold false-abstention rate",
+    )
     args = parser.parse_args(argv)
     names = [n for n, _, _ in DEV_SETS] + ["gold"]
     todo = args.collect_only if args.collect_only is not None else names
@@ -290,6 +333,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     unknown = sorted(set(args.without) - set(FEATURE_NAMES))
     if unknown:
         parser.error(f"unknown features {unknown}")
+    if args.answerability:
+        return fit_answerability_main(rows, args)
+    rows = [r for r in rows if not r.source.endswith("+")]  # the answerability model's alone
     used = [n for n in FEATURE_NAMES if n not in args.without]
     scorer = fit(rows, args.seed, used)
     oof = out_of_fold(rows, args.seed, names=used)
@@ -312,6 +358,70 @@ def main(argv: Sequence[str] | None = None) -> int:
     model = SentenceScorer(scorer.names, scorer.mean, scorer.scale, scorer.weights, scorer.intercept, t, meta)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(model.to_dict(), ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    print(json.dumps({k: v for k, v in meta.items() if k not in ("model", "label")}, indent=1))
+    return 0
+
+
+def answerability_matrix(rows: Sequence[QuestionRows], scorer: SentenceScorer) -> tuple[np.ndarray, np.ndarray]:
+    """One ``scorer.ANSWERABILITY_NAMES`` row per question (with ``scorer``'s probabilities) and its
+    label: the question is answerable from the corpus it was asked over."""
+    x = []
+    for r in rows:
+        features = np.asarray(r.features, dtype=float)
+        x.append(answerability_row(features, scorer.probabilities(features), tuple(r.checks)))
+    return np.asarray(x, dtype=float), np.asarray([int(r.answerable) for r in rows], dtype=int)
+
+
+def fit_logistic(x: np.ndarray, y: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """Standardization and a logistic regression (``C``): mean, scale, weights, intercept."""
+    from sklearn.linear_model import LogisticRegression
+
+    mean, scale = x.mean(axis=0), x.std(axis=0)
+    scale[scale < 1e-9] = 1.0
+    model = LogisticRegression(C=C, max_iter=5000, random_state=seed).fit((x - mean) / scale, y)
+    return mean, scale, model.coef_[0], float(model.intercept_[0])
+
+
+def fit_answerability_main(rows: Sequence[QuestionRows], args: argparse.Namespace) -> int:
+    """Fit, measure out of fold and write the answerability model (``--answerability``)."""
+    scorer = shipped_scorer()
+    if scorer is None:
+        raise SystemExit("the answerability model needs the shipped sentence scorer")
+    rows = [r for r in rows if r.features]
+    x, y = answerability_matrix(rows, scorer)
+    folds = np.random.default_rng(args.seed).integers(0, FOLDS, len(rows))
+    oof = np.zeros(len(rows))
+    for k in range(FOLDS):
+        mean, scale, w, b = fit_logistic(x[folds != k], y[folds != k], args.seed)
+        z = ((x[folds == k] - mean) / scale) @ w + b
+        oof[folds == k] = 1.0 / (1.0 + np.exp(-np.clip(z, -30, 30)))
+    answerable = np.sort(oof[y == 1])
+    t = float(answerable[int(args.rate * len(answerable))])
+    figures: dict[str, dict[str, float | None]] = {}
+    for source in sorted({r.source for r in rows}):
+        sel = np.asarray([r.source == source for r in rows])
+        pos, neg = sel & (y == 1), sel & (y == 0)
+        figures[source] = {
+            "false_abstention": round(float((oof[pos] < t).mean()), 4) if pos.any() else None,
+            "abstention_recall": round(float((oof[neg] < t).mean()), 4) if neg.any() else None,
+        }
+    mean, scale, w, b = fit_logistic(x, y, args.seed)
+    meta = {
+        "model": f"logistic regression (scikit-learn LogisticRegression, C={C:g}) on standardized features",
+        "label": "the question is answerable from the corpus it was asked over",
+        "sentence_scorer": {"date": scorer.meta.get("date"), "threshold": scorer.threshold},
+        "seed": args.seed,
+        "date": dt.date.today().isoformat(),
+        "questions": {s: sum(1 for r in rows if r.source == s) for s in sorted({r.source for r in rows})},
+        "false_abstention_target": args.rate,
+        "abstention_out_of_fold": figures,
+        # Other operating points (``AnswerSettings.answerability_threshold``): rate -> threshold.
+        "thresholds_out_of_fold": {f"{r:g}": round(float(answerable[int(r * len(answerable))]), 4) for r in RATES},
+    }
+    model = SentenceScorer(ANSWERABILITY_NAMES, mean, scale, w, b, t, meta, ANSWERABILITY_NAMES)
+    out = args.out if args.out != model_path() else answerability_path()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(model.to_dict(), ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
     print(json.dumps({k: v for k, v in meta.items() if k not in ("model", "label")}, indent=1))
     return 0
 
@@ -345,6 +455,10 @@ def build_rows(data: Path, work: Path, seed: int, per_set: int, name: str) -> li
         if over == name:
             foreign = [i for i in items_of(asked) if i.answerable][:FOREIGN_PER_SET]
             rows += collect(assistant, foreign, f"{asked}@{over}", answerable=False)
+    if name in EXTRA:
+        own = dirs[f"{name}-train" if name in SEPARATE_TRAINING else name]
+        extra = training_items(name, own, data, exclude, banned, EXTRA[name], seed, skip=per_set)
+        rows += collect(assistant, extra, f"{name}+")
     print(f"{name}: {len(rows)} questions", file=sys.stderr)
     return rows
 

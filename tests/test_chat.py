@@ -84,6 +84,13 @@ def test_entities() -> None:
     assert "Suzhou" in entities("What about Suzhou?")
     assert "What" not in entities("What about Suzhou?")
     assert "深圳" in entities("深圳有哪些产教融合联盟？")
+    # Accented Latin letters and digits stay in the name (cut at "ó", "Kraków" became "Krak").
+    assert entities("Who moved his court from Kraków to Warsaw?") == ["Kraków", "Warsaw"]
+    assert entities("Who was Frédéric Chopin?") == ["Frédéric Chopin"]
+    assert entities("Internet2与谁达成合作伙伴关系") == ["Internet2"]
+    # A word that opens the question is no name.
+    assert entities("Roughly how many students are in Shandong?") == ["Shandong"]
+    assert entities("According to its director, what is special about Yifang?") == ["Yifang"]
 
 
 class _RecordingAssistant:

@@ -9,11 +9,29 @@ import math
 import numpy as np
 import pytest
 
-from assistant.answer import AnswerSettings, score_candidates
+from assistant.answer import (
+    AnswerSettings,
+    abstain_reason,
+    answerability,
+    run_checks,
+    score_candidates,
+    unknown_names,
+)
+from assistant.errors import ConfigError
 from assistant.query import analyse_query
 from assistant.retrieval import LexicalIndex
 from assistant.schema import Passage, Span
-from assistant.scorer import FEATURE_NAMES, SentenceScorer, model_path, shipped_scorer
+from assistant.scorer import (
+    ANSWERABILITY_NAMES,
+    CHECK_NAMES,
+    FEATURE_NAMES,
+    SentenceScorer,
+    answerability_path,
+    answerability_row,
+    model_path,
+    shipped_answerability,
+    shipped_scorer,
+)
 from assistant.text import tokenize
 
 
@@ -113,3 +131,88 @@ def test_fit_gives_a_model_of_the_extractor_s_features() -> None:
     assert model.names == FEATURE_NAMES and model.weights[0] > 0
     again = SentenceScorer.from_dict(json.loads(json.dumps(model.to_dict())))
     assert np.allclose(again.weights, model.weights, atol=1e-5)
+
+
+def test_shipped_answerability_model_matches_its_rows() -> None:
+    data = json.loads(answerability_path().read_text(encoding="utf-8"))
+    assert data["features"] == list(ANSWERABILITY_NAMES)
+    assert set(CHECK_NAMES) <= set(ANSWERABILITY_NAMES)
+    for key in ("mean", "scale", "weights"):
+        assert len(data[key]) == len(ANSWERABILITY_NAMES) and all(math.isfinite(v) for v in data[key])
+    assert 0.0 < data["threshold"] < 1.0 and data["false_abstention_target"] > 0
+    assert data["abstention_out_of_fold"]["squad2"]["abstention_recall"] is not None  # figures per set
+    model = shipped_answerability()
+    assert model is not None and model.names == ANSWERABILITY_NAMES
+    with pytest.raises(ValueError, match="features"):  # a sentence feature alone is not a question row's
+        SentenceScorer.from_dict({**data, "features": ["coverage", *data["features"][1:]]}, ANSWERABILITY_NAMES)
+
+
+def test_answerability_row_reads_the_best_and_second_candidates() -> None:
+    width = len(FEATURE_NAMES)
+    features = np.arange(3 * width, dtype=float).reshape(3, width)
+    probabilities = np.array([0.2, 0.8, 0.5])
+    row = answerability_row(features, probabilities, (1.0, 0.0, 1.0, 0.0))
+    assert row.shape == (len(ANSWERABILITY_NAMES),)
+    at = {n: row[i] for i, n in enumerate(ANSWERABILITY_NAMES)}
+    assert at["best_logit"] == pytest.approx(math.log(0.8 / 0.2))
+    assert at["second_logit"] == pytest.approx(0.0)  # logit(0.5)
+    assert at["logit_gap"] == pytest.approx(math.log(4.0))
+    assert at["candidates_log"] == pytest.approx(math.log(4.0))
+    assert at["best_coverage"] == features[1, 0]  # every feature of the best candidate
+    assert [at[n] for n in CHECK_NAMES] == [1.0, 0.0, 1.0, 0.0]
+    alone = answerability_row(features[:1], np.array([0.9]), (0.0, 0.0, 0.0, 0.0))
+    assert alone[1] == pytest.approx(alone[0]) and alone[2] == 0.0  # one candidate: second = best
+
+
+def test_the_answerability_model_decides_and_the_rules_are_settings() -> None:
+    first = "The alliance was founded in March 2021 in Changzhou."
+    text = f"{first} It brings together colleges and enterprises."
+    lexical = LexicalIndex(["c"], [text], [{}], [tokenize(text)], "g")
+    spans = [Span(0, len(first)), Span(len(first) + 1, len(text))]
+    passage = Passage("c", "d", text, 0, len(text), 1.0, sentences=spans)
+    query = analyse_query("When was the alliance founded?")
+    cands = score_candidates([passage], query, lexical, AnswerSettings())
+    checks = run_checks(query, cands, [passage], lexical, AnswerSettings())
+    p = answerability(cands, checks)
+    assert p is not None and 0.0 < p < 1.0
+    above = AnswerSettings(answerability_threshold=min(1.0, p + 0.01))
+    assert abstain_reason(query, cands, [passage], 0.5, lexical, above)
+    assert abstain_reason(query, cands, [passage], 0.5, lexical, AnswerSettings(answerability_threshold=0.0)) is None
+    # A question naming a fee the passage lacks: the "types" rule abstains, "none" leaves it to the models.
+    fee = analyse_query("What is the membership fee of the alliance?")
+    fee_cands = score_candidates([passage], fee, lexical, AnswerSettings())
+    zero = {"answerability_threshold": 0.0, "abstain_threshold": 0.0}
+    reason = abstain_reason(fee, fee_cands, [passage], 0.5, lexical, AnswerSettings(abstain_rules="types", **zero))
+    assert reason is not None and "hold no" in reason
+    assert abstain_reason(fee, fee_cands, [passage], 0.5, lexical, AnswerSettings(abstain_rules="none", **zero)) is None
+    with pytest.raises(ConfigError, match="abstain_rules must be one of all, checks, types, names, none, got 'some'"):
+        AnswerSettings(abstain_rules="some")
+    with pytest.raises(ConfigError, match="answerability_threshold must be between 0 and 1, got 1.5"):
+        AnswerSettings(answerability_threshold=1.5)
+
+
+def test_a_name_the_dictionary_passes_through_is_not_checked_across_scripts() -> None:
+    text = "洛杉矶天使队是一支棒球队。"
+    lexical = LexicalIndex(["c"], [text], [{"language": "zh"}], [tokenize(text)], "g")
+    # "Anaheim" has no Chinese translation (the dictionary hands back "anaheim"): over Chinese text its
+    # absence says nothing; a Chinese name over Chinese text the index lacks still counts.
+    assert unknown_names(["Anaheim"], lexical) == []
+    assert unknown_names(["深圳"], lexical) == ["深圳"]
+
+
+def test_name_and_count_rules_hold_over_english_text_only() -> None:
+    # The same question, the same unknown name, over English and over Chinese text: the rule abstains
+    # over English text; over Chinese text the name is only a feature of the answerability model.
+    zero = {"answerability_threshold": 0.0, "abstain_threshold": 0.0}
+    for language, text, expected in (
+        ("en", "The alliance trains welders in Changzhou.", True),
+        ("zh", "联盟在常州培养焊工。", False),
+    ):
+        lexical = LexicalIndex(["c"], [text], [{"language": language}], [tokenize(text)], "g")
+        passage = Passage("c", "d", text, 0, len(text), 1.0, sentences=[Span(0, len(text))])
+        query = analyse_query("Does the alliance train welders in Ulaanbaatar?")
+        cands = score_candidates([passage], query, lexical, AnswerSettings())
+        checks = run_checks(query, cands, [passage], lexical, AnswerSettings())
+        assert checks.unknown == ("Ulaanbaatar",)
+        reason = abstain_reason(query, cands, [passage], 0.5, lexical, AnswerSettings(**zero), checks)
+        assert (reason is not None and "never mention Ulaanbaatar" in reason) is expected
