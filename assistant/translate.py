@@ -693,3 +693,32 @@ def _translate_en_run(d: Dictionary, run: str, groups: list[dict[str, float]]) -
             continue
         words.extend(_en_words(word))
     flush()
+
+
+def gloss_zh_to_en(text: str) -> str:
+    """A Chinese question read word by word in English, for an English-only embedding model: each
+    content word's first gloss (the supplement's first; a word missing from the dictionary through
+    its known sub-words), latin runs kept as written, question words kept as their glosses
+    ("哪一天" -> "which day"). Untranslatable Chinese is dropped. "苏州标准化产教联盟是哪一天成立的？"
+    -> "Suzhou standardization ... alliance which day to establish"."""
+    if not text:
+        return ""
+    d = get_dictionary()
+    text = unicodedata.normalize("NFKC", text)
+    out: list[str] = []
+    previous = ""
+    for kind, run in _text.split_scripts(text):
+        if kind != "zh":
+            out.append(run.strip(" ?？!！,，.。"))
+            previous = run.strip()
+            continue
+        for word in _merge_segments(d, _text.segment_zh(run)):
+            after, previous = previous, word
+            if word in _text.ZH_STOPWORDS or word.isspace() or not_translated(word, after):
+                continue
+            parts = [word] if word in d else (d.expansions(word) or _split_known(d, word))
+            for part in parts:
+                readings = d.zh_glosses(part)
+                if readings and readings[0]:
+                    out.append(readings[0][0])
+    return " ".join(w for w in out if w)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import numpy as np
+from conftest import IndexedCorpus
+
 from assistant.chat import Rewrite
+from assistant.embedding import Embedder
 from assistant.query import analyse_query
-from assistant.retrieval import LexicalIndex, analyse, plain_query
+from assistant.retrieval import LexicalIndex, RetrievalSettings, Retriever, analyse, plain_query
 from assistant.schema import CorpusStats, Retrieved
 from assistant.text import tokenize
 
@@ -61,3 +65,19 @@ def test_the_lexical_index_gives_the_corpus_statistics_the_answer_stage_reads() 
 def test_retrieved_passages_carry_the_best_dense_similarity() -> None:
     found = Retrieved([], best_dense=0.61)
     assert found == [] and found.best_dense == 0.61 and isinstance(found, list)
+
+
+def test_a_chinese_question_over_english_text_reaches_the_model_as_its_gloss(
+    indexed_corpus: IndexedCorpus, embedder: Embedder
+) -> None:
+    retriever = Retriever(indexed_corpus.store, embedder)
+    zh = analyse_query("常州检验检测认证产教联盟是由哪个单位牵头发起的？")
+    gloss = retriever.dense_text(zh)
+    assert "Changzhou" in gloss and "alliance" in gloss and "inspection" in gloss
+    en = analyse_query("Who initiated the Changzhou testing alliance?")
+    assert retriever.dense_text(en) == en.standalone  # English questions are read as asked
+    off = Retriever(indexed_corpus.store, embedder, RetrievalSettings(gloss_chinese=False))
+    assert off.dense_text(zh) == zh.standalone
+    # The English-only model finds the gloss closer to the English question than the Chinese itself.
+    q_zh, q_gloss, q_en = embedder.encode_queries([zh.standalone, gloss, en.standalone])
+    assert float(np.dot(q_gloss, q_en)) > float(np.dot(q_zh, q_en)) + 0.2

@@ -372,3 +372,11 @@ def test_domain_supplement_reaches_the_words_such_news_uses(word: str, english: 
     # CC-CEDICT alone glosses 牵头 as "lead; coordinate" and 专业 as "specialty; major": the English
     # digest says "spearheaded by" and "new programs".
     assert english in {t for t, _ in tr.translate_zh_to_en(word)}
+
+
+def test_gloss_reads_a_chinese_question_word_by_word() -> None:
+    gloss = tr.gloss_zh_to_en("苏州标准化产教联盟是哪一天成立的？")
+    assert gloss.startswith("Suzhou standardization") and "alliance" in gloss and "establish" in gloss
+    assert not text.has_cjk(gloss) and "?" not in gloss  # untranslatable Chinese and punctuation dropped
+    assert tr.gloss_zh_to_en("Internet2与谁达成合作伙伴关系").startswith("Internet2 ")  # latin runs kept
+    assert tr.gloss_zh_to_en("") == ""
