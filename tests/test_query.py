@@ -81,3 +81,18 @@ def test_a_chinese_question_over_english_text_reaches_the_model_as_its_gloss(
     # The English-only model finds the gloss closer to the English question than the Chinese itself.
     q_zh, q_gloss, q_en = embedder.encode_queries([zh.standalone, gloss, en.standalone])
     assert float(np.dot(q_gloss, q_en)) > float(np.dot(q_zh, q_en)) + 0.2
+
+
+def test_the_answerability_threshold_decides_over_a_real_index(indexed_corpus: IndexedCorpus) -> None:
+    from dataclasses import replace
+
+    from assistant.config import Config
+    from assistant.core import Assistant
+
+    base = Config.from_env({}, index_dir=indexed_corpus.index, corpus_dir=indexed_corpus.corpus)
+    question = "When was the Changzhou Inspection, Testing and Certification Industry-Education Alliance launched?"
+    answered = Assistant(base).ask(question)
+    assert not answered.abstained and answered.citations
+    strict = replace(base, answer=replace(base.answer, answerability_threshold=1.0))
+    declined = Assistant(strict).ask(question)
+    assert declined.abstained and any("seem not to answer" in n for n in declined.notes)

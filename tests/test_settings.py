@@ -437,3 +437,9 @@ def test_readme_configuration_table_matches_the_settings() -> None:
             assert "`" not in default_cell, (var_cell, default_cell)  # off / unset / chosen elsewhere
         else:
             assert code is not None and code.group(1) == spec.default, (var_cell, default_cell, spec.default)
+
+
+def test_answerability_threshold_reaches_the_answer_settings() -> None:
+    s = config.Settings.from_env({"ASSISTANT_ANSWERABILITY_THRESHOLD": " 0.38 "})
+    assert s.config().answer.answerability_threshold == 0.38
+    assert config.Settings.from_env({}).config().answer.answerability_threshold is None  # the model's own
