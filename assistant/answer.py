@@ -730,7 +730,7 @@ def unknown_names(names: Sequence[str], lexical: CorpusStats) -> list[str]:
         translated = [
             t for t, _ in (translate_zh_to_en(name) if cjk else translate_en_to_zh(name)) if has_cjk(t) != cjk
         ]
-        if not translated and lexical.script_share("zh" if has_cjk(name) else "en") < _NAME_CHECK_SHARE:
+        if not translated and lexical.script_share("zh" if cjk else "en") < _NAME_CHECK_SHARE:
             # Mostly written in the other script, and the dictionary cannot translate the name (most
             # proper names): its absence from the index says nothing. XQuAD English questions over
             # Chinese text abstained on 15% of their answerable questions through this alone.
@@ -823,15 +823,12 @@ def abstain_reason(
     learned = settings.learned_abstention and p is not None and model is not None
     if learned:
         assert p is not None and model is not None
-        answerable = answerability(candidates, checks) if settings.answerability else None
-        judge = shipped_answerability() if answerable is not None else model
-        assert judge is not None
-        if answerable is not None:
-            value, threshold = answerable, settings.answerability_threshold
-            what = "the documents seem not to answer"
+        judge = shipped_answerability() if settings.answerability else None
+        answerable = answerability(candidates, checks) if judge is not None else None
+        if judge is not None and answerable is not None:
+            value, threshold, what = answerable, settings.answerability_threshold, "the documents seem not to answer"
         else:
-            value, threshold = p, settings.abstain_threshold
-            what = "no sentence seems to answer"
+            judge, value, threshold, what = model, p, settings.abstain_threshold, "no sentence seems to answer"
         threshold = judge.threshold if threshold is None else threshold
         if value < threshold:
             return f"{what} (probability {value:.2f} < {threshold:.2f})"

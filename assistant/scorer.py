@@ -137,18 +137,27 @@ class SentenceScorer:
         return 1.0 / (1.0 + np.exp(-np.clip(z, -30.0, 30.0)))
 
 
-def model_path() -> Path:
-    """Where the shipped model lives inside the package."""
-    return Path(str(resources.files("assistant") / "models" / MODEL_FILE))
+def _model_file(name: str) -> Path:
+    return Path(str(resources.files("assistant") / "models" / name))
 
 
-@lru_cache(maxsize=1)
-def shipped_scorer() -> SentenceScorer | None:
-    """The shipped model (loaded once), or None when the package has none."""
-    path = model_path()
+@lru_cache(maxsize=2)
+def _shipped(name: str, known: tuple[str, ...]) -> SentenceScorer | None:
+    """The package's model ``name`` over the ``known`` columns (loaded once), or None without one."""
+    path = _model_file(name)
     if not path.is_file():
         return None
-    return SentenceScorer.from_dict(json.loads(path.read_text(encoding="utf-8")))
+    return SentenceScorer.from_dict(json.loads(path.read_text(encoding="utf-8")), known)
+
+
+def model_path() -> Path:
+    """Where the shipped model lives inside the package."""
+    return _model_file(MODEL_FILE)
+
+
+def shipped_scorer() -> SentenceScorer | None:
+    """The shipped model (loaded once), or None when the package has none."""
+    return _shipped(MODEL_FILE, FEATURE_NAMES)
 
 
 def _logit(p: float) -> float:
@@ -172,13 +181,9 @@ def answerability_row(features: np.ndarray, probabilities: np.ndarray, checks: t
 
 def answerability_path() -> Path:
     """Where the shipped answerability model lives inside the package."""
-    return Path(str(resources.files("assistant") / "models" / ANSWERABILITY_FILE))
+    return _model_file(ANSWERABILITY_FILE)
 
 
-@lru_cache(maxsize=1)
 def shipped_answerability() -> SentenceScorer | None:
     """The shipped answerability model (loaded once), or None when the package has none."""
-    path = answerability_path()
-    if not path.is_file():
-        return None
-    return SentenceScorer.from_dict(json.loads(path.read_text(encoding="utf-8")), ANSWERABILITY_NAMES)
+    return _shipped(ANSWERABILITY_FILE, ANSWERABILITY_NAMES)

@@ -32,7 +32,7 @@ import json
 import random
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -131,8 +131,6 @@ def prepare(work: Path, data: Path, only: str | None = None) -> dict[str, Path]:
 
 
 def _open(out: Path) -> Any:
-    from dataclasses import replace
-
     from .config import Config
     from .core import Assistant
 
@@ -217,14 +215,8 @@ def _matrix(
 
 def fit(rows: Sequence[QuestionRows], seed: int, names: Sequence[str] = FEATURE_NAMES) -> SentenceScorer:
     """Logistic regression on standardized features (``names`` of the rows' ``FEATURE_NAMES``), all rows."""
-    from sklearn.linear_model import LogisticRegression
-
     x, y, _ = _matrix(rows, names)
-    mean, scale = x.mean(axis=0), x.std(axis=0)
-    scale[scale < 1e-9] = 1.0
-    model = LogisticRegression(C=C, max_iter=5000, random_state=seed)
-    model.fit((x - mean) / scale, y)
-    return SentenceScorer(tuple(names), mean, scale, model.coef_[0], float(model.intercept_[0]), 0.5, {})
+    return SentenceScorer(tuple(names), *fit_logistic(x, y, seed), 0.5, {})
 
 
 def out_of_fold(
@@ -389,23 +381,18 @@ def fit_answerability_main(rows: Sequence[QuestionRows], args: argparse.Namespac
         raise SystemExit("the answerability model needs the shipped sentence scorer")
     rows = [r for r in rows if r.features]
     x, y = answerability_matrix(rows, scorer)
+
+    def model(train: np.ndarray, t: float = 0.5, meta: dict[str, Any] | None = None) -> SentenceScorer:
+        fitted = fit_logistic(x[train], y[train], args.seed)
+        return SentenceScorer(ANSWERABILITY_NAMES, *fitted, t, meta or {}, ANSWERABILITY_NAMES)
+
     folds = np.random.default_rng(args.seed).integers(0, FOLDS, len(rows))
     oof = np.zeros(len(rows))
     for k in range(FOLDS):
-        mean, scale, w, b = fit_logistic(x[folds != k], y[folds != k], args.seed)
-        z = ((x[folds == k] - mean) / scale) @ w + b
-        oof[folds == k] = 1.0 / (1.0 + np.exp(-np.clip(z, -30, 30)))
-    answerable = np.sort(oof[y == 1])
-    t = float(answerable[int(args.rate * len(answerable))])
-    figures: dict[str, dict[str, float | None]] = {}
-    for source in sorted({r.source for r in rows}):
-        sel = np.asarray([r.source == source for r in rows])
-        pos, neg = sel & (y == 1), sel & (y == 0)
-        figures[source] = {
-            "false_abstention": round(float((oof[pos] < t).mean()), 4) if pos.any() else None,
-            "abstention_recall": round(float((oof[neg] < t).mean()), 4) if neg.any() else None,
-        }
-    mean, scale, w, b = fit_logistic(x, y, args.seed)
+        oof[folds == k] = model(folds != k).probabilities(x[folds == k])
+    # One probability per question: the helpers of the sentence scorer's threshold read it as its best.
+    per_question = [np.array([p]) for p in oof]
+    t = threshold_for(rows, per_question, args.rate)
     meta = {
         "model": f"logistic regression (scikit-learn LogisticRegression, C={C:g}) on standardized features",
         "label": "the question is answerable from the corpus it was asked over",
@@ -414,14 +401,14 @@ def fit_answerability_main(rows: Sequence[QuestionRows], args: argparse.Namespac
         "date": dt.date.today().isoformat(),
         "questions": {s: sum(1 for r in rows if r.source == s) for s in sorted({r.source for r in rows})},
         "false_abstention_target": args.rate,
-        "abstention_out_of_fold": figures,
+        "abstention_out_of_fold": abstention_figures(rows, per_question, t),
         # Other operating points (``AnswerSettings.answerability_threshold``): rate -> threshold.
-        "thresholds_out_of_fold": {f"{r:g}": round(float(answerable[int(r * len(answerable))]), 4) for r in RATES},
+        "thresholds_out_of_fold": {f"{r:g}": round(threshold_for(rows, per_question, r), 4) for r in RATES},
     }
-    model = SentenceScorer(ANSWERABILITY_NAMES, mean, scale, w, b, t, meta, ANSWERABILITY_NAMES)
+    final = model(np.ones(len(rows), dtype=bool), t, meta)
     out = args.out if args.out != model_path() else answerability_path()
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(model.to_dict(), ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    out.write_text(json.dumps(final.to_dict(), ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
     print(json.dumps({k: v for k, v in meta.items() if k not in ("model", "label")}, indent=1))
     return 0
 

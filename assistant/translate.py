@@ -23,7 +23,7 @@ import threading
 import time
 import tomllib
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from functools import lru_cache
 from pathlib import Path
 
@@ -524,6 +524,23 @@ def not_translated(word: str, previous: str = "") -> bool:
     return word in _MEASURE_WORDS and previous.endswith(_QUANTITY_WORDS)
 
 
+def _zh_question_words(d: Dictionary, text: str) -> Iterator[tuple[bool, str]]:
+    """Walk a Chinese question as the zh→en translations read it: (False, run) for each run in
+    another script (latin words, numbers), (True, word) for each Chinese content word (stop words and
+    the words ``not_translated`` leaves out skipped)."""
+    previous = ""
+    for kind, run in _text.split_scripts(unicodedata.normalize("NFKC", text)):
+        if kind != "zh":
+            yield False, run
+            previous = run.strip()
+            continue
+        for word in _merge_segments(d, _text.segment_zh(run)):
+            after, previous = previous, word
+            if word in _text.ZH_STOPWORDS or word.isspace() or not_translated(word, after):
+                continue
+            yield True, word
+
+
 def translate_zh_to_en_groups(text: str) -> list[list[tuple[str, float]]]:
     """English query tokens of a Chinese question, one group per source word (its alternatives).
 
@@ -535,25 +552,18 @@ def translate_zh_to_en_groups(text: str) -> list[list[tuple[str, float]]]:
     if not text:
         return []
     d = get_dictionary()
-    text = unicodedata.normalize("NFKC", text)
     groups: list[list[tuple[str, float]]] = []
-    previous = ""
-    for kind, run in _text.split_scripts(text):
-        if kind != "zh":
-            groups.extend([[(tok, 1.0)] for tok in _text.tokenize(run)])
-            previous = run.strip()
+    for chinese, word in _zh_question_words(d, text):
+        if not chinese:
+            groups.extend([[(tok, 1.0)] for tok in _text.tokenize(word)])
             continue
-        for word in _merge_segments(d, _text.segment_zh(run)):
-            after, previous = previous, word
-            if word in _text.ZH_STOPWORDS or word.isspace() or not_translated(word, after):
-                continue
-            weights: dict[str, float] = {}
-            if not (word in d and _zh_word_weights(d, word, 1.0, weights)):
-                parts = d.expansions(word) or _split_known(d, word)
-                for part in parts:
-                    _zh_word_weights(d, part, 1.0 / len(parts), weights)
-            if weights:
-                groups.append(_ranked(weights))
+        weights: dict[str, float] = {}
+        if not (word in d and _zh_word_weights(d, word, 1.0, weights)):
+            parts = d.expansions(word) or _split_known(d, word)
+            for part in parts:
+                _zh_word_weights(d, part, 1.0 / len(parts), weights)
+        if weights:
+            groups.append(_ranked(weights))
     return groups
 
 
@@ -695,30 +705,23 @@ def _translate_en_run(d: Dictionary, run: str, groups: list[dict[str, float]]) -
     flush()
 
 
+@lru_cache(maxsize=256)
 def gloss_zh_to_en(text: str) -> str:
     """A Chinese question read word by word in English, for an English-only embedding model: each
     content word's first gloss (the supplement's first; a word missing from the dictionary through
-    its known sub-words), latin runs kept as written, question words kept as their glosses
-    ("哪一天" -> "which day"). Untranslatable Chinese is dropped. "苏州标准化产教联盟是哪一天成立的？"
-    -> "Suzhou standardization ... alliance which day to establish"."""
+    its known sub-words), latin runs kept as written; stop words and untranslatable Chinese dropped.
+    "苏州标准化产教联盟是哪一天成立的？" -> "Suzhou standardization industry-education alliance one day
+    establish". Cached: search and the sentence similarities of one question both ask for it."""
     if not text:
         return ""
     d = get_dictionary()
-    text = unicodedata.normalize("NFKC", text)
     out: list[str] = []
-    previous = ""
-    for kind, run in _text.split_scripts(text):
-        if kind != "zh":
-            out.append(run.strip(" ?？!！,，.。"))
-            previous = run.strip()
+    for chinese, word in _zh_question_words(d, text):
+        if not chinese:
+            out.append(word.strip(" ?？!！,，.。"))
             continue
-        for word in _merge_segments(d, _text.segment_zh(run)):
-            after, previous = previous, word
-            if word in _text.ZH_STOPWORDS or word.isspace() or not_translated(word, after):
-                continue
-            parts = [word] if word in d else (d.expansions(word) or _split_known(d, word))
-            for part in parts:
-                readings = d.zh_glosses(part)
-                if readings and readings[0]:
-                    out.append(readings[0][0])
+        for part in [word] if word in d else (d.expansions(word) or _split_known(d, word)):
+            readings = d.zh_glosses(part)
+            if readings and readings[0]:
+                out.append(readings[0][0])
     return " ".join(w for w in out if w)
