@@ -60,14 +60,19 @@ def integer(low: int, high: int) -> Parser:
     return parse
 
 
+def _finite(raw: str) -> float:
+    """``raw`` as a float, NaN when it is none (so the callers' finite range checks reject it)."""
+    try:
+        return float(raw.strip())
+    except ValueError:
+        return math.nan
+
+
 def number(high: float, unit: str) -> Parser:
     """A finite number above 0 and at most ``high`` (float() alone would take "nan", "inf" and "-5")."""
 
     def parse(raw: str) -> float:
-        try:
-            value = float(raw.strip())
-        except ValueError:
-            value = math.nan
+        value = _finite(raw)
         if not (math.isfinite(value) and 0 < value <= high):
             raise ValueError(f"must be a number of {unit} above 0 and at most {high:g}")
         return value
@@ -77,10 +82,7 @@ def number(high: float, unit: str) -> Parser:
 
 def probability(raw: str) -> float:
     """A number from 0 to 1."""
-    try:
-        value = float(raw.strip())
-    except ValueError:
-        value = math.nan
+    value = _finite(raw)
     if not (math.isfinite(value) and 0.0 <= value <= 1.0):
         raise ValueError("must be a number between 0 and 1")
     return value

@@ -45,7 +45,7 @@ from .text import (
     to_simplified,
     tokenize,
 )
-from .translate import translate_en_to_zh_groups, translate_zh_to_en_groups
+from .translate import gloss_zh_to_en, translate_en_to_zh_groups, translate_zh_to_en_groups
 
 FILTER_KEYS = ("doc_id", "source", "outlet", "language", "date_from", "date_to")
 # Version of the saved BM25 index: a tokenizer change makes saved indexes stale, and they are rebuilt
@@ -874,8 +874,6 @@ class Retriever:
             or self.lexical.script_share("zh") >= 0.5
         ):
             return question
-        from .translate import gloss_zh_to_en
-
         return gloss_zh_to_en(question) or question
 
     @property

@@ -443,8 +443,7 @@ def build_rows(data: Path, work: Path, seed: int, per_set: int, name: str) -> li
             foreign = [i for i in items_of(asked) if i.answerable][:FOREIGN_PER_SET]
             rows += collect(assistant, foreign, f"{asked}@{over}", answerable=False)
     if name in EXTRA:
-        own = dirs[f"{name}-train" if name in SEPARATE_TRAINING else name]
-        extra = training_items(name, own, data, exclude, banned, EXTRA[name], seed, skip=per_set)
+        extra = training_items(name, where, data, exclude, banned, EXTRA[name], seed, skip=per_set)
         rows += collect(assistant, extra, f"{name}+")
     print(f"{name}: {len(rows)} questions", file=sys.stderr)
     return rows
