@@ -27,7 +27,7 @@ from .lexicons import lexicon, words
 from .retrieval import analyse, bigrams, term_coverage
 from .schema import Answer, AnswerSentence, Citation, CorpusStats, Passage, Query, QueryTerms, Retrieved, Span
 from .scorer import answerability_row, shipped_answerability, shipped_scorer
-from .text import EN_STOPWORDS, has_cjk, segment_zh, to_simplified, tokenize
+from .text import EN_STOPWORDS, cached_tokens, has_cjk, segment_zh, to_simplified, tokenize
 
 
 def _patterns(table: str) -> dict[str, tuple[re.Pattern[str], re.Pattern[str]]]:
@@ -247,7 +247,7 @@ def _title_tokens(title: str) -> frozenset[str]:
 
 
 def _topics(
-    sentences: Sequence[tuple[Passage, int, Span, str, list[str], frozenset[str]]], share: float
+    sentences: Sequence[tuple[Passage, int, Span, str, Sequence[str], frozenset[str]]], share: float
 ) -> dict[str, frozenset[str]]:
     """Per document, the tokens of its title and those found in at least ``share`` of its candidate
     sentences: what the document is about, as opposed to what one sentence says."""
@@ -339,7 +339,7 @@ def score_candidates(
         for index, sentence in enumerate(spans):
             for span in passage_items(passage, sentence):
                 text = passage.span_text(span)
-                sequence = tokenize(text)
+                sequence = cached_tokens(text)
                 if sequence and not is_heading(text, passage.title):
                     sentences.append((passage, rank, span, text, sequence, frozenset(sequence), index))
     topics = _topics([s[:6] for s in sentences], settings.topic_share)

@@ -17,8 +17,10 @@ from .schema import Chunk, Document, Span
 
 # Closing quotes and brackets that belong to the sentence they end.
 _CLOSERS = "\"'”’」』）)]》"
-# Chinese terminators (and the ellipsis) end a sentence wherever they stand.
-_ZH_END = re.compile(r"(?:[。！？；!?]|…+|\.{3,})[" + re.escape(_CLOSERS) + r"]*")
+# Chinese terminators (and the ellipsis) end a sentence wherever they stand. Three ASCII dots do
+# not: they are the English ellipsis ("Reproductive Choice...[and] 2008"), cut by ``_EN_END`` only
+# when white space and no lower-case word follow.
+_ZH_END = re.compile(r"(?:[。！？；!?]|…+)[" + re.escape(_CLOSERS) + r"]*")
 # An English full stop ends a sentence only when white space follows.
 _EN_END = re.compile(r"[.!?][" + re.escape(_CLOSERS) + r"]*(?=\s)")
 # ASCII , ; : between two digits belong to a number ("30,000", "10:30"), not a clause boundary.
@@ -46,21 +48,32 @@ class ChunkerSettings:
     ``max_tokens`` is an estimate of the embedding model's word pieces (a Latin word counts ~1.3,
     a Chinese character 1); all-MiniLM-L6-v2 reads up to 256 pieces. 200 was measured best on
     eval/gold.jsonl (top-1 supporting passage: 128 -> en 0.86 / zh 0.61, 200 -> 0.88 / 0.68).
+
+    ``max_tokens_zh`` is the limit for documents in Chinese (``Document.language == "zh"``): the
+    default model reads Chinese poorly, so there a chunk is mostly a unit of lexical search, which
+    gains from longer passages (docs/experiments.md, "chunk size on Chinese text").
     """
 
     max_tokens: int = 200
     overlap_sentences: int = 1
     min_tokens: int = 24
+    max_tokens_zh: int = 300
 
     def __post_init__(self) -> None:
-        if not 16 <= self.max_tokens <= 4096:
-            raise ConfigError(f"max_tokens must be between 16 and 4096, got {self.max_tokens}")
+        for name, value in (("max_tokens", self.max_tokens), ("max_tokens_zh", self.max_tokens_zh)):
+            if not 16 <= value <= 4096:
+                raise ConfigError(f"{name} must be between 16 and 4096, got {value}")
         if not 0 <= self.overlap_sentences <= 5:
             raise ConfigError(f"overlap_sentences must be between 0 and 5, got {self.overlap_sentences}")
-        if not 0 <= self.min_tokens < self.max_tokens:
+        if not 0 <= self.min_tokens < min(self.max_tokens, self.max_tokens_zh):
             raise ConfigError(
-                f"min_tokens must be >= 0 and below max_tokens ({self.max_tokens}), got {self.min_tokens}"
+                f"min_tokens must be >= 0 and below max_tokens ({self.max_tokens}) and max_tokens_zh "
+                f"({self.max_tokens_zh}), got {self.min_tokens}"
             )
+
+    def limit(self, language: str) -> int:
+        """The chunk size for a document in ``language``."""
+        return self.max_tokens_zh if language == "zh" else self.max_tokens
 
     def to_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -299,12 +312,13 @@ def document_sentences(source: str, doc: Document, settings: ChunkerSettings) ->
             if runs[-1]:
                 runs.append([])
             continue
-        runs[-1].extend(_split_long(source, sentence, settings.max_tokens))
+        runs[-1].extend(_split_long(source, sentence, settings.limit(doc.language)))
     return [run for run in runs if run]
 
 
 def chunk_document(doc: Document, settings: ChunkerSettings | None = None, source: str | None = None) -> list[Chunk]:
-    """Pack whole sentences of ``doc`` into chunks of at most ``max_tokens``, with sentence overlap.
+    """Pack whole sentences of ``doc`` into chunks of at most ``settings.limit(doc.language)``
+    estimated word pieces, with sentence overlap.
 
     ``source`` is the file's source text; by default it is rebuilt from the document itself (then
     offsets are still absolute, since the document knows where it starts).
@@ -314,6 +328,7 @@ def chunk_document(doc: Document, settings: ChunkerSettings | None = None, sourc
         source = " " * doc.offset + doc.text
     chunks: list[Chunk] = []
     meta = doc.metadata()
+    limit = settings.limit(doc.language)
     for run in document_sentences(source, doc, settings):
         i = 0
         while i < len(run):
@@ -321,7 +336,7 @@ def chunk_document(doc: Document, settings: ChunkerSettings | None = None, sourc
             cost = 0.0
             while j < len(run):
                 c = estimate_tokens(source[run[j].start : run[j].end])
-                if j > i and cost + c > settings.max_tokens:
+                if j > i and cost + c > limit:
                     break
                 cost += c
                 j += 1

@@ -237,6 +237,7 @@ class Settings:
     passage_prefix: str | None = _setting("ASSISTANT_PASSAGE_PREFIX", None, one_line)
     embedding_backend: str = _setting("ASSISTANT_EMBEDDING_BACKEND", "auto", embedding_backend)
     chunk_tokens: int = _setting("ASSISTANT_CHUNK_TOKENS", "200", integer(16, 4096))  # ChunkerSettings' range
+    chunk_tokens_zh: int = _setting("ASSISTANT_CHUNK_TOKENS_ZH", "300", integer(16, 4096))
     answerability_threshold: float | None = _setting("ASSISTANT_ANSWERABILITY_THRESHOLD", None, probability)
     reranker: str | None = _setting("ASSISTANT_RERANKER", None, nonblank, "--reranker")
     llm_url: str | None = _setting("ASSISTANT_LLM_URL", None, url(), "--llm-url")
@@ -329,7 +330,7 @@ class Settings:
                 passage_prefix=self.passage_prefix,
                 backend=self.embedding_backend,
             ),
-            chunker=ChunkerSettings(max_tokens=self.chunk_tokens),
+            chunker=ChunkerSettings(max_tokens=self.chunk_tokens, max_tokens_zh=self.chunk_tokens_zh),
             retrieval=RetrievalSettings(reranker=self.reranker),
             answer=AnswerSettings(answerability_threshold=self.answerability_threshold),
             llm=LLMSettings(self.llm_url, self.llm_model, self.llm_api_key, self.llm_timeout) if self.llm_url else None,

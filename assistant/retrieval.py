@@ -36,6 +36,7 @@ from .schema import merge_weighted as merge_weighted
 from .sentences import Key, SentenceVectors, candidate_spans, hash_key
 from .store import Store, date_number, sentences_of
 from .text import (
+    cached_tokens,
     cjk_chars,
     detect_language,
     has_cjk,
@@ -917,7 +918,7 @@ class Retriever:
         cached = self._sentence_cache.get(passage.chunk_id)
         if cached is None:
             spans = passage.sentences or [Span(passage.start, passage.end)]
-            cached = [(span, frozenset(tokenize(passage.span_text(span)))) for span in spans]
+            cached = [(span, frozenset(cached_tokens(passage.span_text(span)))) for span in spans]
             if len(self._sentence_cache) > 20000:
                 self._sentence_cache.clear()
             self._sentence_cache[passage.chunk_id] = cached

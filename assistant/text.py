@@ -411,6 +411,13 @@ def tokenize(text: str) -> list[str]:
     return out
 
 
+@lru_cache(maxsize=16384)
+def cached_tokens(text: str) -> tuple[str, ...]:
+    """``tokenize`` of a stored sentence, cached: the passages' sentences are tokenized once for
+    reranking and again for the answer, and jieba and OpenCC cost most of a Chinese answer's time."""
+    return tuple(tokenize(text))
+
+
 def cjk_chars(tokens: Iterable[str]) -> frozenset[str]:
     """The Chinese characters of ``tokens`` (e.g. of ``tokenize``: simplified, without stop words).
 

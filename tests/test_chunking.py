@@ -39,6 +39,9 @@ def sentences(text: str, start: int = 0, end: int | None = None) -> list[str]:
         ("六六……好的。", ["六六……", "好的。"]),
         ("First line\nSecond line\r\nThird", ["First line", "Second line", "Third"]),
         ("Growth was 2.744 million... Then more.", ["Growth was 2.744 million...", "Then more."]),
+        # Three ASCII dots are the English ellipsis: a cut only before white space and a new sentence.
+        ("It cited Reproductive Choice...[and] 2008 rules.", ["It cited Reproductive Choice...[and] 2008 rules."]),
+        ("Choice... and more.", ["Choice... and more."]),
         ('He said "Stop." Then he left.', ['He said "Stop."', "Then he left."]),
         ("他说：“好。”然后走了。", ["他说：“好。”", "然后走了。"]),
         ("《联盟章程》发布！（全文）见下。", ["《联盟章程》发布！", "（全文）见下。"]),
@@ -178,6 +181,9 @@ def test_property_inline_items_are_exact_ordered_subspans(text: str) -> None:
         ({"overlap_sentences": 6}, "got 6"),
         ({"min_tokens": -3}, "got -3"),
         ({"max_tokens": 64, "min_tokens": 64}, "got 64"),
+        ({"max_tokens_zh": 15}, "got 15"),
+        ({"max_tokens_zh": 5000}, "got 5000"),
+        ({"max_tokens_zh": 20, "min_tokens": 24}, "got 24"),
     ],
 )
 def test_chunker_settings_validation_names_the_bad_value(kwargs: dict[str, int], needle: str) -> None:
@@ -190,8 +196,8 @@ def test_chunker_settings_validation_names_the_bad_value(kwargs: dict[str, int],
 
 
 def test_chunker_settings_round_trip() -> None:
-    s = ChunkerSettings(max_tokens=128, overlap_sentences=2, min_tokens=10)
-    assert s.to_dict() == {"max_tokens": 128, "overlap_sentences": 2, "min_tokens": 10}
+    s = ChunkerSettings(max_tokens=128, overlap_sentences=2, min_tokens=10, max_tokens_zh=256)
+    assert s.to_dict() == {"max_tokens": 128, "overlap_sentences": 2, "min_tokens": 10, "max_tokens_zh": 256}
     assert ChunkerSettings(**s.to_dict()) == s
 
 
@@ -309,9 +315,10 @@ def test_corpus_chunks_respect_the_budget_and_overlap(corpus_chunks: CorpusChunk
     settings = ChunkerSettings()
     for doc in corpus_chunks.docs:
         chunks = corpus_chunks.chunks[doc.doc_id]
+        limit = settings.max_tokens_zh if doc.language == "zh" else settings.max_tokens
         for c in chunks:
             if len(c.sentences) > 1:
-                assert estimate_tokens(c.text) <= settings.max_tokens + settings.min_tokens + 5
+                assert estimate_tokens(c.text) <= limit + settings.min_tokens + 5
         for a, b in zip(chunks, chunks[1:], strict=False):
             # one sentence of overlap, unless the previous chunk is a single (over-long) sentence
             assert b.sentences[0] == a.sentences[-1] or len(a.sentences) == 1, (doc.doc_id, a.index)
@@ -346,6 +353,21 @@ def test_overlap_setting(overlap: int) -> None:
         shared = [s for s in b.sentences if s in a.sentences]
         assert len(shared) == overlap
         assert estimate_tokens(a.text) <= 40
+
+
+def test_chinese_documents_get_their_own_chunk_size() -> None:
+    zh = "".join(f"第{i}句讲联盟和学校的合作培养。" for i in range(40))
+    en = " ".join(f"Sentence number {i} talks about the alliance and its schools." for i in range(40))
+    settings = ChunkerSettings(max_tokens=60, max_tokens_zh=120, overlap_sentences=0, min_tokens=0)
+    for text, language, limit in ((zh, "zh", 120), (en, "en", 60)):
+        doc = Document("d", text, "d.txt", language=language)
+        chunks = chunk_document(doc, settings)
+        check_chunks(text, doc, chunks)
+        sizes = [estimate_tokens(c.text) for c in chunks]
+        assert max(sizes) <= limit
+        assert max(sizes) > limit - 20  # packed up to its own limit, not the other one
+    # A document of mixed or unknown language takes the general size.
+    assert max(estimate_tokens(c.text) for c in chunk_document(Document("d", zh, "d.txt"), settings)) <= 60
 
 
 def test_short_tail_is_folded_into_the_previous_chunk() -> None:

@@ -30,6 +30,7 @@ from assistant.answer import (
     with_continuation,
 )
 from assistant.chat import Rewrite
+from assistant.chunking import ChunkerSettings
 from assistant.config import Config
 from assistant.core import Assistant
 from assistant.documents import source_text
@@ -710,7 +711,9 @@ def chinese_articles(tmp_path_factory: pytest.TempPathFactory) -> Assistant:
     (tmp / "corpus").mkdir()
     (tmp / "corpus" / "青石巷.md").write_text(_STREET, encoding="utf-8")
     (tmp / "corpus" / "白鹭湖.md").write_text(_LAKE, encoding="utf-8")
-    a = Assistant(Config(index_dir=tmp / "index", corpus_dir=tmp / "corpus"))
+    # Chunks of 200 pieces, so that the lead paragraph and the later ones are separate chunks.
+    chunker = ChunkerSettings(max_tokens_zh=200)
+    a = Assistant(Config(index_dir=tmp / "index", corpus_dir=tmp / "corpus", chunker=chunker))
     a.ingest()
     return a
 

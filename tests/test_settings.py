@@ -49,6 +49,8 @@ BAD_ENV: list[tuple[str, str, str]] = [
     ("ASSISTANT_ANSWERABILITY_THRESHOLD", "nan", "must be a number between 0 and 1"),
     ("ASSISTANT_ANSWERABILITY_THRESHOLD", "-0.1", "must be a number between 0 and 1"),
     ("ASSISTANT_CHUNK_TOKENS", "99999", TOKENS_RULE),
+    ("ASSISTANT_CHUNK_TOKENS_ZH", "15", TOKENS_RULE),
+    ("ASSISTANT_CHUNK_TOKENS_ZH", "四百", TOKENS_RULE),
     ("ASSISTANT_RERANKER", "  ", "must not be blank"),
     ("ASSISTANT_LLM_URL", "ftp://llm.example/v1", URL_RULE),
     ("ASSISTANT_LLM_URL", "localhost:8080/v1", URL_RULE),
@@ -312,6 +314,7 @@ def test_good_values_parse(tmp_path: Path) -> None:
         ("ASSISTANT_MAX_FILE_MB", "1024", "max_file_mb", 1024.0),
         ("ASSISTANT_LLM_TIMEOUT", "600", "llm_timeout", 600.0),
         ("ASSISTANT_CHUNK_TOKENS", "16", "chunk_tokens", 16),
+        ("ASSISTANT_CHUNK_TOKENS_ZH", "4096", "chunk_tokens_zh", 4096),
         ("ASSISTANT_EMBEDDING_BACKEND", "onnx", "embedding_backend", "onnx"),
         ("ASSISTANT_EMBEDDING_BACKEND", "sentence_transformers", "embedding_backend", "sentence-transformers"),
         ("ASSISTANT_CHROMA_URL", "http://10.0.0.5:8000", "chroma_url", "http://10.0.0.5:8000"),
@@ -357,8 +360,8 @@ def test_direct_construction_is_validated_too() -> None:
 
 
 def test_config_from_env_keeps_working() -> None:
-    c = config.Config.from_env({"ASSISTANT_CHUNK_TOKENS": "100"}, index_dir=Path("/x"))
-    assert (c.index_dir, c.chunker.max_tokens, c.llm) == (Path("/x"), 100, None)
+    c = config.Config.from_env({"ASSISTANT_CHUNK_TOKENS": "100", "ASSISTANT_CHUNK_TOKENS_ZH": "150"}, index_dir=Path("/x"))
+    assert (c.index_dir, c.chunker.max_tokens, c.chunker.max_tokens_zh, c.llm) == (Path("/x"), 100, 150, None)
     with pytest.raises(ConfigError, match=r"^ASSISTANT_CHUNK_TOKENS must be an integer between 16 and 4096, got '0'$"):
         config.Config.from_env({"ASSISTANT_CHUNK_TOKENS": "0"})
 

@@ -386,7 +386,7 @@ def test_lock_held_by_another_process(indexed_corpus: IndexedCorpus, embedder: E
 
 # --------------------------------------------------------------------------- interrupted ingest
 
-SMALL_CHUNKER = ChunkerSettings(max_tokens=32, overlap_sentences=1, min_tokens=0)
+SMALL_CHUNKER = ChunkerSettings(max_tokens=32, overlap_sentences=1, min_tokens=0, max_tokens_zh=32)
 SYNTHETIC = {
     "a.txt": " ".join(
         f"The Changzhou alliance opened training base number {i} for welding students." for i in range(6)
