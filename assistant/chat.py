@@ -16,7 +16,7 @@ from typing import Any
 
 from .lexicons import lexicon
 from .schema import Answer
-from .text import content_words, detect_language
+from .text import content_words, detect_language, to_simplified
 
 # Follow-up, name and "respectively" patterns, as data (assistant/lexicon/chat.toml).
 _PATTERNS: dict[str, str] = lexicon("chat")["patterns"]
@@ -69,7 +69,19 @@ def entities(text: str) -> list[str]:
         # jieba.posseg's place/person/organization words, without its 0.3 s import (zh_names)
         from .zh_names import name_words
 
-        found.extend(name_words(text))
+        # In simplified characters: jieba's tagger knows no traditional character, and on an unknown
+        # one its HMM tries every state against every state (about 80 ms per question in traditional
+        # Chinese). The names are given back in the question's own characters.
+        simple = to_simplified(text)
+        words = name_words(simple)
+        if simple != text and len(simple) == len(text):
+            pos, own = 0, []
+            for w in words:
+                i = simple.find(w, pos)
+                own.append(text[i : i + len(w)] if i >= 0 else w)
+                pos = i + len(w) if i >= 0 else pos
+            words = own
+        found.extend(words)
     return found
 
 

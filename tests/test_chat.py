@@ -91,6 +91,10 @@ def test_entities() -> None:
     # A word that opens the question is no name.
     assert entities("Roughly how many students are in Shandong?") == ["Shandong"]
     assert entities("According to its director, what is special about Yifang?") == ["Yifang"]
+    # Traditional Chinese is tagged in simplified characters (jieba knows no traditional ones) and
+    # the names come back as the question wrote them.
+    assert entities("蔣中正與毛澤東在重慶會談的結果是什麼？") == ["蔣中正", "毛澤東", "重慶"]
+    assert entities("蒋中正与毛泽东在重庆会谈的结果是什么？") == ["蒋中正", "毛泽东", "重庆"]
 
 
 class _RecordingAssistant:

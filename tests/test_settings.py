@@ -360,7 +360,8 @@ def test_direct_construction_is_validated_too() -> None:
 
 
 def test_config_from_env_keeps_working() -> None:
-    c = config.Config.from_env({"ASSISTANT_CHUNK_TOKENS": "100", "ASSISTANT_CHUNK_TOKENS_ZH": "150"}, index_dir=Path("/x"))
+    env = {"ASSISTANT_CHUNK_TOKENS": "100", "ASSISTANT_CHUNK_TOKENS_ZH": "150"}
+    c = config.Config.from_env(env, index_dir=Path("/x"))
     assert (c.index_dir, c.chunker.max_tokens, c.chunker.max_tokens_zh, c.llm) == (Path("/x"), 100, 150, None)
     with pytest.raises(ConfigError, match=r"^ASSISTANT_CHUNK_TOKENS must be an integer between 16 and 4096, got '0'$"):
         config.Config.from_env({"ASSISTANT_CHUNK_TOKENS": "0"})
