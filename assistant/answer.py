@@ -356,6 +356,11 @@ def score_candidates(
     top_score = max((p.score for p in passages[: settings.passages]), default=0.0) or 1.0
     question_chars = set(_CJK_CHAR.findall(to_simplified(question))) - _QUESTION_CHARS
     question_tokens = frozenset(t for t, _ in terms.all_terms)
+    top_idf = math.log(1.0 + (len(lexical) + 0.5) / 0.5) if len(lexical) else 1.0
+    own_idf = sorted(
+        {(t, (lexical.term_idf(t) if lexical.has_term(t) else top_idf) / top_idf) for t, w in terms.tokens if w > 0},
+        key=lambda x: -x[1],
+    )
     kinds = [wanted in ("when", "year"), wanted == "number", wanted == "why", wanted == "org"]
     out: list[Candidate] = []
     rows: list[list[float]] = []
@@ -419,6 +424,8 @@ def score_candidates(
                 sim,  # sentence_dense_gap and best_sentence_dense: below
                 0.0,
                 sim * other_script,
+                first_missing(own_idf, toks) * (1.0 - other_script),
+                0.0,  # passage_missing_idf: below
             ]
         )
         out.append(Candidate(passage, rank, span, text, cov, score, toks, topics[passage.doc_id]))
@@ -431,6 +438,11 @@ def score_candidates(
     features[:, 18] = features[:, 18] / best_score if best_score > 0 else 0.0
     features[int(np.argmax([c.score for c in out])), 19] = 1.0
     features[:, 23] = best_cov
+    passage_tokens: dict[str, set[str]] = {}
+    for passage, _, _, _, _, toks, _ in sentences:
+        passage_tokens.setdefault(passage.chunk_id, set()).update(toks)
+    for i, (passage, *_rest) in enumerate(sentences):
+        features[i, 37] = first_missing(own_idf, passage_tokens[passage.chunk_id]) * (1.0 - other_script)
     best_sim = features[:, 32].max()
     features[:, 33] -= best_sim
     features[:, 34] = best_sim
@@ -446,6 +458,11 @@ def score_candidates(
                 cand.score = cand.probability
     out.sort(key=lambda c: -c.score)
     return out
+
+
+def first_missing(terms: Sequence[tuple[str, float]], tokens: set[str] | frozenset[str]) -> float:
+    """The first of ``terms`` (by falling weight) that ``tokens`` lack: its weight, else 0."""
+    return next((w for t, w in terms if t not in tokens), 0.0)
 
 
 def _overlap(a: str, b: str) -> float:

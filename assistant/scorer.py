@@ -62,6 +62,10 @@ FEATURE_NAMES: tuple[str, ...] = (
     "sentence_dense_gap",  # its cosine minus the best cosine among the candidates
     "best_sentence_dense",  # the best cosine of any candidate (question-level)
     "sentence_dense_cross",  # sentence_dense times cross_lingual (the default model is English-only)
+    # A question about something its passage never says (SQuAD 2.0's unanswerable questions change
+    # one word of an answerable one): the rarest of the question's own words it lacks.
+    "missing_idf",  # highest IDF (over the index's highest) of a question word the sentence lacks
+    "passage_missing_idf",  # the same for its whole passage's candidate sentences
 )
 
 # The answerability model's features, one row per question (``answerability_row``): the sentence

@@ -22,6 +22,7 @@ from assistant.answer import (
     counted_tokens,
     counts,
     expected_types,
+    first_missing,
     is_heading,
     missing_types,
     names_new_org,
@@ -758,3 +759,24 @@ def test_passage_score_counts_only_for_chinese_over_chinese(chinese_articles: As
     plain = score_candidates(passages, english, lexical, replace(hand, passage_weight=0.0))
     weighted = score_candidates(passages, english, lexical, hand)
     assert [c.score for c in weighted] == [c.score for c in plain]
+
+
+def test_first_missing_gives_the_weight_of_the_rarest_absent_word() -> None:
+    terms = [("tsinghua", 0.9), ("founded", 0.5), ("year", 0.2)]  # by falling weight
+    assert first_missing(terms, {"tsinghua", "founded", "year"}) == 0.0
+    assert first_missing(terms, {"tsinghua", "year"}) == 0.5
+    assert first_missing(terms, {"founded"}) == 0.9
+    assert first_missing([], set()) == 0.0
+
+
+@pytest.mark.slow
+def test_a_question_word_the_passage_lacks_is_a_feature(chinese_articles: Assistant) -> None:
+    from assistant.scorer import FEATURE_NAMES
+
+    a = chinese_articles
+    column = FEATURE_NAMES.index("passage_missing_idf")
+    known = score_candidates(a.retriever.retrieve(analyse_query("青石巷有多长？")), analyse_query("青石巷有多长？"),
+                             a.retriever.lexical, AnswerSettings())
+    changed = analyse_query("青石巷的地铁站有多长？")  # 地铁站: in no passage
+    unknown = score_candidates(a.retriever.retrieve(changed), changed, a.retriever.lexical, AnswerSettings())
+    assert min(c.features[column] for c in unknown) > max(c.features[column] for c in known)
