@@ -137,7 +137,7 @@ class Assistant:
             self.retriever.lexical,
             self.config.answer,
             sentence_dense=self.retriever.sentence_similarities(
-                self.retriever.dense_text(query), passages[: self.config.answer.passages]
+                query.standalone, passages[: self.config.answer.passages]
             ),
         )
         return answer, list(passages)

@@ -14,6 +14,7 @@ model and fails rather than fall back.
 from __future__ import annotations
 
 import os
+import re
 import sys
 import threading
 from collections import OrderedDict
@@ -24,6 +25,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .errors import ConfigError
+
+_CJK = re.compile(r"[\u3400-\u9fff]")
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -79,6 +82,11 @@ class EmbeddingSettings:
     # "auto": ONNX for the default model, sentence-transformers for any other); "onnx" or
     # "sentence-transformers" to force one. Settings.config() passes the validated setting here.
     backend: str | None = None
+    # The default model reads English only: Chinese text is embedded as its word-by-word English
+    # reading (``translate.gloss_zh_to_en``), questions and passages alike, so that an English question
+    # meets a Chinese passage (and a Chinese question an English one) in one space. Other models read
+    # the text as written.
+    gloss_chinese: bool = True
 
     def __post_init__(self) -> None:
         if self.backend is not None and self.backend not in BACKENDS:
@@ -227,10 +235,24 @@ class Embedder:
             dim = int(self.encode_queries(["dimension probe"]).shape[1])
         return int(dim)
 
+    @property
+    def reading_name(self) -> str:
+        """How passages are read, as recorded in the index manifest: "gloss-zh-en" when Chinese text
+        is embedded as its English reading, "" when every text is embedded as written."""
+        return "gloss-zh-en" if self.settings.gloss_chinese and self.settings.model_name == DEFAULT_MODEL else ""
+
+    def reading(self, text: str) -> str:
+        """What the model reads for ``text`` (see ``EmbeddingSettings.gloss_chinese``)."""
+        if not self.reading_name or not _CJK.search(text):
+            return text
+        from .translate import gloss_zh_to_en
+
+        return gloss_zh_to_en(text) or text
+
     def encode_passages(self, texts: Sequence[str], progress: Callable[[int], None] | None = None) -> np.ndarray:
         """Embed passages in batches sorted by length; ``progress(n)`` is called after each batch."""
         _, prefix = self.settings.prefixes
-        return self._encode([prefix + t for t in texts], progress)
+        return self._encode([prefix + self.reading(t) for t in texts], progress)
 
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
         """Embed queries (with the model's query prefix), caching recent ones."""
@@ -238,7 +260,7 @@ class Embedder:
         found = {t: self._query_cache[t] for t in texts if t in self._query_cache}
         missing = list(dict.fromkeys(t for t in texts if t not in found))
         if missing:
-            vectors = self._encode([prefix + t for t in missing], None)
+            vectors = self._encode([prefix + self.reading(t) for t in missing], None)
             for text, vec in zip(missing, vectors, strict=True):
                 found[text] = vec
                 # Only the last QUERY_CACHE are kept: a batch larger than that is answered from

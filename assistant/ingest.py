@@ -158,7 +158,7 @@ def ingest(
         if rebuild and streaming:
             store.reset()  # with a write lock, the reset waits for the publish phase: readers keep the index
         if not rebuild:
-            store.check_compatible(embedder.settings.model_name, None, chunker.to_dict())
+            store.check_compatible(embedder.settings.model_name, None, chunker.to_dict(), embedder.reading_name)
         was_dirty = not rebuild and store.dirty()
         if was_dirty:
             # A previous ingest stopped half-way: its unvouched chunks go first (readers ignore them).
@@ -267,8 +267,9 @@ def ingest(
         if changed or was_dirty:
             dim = embedder.dimension
             if not rebuild:
-                store.check_compatible(embedder.settings.model_name, dim, chunker.to_dict())
-            settings = IndexSettings(embedder.settings.model_name, dim, chunker.to_dict())
+                store.check_compatible(embedder.settings.model_name, dim, chunker.to_dict(), embedder.reading_name)
+            reading = embedder.reading_name
+            settings = IndexSettings(embedder.settings.model_name, dim, chunker.to_dict(), reading=reading)
             if streaming:
                 store.write_settings(settings, dirty=True)
 

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from .embedding import DEFAULT_MODEL, Embedder
+from .embedding import Embedder
 from .errors import ConfigError
 from .lexicons import lexicon, words
 from .schema import CorpusStats, Passage, Query, Retrieved, Span
@@ -46,7 +46,7 @@ from .text import (
     to_simplified,
     tokenize,
 )
-from .translate import gloss_zh_to_en, translate_en_to_zh_groups, translate_zh_to_en_groups
+from .translate import translate_en_to_zh_groups, translate_zh_to_en_groups
 
 FILTER_KEYS = ("doc_id", "source", "outlet", "language", "date_from", "date_to")
 # Version of the saved BM25 index: a tokenizer change makes saved indexes stale, and they are rebuilt
@@ -117,9 +117,6 @@ class RetrievalSettings:
     definition_weight: float = _SETTINGS["definition_weight"]
     title_weight: float = _SETTINGS["title_weight"]
     lead_weight: float = _SETTINGS["lead_weight"]
-    # A Chinese question over mostly English documents reaches the default (English-only) embedding
-    # model as its word-by-word English gloss (``Retriever.dense_text``).
-    gloss_chinese: bool = True
 
     def __post_init__(self) -> None:
         for name in ("sentence_weight", "char_weight", "definition_weight", "title_weight", "lead_weight"):
@@ -820,7 +817,7 @@ class Retriever:
 
         best_dense = 0.0
         if weights.get("dense", 0) > 0 and len(lexical):
-            qvec = self.embedder.encode_queries([self.dense_text(query)])[0]
+            qvec = self.embedder.encode_queries([query.standalone])[0]
             hits = self.store.query(qvec, self.settings.dense_k, chroma_where(filters))
             rankings["dense"] = [h[0] for h in hits]
             for cid, text, meta, sim in hits:
@@ -861,21 +858,6 @@ class Retriever:
         if self.settings.reranker and passages:
             passages = self._rerank(question, passages)
         return Retrieved(passages[:k], best_dense)
-
-    def dense_text(self, query: Query) -> str:
-        """What the embedding model reads for ``query``: the question itself, or, for a Chinese
-        question over documents mostly in English when the model reads English only (the default),
-        its word-by-word English gloss (``translate.gloss_zh_to_en``): the model makes little of
-        Chinese, and the gloss shares its words with the English sentences."""
-        question = query.standalone
-        if (
-            not self.settings.gloss_chinese
-            or query.terms.language != "zh"
-            or self.embedder.settings.model != DEFAULT_MODEL
-            or self.lexical.script_share("zh") >= 0.5
-        ):
-            return question
-        return gloss_zh_to_en(question) or question
 
     @property
     def sentence_vectors(self) -> SentenceVectors:

@@ -70,6 +70,11 @@ class IndexSettings:
     dimension: int
     chunker: dict[str, Any]
     version: int = SCHEMA_VERSION
+    reading: str = ""  # ``Embedder.reading_name``: how the model read the passages ("" as written)
+
+
+def _read_as(reading: str) -> str:
+    return "as written" if not reading else f"as read by {reading!r}"
 
 
 def chunk_id(doc_id: str, index: int, doc_hash: str) -> str:
@@ -160,8 +165,10 @@ class Store:
             return str(got["metadatas"][0]["generation"])
         return self.generation()
 
-    def check_compatible(self, model: str, dimension: int | None, chunker: dict[str, Any] | None) -> None:
-        """Raise ``IndexMismatchError`` when the index was built with other settings."""
+    def check_compatible(
+        self, model: str, dimension: int | None, chunker: dict[str, Any] | None, reading: str | None = None
+    ) -> None:
+        """Raise ``IndexMismatchError`` when the index was built with other settings (those given)."""
         current = self.settings()
         if current is None:
             return
@@ -182,6 +189,11 @@ class Store:
             raise IndexMismatchError(
                 f"the index at {where} was built with chunker settings {current.chunker}, "
                 f"but the configured ones are {chunker}: re-ingest with `assistant ingest --rebuild`"
+            )
+        if reading is not None and current.reading != reading:
+            raise IndexMismatchError(
+                f"the index at {where} was built with passages embedded {_read_as(current.reading)}, "
+                f"but the embedder reads them {_read_as(reading)}: re-ingest with `assistant ingest --rebuild`"
             )
 
     def documents(self) -> dict[str, DocRecord]:

@@ -6,9 +6,9 @@ import numpy as np
 from conftest import IndexedCorpus
 
 from assistant.chat import Rewrite
-from assistant.embedding import Embedder
+from assistant.embedding import Embedder, EmbeddingSettings
 from assistant.query import analyse_query
-from assistant.retrieval import LexicalIndex, RetrievalSettings, Retriever, analyse, plain_query
+from assistant.retrieval import LexicalIndex, analyse, plain_query
 from assistant.schema import CorpusStats, Retrieved
 from assistant.text import tokenize
 
@@ -67,20 +67,23 @@ def test_retrieved_passages_carry_the_best_dense_similarity() -> None:
     assert found == [] and found.best_dense == 0.61 and isinstance(found, list)
 
 
-def test_a_chinese_question_over_english_text_reaches_the_model_as_its_gloss(
-    indexed_corpus: IndexedCorpus, embedder: Embedder
-) -> None:
-    retriever = Retriever(indexed_corpus.store, embedder)
-    zh = analyse_query("常州检验检测认证产教联盟是由哪个单位牵头发起的？")
-    gloss = retriever.dense_text(zh)
+def test_chinese_text_reaches_the_english_only_model_as_its_gloss(embedder: Embedder) -> None:
+    zh = analyse_query("常州检验检测认证产教联盟是由哪个单位牵头发起的？").standalone
+    gloss = embedder.reading(zh)
     assert "Changzhou" in gloss and "alliance" in gloss and "inspection" in gloss
-    en = analyse_query("Who initiated the Changzhou testing alliance?")
-    assert retriever.dense_text(en) == en.standalone  # English questions are read as asked
-    off = Retriever(indexed_corpus.store, embedder, RetrievalSettings(gloss_chinese=False))
-    assert off.dense_text(zh) == zh.standalone
-    # The English-only model finds the gloss closer to the English question than the Chinese itself.
-    q_zh, q_gloss, q_en = embedder.encode_queries([zh.standalone, gloss, en.standalone])
-    assert float(np.dot(q_gloss, q_en)) > float(np.dot(q_zh, q_en)) + 0.2
+    en = "Who initiated the Changzhou testing alliance?"
+    assert embedder.reading(en) == en  # English is read as written
+    assert embedder.reading_name == "gloss-zh-en"
+    raw = Embedder(EmbeddingSettings(gloss_chinese=False))
+    assert raw.reading(zh) == zh and raw.reading_name == ""
+    # The English-only model finds the gloss closer to the English question than the Chinese itself,
+    # and questions and passages are read the same way.
+    q_zh, q_en = embedder.encode_queries([zh, en])
+    r_zh = raw.encode_queries([zh])[0]
+    assert np.allclose(q_zh, embedder.encode_queries([gloss])[0])
+    assert float(np.dot(q_zh, q_en)) > float(np.dot(r_zh, q_en)) + 0.2
+    p_zh = embedder.encode_passages([zh])[0]
+    assert np.allclose(p_zh, embedder.encode_passages([gloss])[0])
 
 
 def test_the_answerability_threshold_decides_over_a_real_index(indexed_corpus: IndexedCorpus) -> None:

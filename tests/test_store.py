@@ -341,6 +341,12 @@ def test_ingest_with_other_settings_raises_mismatch_and_changes_nothing(indexed_
             ChunkerSettings(max_tokens=128),
             corpus_root=indexed_corpus.corpus,
         )
+    # Chinese read as written, into an index whose passages were read as their English gloss.
+    assert store.settings().reading == "gloss-zh-en"  # type: ignore[union-attr]
+    as_written = Embedder(EmbeddingSettings(gloss_chinese=False))
+    with pytest.raises(IndexMismatchError, match="as read by 'gloss-zh-en'.*as written.*--rebuild"):
+        ingest([indexed_corpus.corpus], store, as_written, corpus_root=indexed_corpus.corpus)
+    assert as_written._model is None
     assert not store.dirty()
     assert_index_matches(store, indexed_corpus.chunks)
 
