@@ -136,8 +136,9 @@ def build_with_reused_vectors(index_dir: Path, corpus_dir: Path, known: dict[str
         pending.clear()
 
     with store.lock():
-        store.check_compatible(model, None, chunker.to_dict())
-        store.write_settings(IndexSettings(model, fake.dimension, chunker.to_dict()), dirty=True)
+        store.check_compatible(model, None, chunker.to_dict(), fake.reading_name)
+        settings = IndexSettings(model, fake.dimension, chunker.to_dict(), reading=fake.reading_name)
+        store.write_settings(settings, dirty=True)
         root = Path(corpus_dir).resolve()
         records: list[DocRecord] = []
         file_hashes: list[tuple[str, str]] = []
