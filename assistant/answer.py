@@ -24,7 +24,7 @@ from . import strings
 from .chunking import inline_items
 from .errors import ConfigError
 from .lexicons import lexicon, words
-from .retrieval import analyse, bigrams, term_coverage
+from .retrieval import analyse, bigrams, term_coverage, top_idf
 from .schema import Answer, AnswerSentence, Citation, CorpusStats, Passage, Query, QueryTerms, Retrieved, Span
 from .scorer import answerability_row, shipped_answerability, shipped_scorer
 from .text import EN_STOPWORDS, cached_tokens, has_cjk, segment_zh, to_simplified, tokenize
@@ -356,9 +356,9 @@ def score_candidates(
     top_score = max((p.score for p in passages[: settings.passages]), default=0.0) or 1.0
     question_chars = set(_CJK_CHAR.findall(to_simplified(question))) - _QUESTION_CHARS
     question_tokens = frozenset(t for t, _ in terms.all_terms)
-    top_idf = math.log(1.0 + (len(lexical) + 0.5) / 0.5) if len(lexical) else 1.0
+    top = top_idf(lexical)
     own_idf = sorted(
-        {(t, (lexical.term_idf(t) if lexical.has_term(t) else top_idf) / top_idf) for t, w in terms.tokens if w > 0},
+        {(t, (lexical.term_idf(t) if lexical.has_term(t) else top) / top) for t, w in terms.tokens if w > 0},
         key=lambda x: -x[1],
     )
     kinds = [wanted in ("when", "year"), wanted == "number", wanted == "why", wanted == "org"]

@@ -636,7 +636,8 @@ def plain_query(text: str) -> Query:
     return Query(text=text, standalone=text, language=terms.language, terms=terms, answer_terms=terms, asks=text)
 
 
-def _top_idf(lexical: CorpusStats) -> float:
+def top_idf(lexical: CorpusStats) -> float:
+    """The IDF a term absent from the index would have: the highest the index can give."""
     return math.log(1.0 + (len(lexical) + 0.5) / 0.5) if len(lexical) else 1.0
 
 
@@ -651,7 +652,7 @@ def coverage(
     with the highest IDF: a question about something the documents never mention is not covered.
     Terms in ``topic`` (what the whole document is about) weigh ``1 - discount``."""
     total = matched = 0.0
-    top = _top_idf(lexical)
+    top = top_idf(lexical)
     for term, weight in terms:
         idf = lexical.term_idf(term) if lexical.has_term(term) else top
         if term in topic:
@@ -672,7 +673,7 @@ def group_coverage(
     """Like ``coverage``, for translated words: a word counts as found when any of its glosses is
     (weighted by that gloss's relative weight)."""
     total = matched = 0.0
-    top = _top_idf(lexical)
+    top = top_idf(lexical)
     for importance, alts in groups:
         known = [(t, r) for t, r in alts if lexical.has_term(t)]
         # A word whose translations the index never saw may just be untranslatable (a name the
