@@ -361,6 +361,9 @@ def score_candidates(
         {(t, (lexical.term_idf(t) if lexical.has_term(t) else top) / top) for t, w in terms.tokens if w > 0},
         key=lambda x: -x[1],
     )
+    passage_tokens: dict[str, set[str]] = {}
+    for passage, _, _, _, _, toks, _ in sentences:
+        passage_tokens.setdefault(passage.chunk_id, set()).update(toks)
     kinds = [wanted in ("when", "year"), wanted == "number", wanted == "why", wanted == "org"]
     out: list[Candidate] = []
     rows: list[list[float]] = []
@@ -425,7 +428,7 @@ def score_candidates(
                 0.0,
                 sim * other_script,
                 first_missing(own_idf, toks) * (1.0 - other_script),
-                0.0,  # passage_missing_idf: below
+                first_missing(own_idf, passage_tokens[passage.chunk_id]) * (1.0 - other_script),
             ]
         )
         out.append(Candidate(passage, rank, span, text, cov, score, toks, topics[passage.doc_id]))
@@ -438,11 +441,6 @@ def score_candidates(
     features[:, 18] = features[:, 18] / best_score if best_score > 0 else 0.0
     features[int(np.argmax([c.score for c in out])), 19] = 1.0
     features[:, 23] = best_cov
-    passage_tokens: dict[str, set[str]] = {}
-    for passage, _, _, _, _, toks, _ in sentences:
-        passage_tokens.setdefault(passage.chunk_id, set()).update(toks)
-    for i, (passage, *_rest) in enumerate(sentences):
-        features[i, 37] = first_missing(own_idf, passage_tokens[passage.chunk_id]) * (1.0 - other_script)
     best_sim = features[:, 32].max()
     features[:, 33] -= best_sim
     features[:, 34] = best_sim

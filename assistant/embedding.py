@@ -14,7 +14,6 @@ model and fails rather than fall back.
 from __future__ import annotations
 
 import os
-import re
 import sys
 import threading
 from collections import OrderedDict
@@ -25,8 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .errors import ConfigError
-
-_CJK = re.compile(r"[\u3400-\u9fff]")
+from .text import has_cjk
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -243,7 +241,7 @@ class Embedder:
 
     def reading(self, text: str) -> str:
         """What the model reads for ``text`` (see ``EmbeddingSettings.gloss_chinese``)."""
-        if not self.reading_name or not _CJK.search(text):
+        if not self.reading_name or not has_cjk(text):
             return text
         from .translate import gloss_zh_to_en
 

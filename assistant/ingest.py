@@ -157,8 +157,9 @@ def ingest(
         store.reload()
         if rebuild and streaming:
             store.reset()  # with a write lock, the reset waits for the publish phase: readers keep the index
+        reading = embedder.reading_name  # how the model reads the text (Chinese as its English gloss)
         if not rebuild:
-            store.check_compatible(embedder.settings.model_name, None, chunker.to_dict(), embedder.reading_name)
+            store.check_compatible(embedder.settings.model_name, None, chunker.to_dict(), reading)
         was_dirty = not rebuild and store.dirty()
         if was_dirty:
             # A previous ingest stopped half-way: its unvouched chunks go first (readers ignore them).
@@ -267,8 +268,7 @@ def ingest(
         if changed or was_dirty:
             dim = embedder.dimension
             if not rebuild:
-                store.check_compatible(embedder.settings.model_name, dim, chunker.to_dict(), embedder.reading_name)
-            reading = embedder.reading_name
+                store.check_compatible(embedder.settings.model_name, dim, chunker.to_dict(), reading)
             settings = IndexSettings(embedder.settings.model_name, dim, chunker.to_dict(), reading=reading)
             if streaming:
                 store.write_settings(settings, dirty=True)
