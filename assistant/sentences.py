@@ -5,8 +5,9 @@ Every candidate sentence the answer stage may quote (each sentence of a chunk, s
 items of a digest line as ``answer.passage_items`` splits it) gets a normalized embedding from the
 same model as the chunks, stored as float16 under ``INDEX/sentences/``:
 
-- ``manifest.json``: format, model, dimension, the segment names in write order, and the manifest
-  generation the vectors were last completed for (``complete``);
+- ``manifest.json``: format, model, how the model reads the text (``Embedder.reading_name``; missing
+  in stores written before it, read as ""), dimension, the segment names in write order, and the
+  manifest generation the vectors were last completed for (``complete``);
 - per segment ``NAME.vec.npy`` (float16, one row per sentence), ``NAME.spans.npy`` (int64 start,
   end: absolute source-text offsets) and ``NAME.docs.json`` (document content hash -> first and
   last row).
@@ -101,9 +102,12 @@ class SentenceVectors:
 
     Reading is safe while another process writes: the manifest is re-read when it changes on disk."""
 
-    def __init__(self, index_dir: Path, model: str) -> None:
+    def __init__(self, index_dir: Path, model: str, reading: str = "") -> None:
         self.directory = Path(index_dir) / DIRECTORY
         self.model = model
+        # Vectors of Chinese text read as its English gloss do not compare with vectors of the text
+        # as written: the store is for one model and one reading.
+        self.reading = reading
         self._lock = threading.Lock()
         self._stamp: tuple[int, int] | None = None
         self._segments: list[_Segment] = []
@@ -119,9 +123,16 @@ class SentenceVectors:
             data = json.loads((self.directory / MANIFEST).read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return None
-        if not isinstance(data, dict) or data.get("format") != FORMAT or data.get("model") != self.model:
-            return None
-        return data
+        return data if self._ours(data) else None
+
+    def _ours(self, data: Any) -> bool:
+        """Whether a manifest describes vectors of this store's format, model and reading."""
+        return (
+            isinstance(data, dict)
+            and data.get("format") == FORMAT
+            and data.get("model") == self.model
+            and data.get("reading", "") == self.reading
+        )
 
     def refresh(self) -> None:
         """Re-read the manifest and segments when the manifest changed on disk."""
@@ -195,7 +206,7 @@ class SentenceVectors:
     def write(self, entries: Sequence[tuple[Key, np.ndarray]], complete: str | None = None) -> None:
         """Add one segment with ``entries`` (every sentence of each document they name), and name it
         in the manifest; ``complete`` records the generation they complete."""
-        data = self._manifest() or {"format": FORMAT, "model": self.model, "segments": [], "complete": ""}
+        data = self._manifest() or self._new_manifest(segments=[])
         names = [str(n) for n in data.get("segments", [])]
         if entries:
             names.append(self._write_segment(entries))
@@ -243,7 +254,7 @@ class SentenceVectors:
             for row in range(lo, hi):
                 entries.append(((h, int(s.spans[row][0]), int(s.spans[row][1])), np.asarray(s.vectors[row])))
         old = [s.name for s in self._segments]
-        data = self._manifest() or {"format": FORMAT, "model": self.model, "complete": ""}
+        data = self._manifest() or self._new_manifest()
         data["segments"] = [self._write_segment(entries)] if entries else []
         self._write_manifest(data)
         for name in old:
@@ -263,13 +274,16 @@ class SentenceVectors:
                 removed += 1
         return removed
 
+    def _new_manifest(self, **extra: Any) -> dict[str, Any]:
+        return {"format": FORMAT, "model": self.model, "reading": self.reading, **extra, "complete": ""}
+
     def reset_if_other_model(self) -> None:
-        """Drop a store written for another embedding model (its vectors would not compare)."""
+        """Drop a store written for another embedding model or reading (its vectors would not compare)."""
         try:
             data = json.loads((self.directory / MANIFEST).read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return
-        if isinstance(data, dict) and data.get("format") == FORMAT and data.get("model") == self.model:
+        if self._ours(data):
             return
         for path in self.directory.glob("seg-*"):
             path.unlink(missing_ok=True)
@@ -289,7 +303,7 @@ def encode(embedder: Embedder, items: Sequence[tuple[Key, str]]) -> list[tuple[K
 def add_chunks(store: Store, embedder: Embedder, chunks: Iterable[tuple[Chunk, str]]) -> int:
     """Encode and store the sentences of new chunks, ``(chunk, document hash)`` each, whose document
     version has none yet (called by ``ingest`` beside the chunk vectors); returns the sentences encoded."""
-    vectors = SentenceVectors(store.index_dir, embedder.settings.model_name)
+    vectors = SentenceVectors(store.index_dir, embedder.settings.model_name, embedder.reading_name)
     vectors.reset_if_other_model()
     have = vectors.hashes()
     items = [
@@ -308,7 +322,7 @@ def sync(store: Store, embedder: Embedder) -> int:
     """Give every document the index vouches for its sentence vectors (an index built before them,
     or chunks written without them), drop the rows of documents it no longer holds (see
     ``SentenceVectors.compact``) and record the generation; returns the sentences encoded."""
-    vectors = SentenceVectors(store.index_dir, embedder.settings.model_name)
+    vectors = SentenceVectors(store.index_dir, embedder.settings.model_name, embedder.reading_name)
     vectors.reset_if_other_model()
     store.reload()
     generation = store.generation()

@@ -77,9 +77,30 @@ def test_store_round_trip_later_segments_win_and_compaction(tmp_path: Path) -> N
     assert not list((tmp_path / "sentences").glob("seg-*"))
 
 
+def test_a_store_is_for_one_reading_of_the_text(tmp_path: Path) -> None:
+    """Vectors of Chinese read as its English gloss do not compare with vectors of the text as written."""
+    glossed = SentenceVectors(tmp_path, "model-a", "gloss-zh-en")
+    glossed.write([(("h1", 0, 5), _unit(1, 0))])
+    assert json.loads((tmp_path / "sentences" / "manifest.json").read_text())["reading"] == "gloss-zh-en"
+    assert SentenceVectors(tmp_path, "model-a", "gloss-zh-en").lookup([("h1", 0, 5)])[0] is not None
+    as_written = SentenceVectors(tmp_path, "model-a")
+    assert as_written.lookup([("h1", 0, 5)]) == [None]
+    as_written.reset_if_other_model()
+    assert not list((tmp_path / "sentences").glob("seg-*"))
+    # A store written before the reading was recorded holds text as written: kept for that reading only.
+    as_written.write([(("h2", 0, 3), _unit(0, 1))])
+    manifest = tmp_path / "sentences" / "manifest.json"
+    data = json.loads(manifest.read_text())
+    del data["reading"]
+    manifest.write_text(json.dumps(data))
+    assert SentenceVectors(tmp_path, "model-a").lookup([("h2", 0, 3)])[0] is not None
+    assert SentenceVectors(tmp_path, "model-a", "gloss-zh-en").lookup([("h2", 0, 3)]) == [None]
+
+
 class _Embedder:
     def __init__(self) -> None:
         self.settings = SimpleNamespace(model_name="fake")
+        self.reading_name = ""
         self.encoded: list[str] = []
 
     def encode_queries(self, texts: list[str]) -> np.ndarray:
