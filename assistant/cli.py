@@ -69,7 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("ingest", help="index files (default: the corpus directory), incrementally")
     p.add_argument("paths", nargs="*", type=Path)
     p.add_argument("--rebuild", action="store_true", help="drop the index and build it again")
-    p.add_argument("--if-missing", action="store_true", help="only ingest when the index is empty")
+    p.add_argument(
+        "--if-missing",
+        action="store_true",
+        help="only ingest when the index is empty, or rebuild it when it was built with other settings",
+    )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     _common(p)
 
@@ -152,7 +156,7 @@ def _index_missing(settings: Settings) -> bool:
     return settings.chroma_url is None and not (settings.index / "chroma").is_dir()
 
 
-def _assistant(args: argparse.Namespace) -> Any:
+def _assistant(args: argparse.Namespace, check_index: bool = True) -> Any:
     from .core import Assistant
 
     settings: Settings = args.settings
@@ -163,7 +167,7 @@ def _assistant(args: argparse.Namespace) -> Any:
             f"no index at {settings.index}: run `assistant ingest` to build it, "
             "or point --index / ASSISTANT_INDEX at an existing index"
         )
-    return Assistant(settings.config())
+    return Assistant(settings.config(), check_index=check_index)
 
 
 def _parse_filters(items: Sequence[str]) -> dict[str, Any]:
@@ -189,13 +193,20 @@ def _parse_filters(items: Sequence[str]) -> dict[str, Any]:
 def cmd_ingest(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    assistant = _assistant(args)
+    # Ingest checks the index itself (a rebuild may replace one made with another model).
+    assistant = _assistant(args, check_index=False)
+    rebuild = args.rebuild
     if args.if_missing and assistant.store.documents():
-        console.print(
-            f"Index at {assistant.config.chroma_url or assistant.config.index_dir} already built "
-            f"({len(assistant.store.documents())} documents); skipping ingest."
-        )
-        return EXIT_OK
+        where = assistant.config.chroma_url or assistant.config.index_dir
+        stale = assistant.index_mismatch()
+        if stale is None:
+            n = len(assistant.store.documents())
+            console.print(f"Index at {where} already built ({n} documents); skipping ingest.")
+            return EXIT_OK
+        # An upgrade (or a changed setting) made the index unusable for new documents: rebuild it
+        # from the corpus; it keeps answering until the new one is complete.
+        console.print(f"Rebuilding the index: {stale}. The current index stays until the new one is complete.")
+        rebuild = True
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -213,7 +224,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
                 tasks[stage] = bar.add_task(label, total=total)
             bar.update(tasks[stage], advance=advance, total=total)
 
-        report = assistant.ingest(args.paths or None, rebuild=args.rebuild, progress=progress)
+        report = assistant.ingest(args.paths or None, rebuild=rebuild, progress=progress)
     if args.json:
         print(json.dumps(report.to_dict(), ensure_ascii=False, indent=2))
     else:

@@ -14,7 +14,7 @@ from .chat import Rewrite, entities, rewrite, split_subjects
 from .chunking import page_at
 from .config import Config
 from .embedding import Embedder
-from .errors import QuestionError, StoreError
+from .errors import IndexMismatchError, QuestionError, StoreError
 from .ingest import IngestReport, Progress, WriteLock, ingest
 from .query import analyse_query
 from .retrieval import Retriever, refresh_lexical
@@ -28,11 +28,15 @@ MAX_QUESTION_CHARS = 2000
 class Assistant:
     """Answers questions over the indexed alliance documents with cited passages."""
 
-    def __init__(self, config: Config | None = None) -> None:
+    def __init__(self, config: Config | None = None, check_index: bool = True) -> None:
+        """Open the index of ``config`` (default: from the environment). With ``check_index``, an
+        index built with another embedding model raises ``IndexMismatchError`` here; without, only
+        when it would be written to (``ingest``), so that ``ingest(rebuild=True)`` can replace it."""
         self.config = config or Config.from_env()
         self.store = Store(self.config.index_dir, self.config.chroma_url)
         self.embedder = Embedder(self.config.embedding)
-        self.store.check_compatible(self.config.embedding.model_name, None, None)
+        if check_index:
+            self.store.check_compatible(self.config.embedding.model_name, None, None)
         self.retriever = Retriever(self.store, self.embedder, self.config.retrieval)
         self._llm: Any = None
         self._ingest_lock = threading.Lock()
@@ -98,6 +102,17 @@ class Assistant:
             )
             self.retriever.invalidate()
             return report
+
+    def index_mismatch(self) -> str | None:
+        """Why the index cannot take documents embedded with the configured settings (it was built
+        by another version or with another model, chunker or reading), or None when it can."""
+        try:
+            self.store.check_compatible(
+                self.config.embedding.model_name, None, self.config.chunker.to_dict(), self.embedder.reading_name
+            )
+        except IndexMismatchError as exc:
+            return exc.reason
+        return None
 
     def documents(self) -> list[DocRecord]:
         """Indexed documents, by source then doc id."""

@@ -25,7 +25,13 @@ class StoreError(AssistantError):
 
 
 class IndexMismatchError(StoreError):
-    """The index was built with another embedding model, dimension or chunker: re-ingest needed."""
+    """The index was built with another embedding model, dimension or chunker: re-ingest needed.
+
+    ``reason`` says what differs; the message adds what to do about it (``advice``)."""
+
+    def __init__(self, reason: str, advice: str = "re-ingest with `assistant ingest --rebuild`") -> None:
+        super().__init__(f"{reason}: {advice}")
+        self.reason = reason
 
 
 class IndexLockedError(StoreError):

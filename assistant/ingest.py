@@ -9,6 +9,8 @@ chunks the store refuses: one file never stops the others.
 Two phases: *prepare* (read, chunk, embed) changes nothing readers see; *publish* (chunk and manifest
 writes, removals, the lexical index) does. With a ``write_lock`` only the publish phase runs inside
 it, so questions are answered while a large upload is embedded, and no question sees half an ingest.
+A rebuild always works in these two phases: the index stays as it was until every file is embedded
+again, so a rebuild that fails (a model that cannot load, an interrupt) loses nothing.
 """
 
 from __future__ import annotations
@@ -141,9 +143,10 @@ def ingest(
     ``after_change`` runs once when anything changed (the lexical index rebuilds itself there).
     ``limits`` caps what one file may expand to (``documents.Limits()`` by default).
     ``write_lock``: when given, files are read, chunked and embedded outside it, and everything that
-    changes what readers see (``--rebuild``'s reset, chunk and manifest writes, removals,
+    changes what readers see (a rebuild's reset, chunk and manifest writes, removals,
     ``after_change``) runs in one ``with write_lock():`` at the end. Without it, chunks are written as
-    they are embedded, batch by batch (a long ingest that is interrupted keeps what it committed).
+    they are embedded, batch by batch (a long ingest that is interrupted keeps what it committed),
+    except in a ``rebuild``, which publishes at the end all the same (the old index stays until then).
     ``sentence_vectors``: also embed every chunk's sentences for the answer stage (``assistant.sentences``).
     """
     chunker = chunker or ChunkerSettings()
@@ -151,12 +154,10 @@ def ingest(
     started = time.perf_counter()
     report = IngestReport()
     notify: Progress = progress or (lambda stage, advance, total: None)
-    streaming = write_lock is None
+    streaming = write_lock is None and not rebuild
     with store.lock():
         # Another process (sharing a Chroma server) may have changed the manifest since we read it.
         store.reload()
-        if rebuild and streaming:
-            store.reset()  # with a write lock, the reset waits for the publish phase: readers keep the index
         reading = embedder.reading_name  # how the model reads the text (Chinese as its English gloss)
         if not rebuild:
             store.check_compatible(embedder.settings.model_name, None, chunker.to_dict(), reading)

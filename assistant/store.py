@@ -175,25 +175,24 @@ class Store:
         where = self.chroma_url or str(self.index_dir)
         if current.version != SCHEMA_VERSION:
             raise IndexMismatchError(
-                f"the index at {where} has format version {current.version}, this program uses {SCHEMA_VERSION}: "
-                "re-ingest with `assistant ingest --rebuild`"
+                f"the index at {where} has format version {current.version}, this program uses {SCHEMA_VERSION}"
             )
         if current.model != model or (dimension is not None and current.dimension != dimension):
             raise IndexMismatchError(
                 f"the index at {where} was built with embedding model '{current.model}' "
                 f"(dimension {current.dimension}), but the configured model is '{model}'"
-                + (f" (dimension {dimension})" if dimension is not None else "")
-                + ": re-ingest with `assistant ingest --rebuild`, or configure the original model"
+                + (f" (dimension {dimension})" if dimension is not None else ""),
+                "re-ingest with `assistant ingest --rebuild`, or configure the original model",
             )
         if chunker is not None and current.chunker != chunker:
             raise IndexMismatchError(
                 f"the index at {where} was built with chunker settings {current.chunker}, "
-                f"but the configured ones are {chunker}: re-ingest with `assistant ingest --rebuild`"
+                f"but the configured ones are {chunker}"
             )
         if reading is not None and current.reading != reading:
             raise IndexMismatchError(
                 f"the index at {where} was built with passages embedded {_read_as(current.reading)}, "
-                f"but the embedder reads them {_read_as(reading)}: re-ingest with `assistant ingest --rebuild`"
+                f"but the embedder reads them {_read_as(reading)}"
             )
 
     def documents(self) -> dict[str, DocRecord]:

@@ -51,10 +51,14 @@ def cli_env() -> dict[str, str]:
 
 
 def run_cli(
-    *args: str | Path, cwd: Path, timeout: float = 180, columns: int | None = None
+    *args: str | Path,
+    cwd: Path,
+    timeout: float = 180,
+    columns: int | None = None,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m assistant.cli ARGS`` with the virtualenv's interpreter."""
-    env = cli_env()
+    """Run ``python -m assistant.cli ARGS`` with the virtualenv's interpreter (``env``: added settings)."""
+    env = {**cli_env(), **(env or {})}
     if columns is not None:
         env["COLUMNS"] = str(columns)
     return subprocess.run(

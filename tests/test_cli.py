@@ -104,6 +104,47 @@ def test_ingest_json_report(cli_index: CliIndex) -> None:
     assert report["files_unchanged"] == 2
 
 
+def _chunks(base: Path, args: list[str | Path]) -> int:
+    docs = run_cli("docs", "--json", *args, cwd=base)
+    assert docs.returncode == 0, docs.stderr
+    return sum(int(d["chunks"]) for d in json.loads(docs.stdout))
+
+
+@pytest.mark.slow
+def test_if_missing_rebuilds_an_index_built_with_other_settings(tmp_path: Path) -> None:
+    """`make run` after an upgrade (or a changed setting): `ingest --if-missing` rebuilds an index it
+    could no longer add to, says why, and skips one that is current. `--rebuild` replaces an index
+    made with another model (the constructor's model check used to refuse even that)."""
+    corpus = copy_corpus(tmp_path / "corpus", TWO_FILES)
+    args: list[str | Path] = ["--index", tmp_path / "index", "--corpus", corpus]
+    small = run_cli("ingest", *args, cwd=tmp_path, env={"ASSISTANT_CHUNK_TOKENS": "48"})
+    assert small.returncode == 0, small.stderr
+    small_chunks = _chunks(tmp_path, args)
+
+    proc = run_cli("ingest", "--if-missing", *args, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    no_traceback(proc)
+    out = " ".join(proc.stdout.split())
+    assert "Rebuilding the index" in out and "chunker settings" in out and "'max_tokens': 48" in out
+    assert "Ingest summary" in out
+    assert 0 < _chunks(tmp_path, args) < small_chunks
+    again = run_cli("ingest", "--if-missing", *args, cwd=tmp_path)
+    assert again.returncode == 0 and "skipping ingest" in again.stdout and "Rebuilding" not in again.stdout
+
+    from assistant.embedding import default_model_path
+
+    other = [*args, "--model", default_model_path()]  # the same weights under another name
+    assert run_cli("ingest", *other, cwd=tmp_path).returncode != 0  # adding to it needs a rebuild
+    rebuilt = run_cli("ingest", "--rebuild", *other, cwd=tmp_path)
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    asked = run_cli("ask", "Which alliance did Changzhou unveil?", *args, cwd=tmp_path)
+    assert asked.returncode != 0 and "configure the original model" in " ".join(asked.stderr.split())
+    back = run_cli("ingest", "--if-missing", *args, cwd=tmp_path)
+    assert back.returncode == 0 and "embedding model" in " ".join(back.stdout.split())
+    asked = run_cli("ask", "Which alliance did Changzhou unveil?", *args, cwd=tmp_path)
+    assert asked.returncode == 0, asked.stderr
+
+
 def test_second_ingest_while_locked_exits_2(cli_index: CliIndex) -> None:
     lock = cli_index.index / ".ingest.lock"
     fd = os.open(lock, os.O_RDWR | os.O_CREAT)

@@ -468,3 +468,52 @@ def test_a_server_rebuild_keeps_the_documents_of_a_file_it_cannot_read_again(
     store.reload()
     assert {d: r.hash for d, r in store.documents().items()} == before
     assert store.count() == sum(r.chunks for r in store.documents().values())
+
+
+# --------------------------------------------------------------------------- rebuilds from the command line
+
+
+def test_a_rebuild_that_fails_half_way_keeps_the_index_it_was_replacing(
+    tmp_path: Path, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without a write lock (the command line) a rebuild still publishes only at the end: a model
+    that fails after the first batch leaves the old index answering, whole."""
+    corpus = copy_corpus(tmp_path / "corpus", SMALL)
+    store = Store(tmp_path / "index")
+    ingest([corpus], store, embedder, corpus_root=corpus)
+    before = {d: r.hash for d, r in store.documents().items()}
+    ids = set(store.chunks.get(include=[])["ids"])
+    calls = {"n": 0}
+    real = Embedder.encode_passages
+
+    def failing(self: Embedder, texts: Any, progress: Any = None) -> Any:
+        calls["n"] += 1
+        if calls["n"] > 1:
+            raise RuntimeError("the model went away")
+        return real(self, texts, progress)
+
+    monkeypatch.setattr(Embedder, "encode_passages", failing)
+    monkeypatch.setattr("assistant.ingest.EMBED_BATCH_CHUNKS", 1)  # one batch per document
+    with pytest.raises(RuntimeError, match="went away"):
+        ingest([corpus], store, embedder, corpus_root=corpus, rebuild=True)
+    assert calls["n"] == 2
+    store.reload()
+    assert {d: r.hash for d, r in store.documents().items()} == before
+    assert set(store.chunks.get(include=[])["ids"]) == ids
+    assert not store.dirty()
+
+
+def test_a_rebuild_from_the_command_line_keeps_the_documents_of_a_file_it_cannot_read_again(
+    tmp_path: Path, embedder: Embedder
+) -> None:
+    """The rebuild's reset used to come first from the command line: an unreadable file's documents went with it."""
+    corpus = copy_corpus(tmp_path / "corpus", SMALL)
+    store = Store(tmp_path / "index")
+    ingest([corpus], store, embedder, corpus_root=corpus)
+    before = {d: r.hash for d, r in store.documents().items()}
+    (corpus / SMALL[1]).write_bytes(b"\x00\x01binary\x00" * 100)
+    report = ingest([corpus], store, embedder, corpus_root=corpus, rebuild=True)
+    assert [e.path for e in report.errors] == [SMALL[1]]
+    store.reload()
+    assert {d: r.hash for d, r in store.documents().items()} == before
+    assert store.count() == sum(r.chunks for r in store.documents().values())
