@@ -365,8 +365,7 @@ class _ProgressAsker:
         if self.progress is not None:
             self.progress((self.done, self.total), desc="evaluating")
         try:
-            with self.guard.read():
-                answer: Answer = self.assistant.ask(question, history=history, filters=filters)
+            answer: Answer = self.assistant.ask(question, history=history, filters=filters, read_lock=self.guard.read)
             return answer
         finally:
             self.done += 1
@@ -612,8 +611,7 @@ def answer_question(ctx: UIContext, text: str, messages: list[dict[str, Any]], p
         if ctx.assistant.config.llm is not None:
             answer: Answer = yield from llm_draft(ctx, text, past, filters, messages, kept, drafted)
         else:
-            with ctx.guard.read():
-                answer = ctx.assistant.ask(text, history=past, filters=filters)
+            answer = ctx.assistant.ask(text, history=past, filters=filters, read_lock=ctx.guard.read)
     except Exception as exc:
         if not isinstance(exc, AssistantError):
             log.exception("ask failed")
@@ -644,9 +642,9 @@ def llm_draft(ctx: UIContext, text: str, past: list[str], filters: dict[str, Any
     from assistant.llm import stream_answer
 
     def run(on_token: Callable[[str], None]) -> Answer:
-        with ctx.guard.read():
-            answer: Answer = ctx.assistant.ask(text, history=past, filters=filters, on_token=on_token)
-            return answer
+        answer: Answer = ctx.assistant.ask(text, history=past, filters=filters, on_token=on_token,
+                                           read_lock=ctx.guard.read)
+        return answer
 
     shown = 0.0
     for item in stream_answer(run):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -157,33 +157,15 @@ class Assistant:
         )
         return answer, list(passages)
 
-    def ask(
-        self,
-        question: str,
-        history: Sequence[str] | None = None,
-        filters: Mapping[str, Any] | None = None,
-        k: int | None = None,
-        on_token: Callable[[str], None] | None = None,
-    ) -> Answer:
-        """Answer ``question`` (with earlier questions of the conversation in ``history``).
-
-        In LLM mode, ``on_token`` (if given) receives the model's reply as it streams, before the
-        citation check; the returned answer is the checked one (see ``llm.stream_answer``).
-        """
-        started = time.perf_counter()
-        if not isinstance(question, str) or not question.strip():
-            raise QuestionError(messages(detect_language(question or ""))["empty"])
-        notes: list[str] = []
-        question = replace_surrogates(question.strip())
-        if len(question) > MAX_QUESTION_CHARS:
-            question = question[:MAX_QUESTION_CHARS]
-            notes.append(f"question truncated to {MAX_QUESTION_CHARS} characters")
+    def _answer_from_index(
+        self, question: str, history: list[str], filters: Mapping[str, Any] | None, k: int | None
+    ) -> tuple[Answer, list[Passage]]:
+        """The extractive answer to ``question`` after ``history``, and the passages it was chosen from."""
         if len(self.retriever.lexical) == 0:
             raise StoreError(
                 f"the index at {self.config.chroma_url or self.config.index_dir} is empty: run `assistant ingest` first"
             )
-        clean_history = [replace_surrogates(h.strip()) for h in (history or []) if isinstance(h, str) and h.strip()]
-        rw = rewrite(question, clean_history)
+        rw = rewrite(question, history)
         answer, passages = self._extractive(question, rw, filters, k)
         # A question about several subjects "respectively" whose answer leaves one of them out is
         # answered one subject at a time.
@@ -196,10 +178,39 @@ class Assistant:
             if any(not a.abstained for _, a in parts):
                 answer = combine_answers(question, parts, answer_language(detect_language(question)))
                 passages = answer.retrieved
+        return answer, passages
+
+    def ask(
+        self,
+        question: str,
+        history: Sequence[str] | None = None,
+        filters: Mapping[str, Any] | None = None,
+        k: int | None = None,
+        on_token: Callable[[str], None] | None = None,
+        read_lock: Callable[[], AbstractContextManager[Any]] | None = None,
+    ) -> Answer:
+        """Answer ``question`` (with earlier questions of the conversation in ``history``).
+
+        In LLM mode, ``on_token`` (if given) receives the model's reply as it streams, before the
+        citation check; the returned answer is the checked one (see ``llm.stream_answer``).
+        ``read_lock`` (a server's ``guard.read``) is held while the index is read: the search and the
+        extractive answer, and in LLM mode the citation check, but not the wait for the model's reply.
+        """
+        started = time.perf_counter()
+        if not isinstance(question, str) or not question.strip():
+            raise QuestionError(messages(detect_language(question or ""))["empty"])
+        notes: list[str] = []
+        question = replace_surrogates(question.strip())
+        if len(question) > MAX_QUESTION_CHARS:
+            question = question[:MAX_QUESTION_CHARS]
+            notes.append(f"question truncated to {MAX_QUESTION_CHARS} characters")
+        clean_history = [replace_surrogates(h.strip()) for h in (history or []) if isinstance(h, str) and h.strip()]
+        with read_lock() if read_lock is not None else nullcontext():
+            answer, passages = self._answer_from_index(question, clean_history, filters, k)
         if self.config.llm is not None and not answer.abstained:
             from .llm import synthesize
 
-            answer = synthesize(self, answer, passages, filters=filters, k=k, on_token=on_token)
+            answer = synthesize(self, answer, passages, filters=filters, k=k, on_token=on_token, read_lock=read_lock)
         answer.notes.extend(notes)
         _attach_pages(answer)
         answer.latency_ms = round((time.perf_counter() - started) * 1000, 2)

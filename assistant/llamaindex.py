@@ -107,7 +107,10 @@ class HybridRetriever(BaseRetriever):
     ``retriever``: an ``assistant.retrieval.Retriever`` (``Assistant.retriever``, or one built over a
     ``Store`` and ``Embedder``). ``filters``: as for ``Assistant.ask`` (``doc_id``, ``source``,
     ``outlet``, ``language``, ``date_from``, ``date_to``), checked here. ``k``: passages per query (the
-    retriever's ``top_k`` by default).
+    retriever's ``top_k`` by default). ``found``: the passages this search already gave for the one
+    question the retriever will be asked (the first ``k`` are returned without searching again): the
+    LLM mode hands its chat engine the passages of the extractive answer, so generating the reply
+    reads no index and the question is searched once.
     """
 
     def __init__(
@@ -117,15 +120,19 @@ class HybridRetriever(BaseRetriever):
         k: int | None = None,
         callback_manager: CallbackManager | None = None,
         verbose: bool = False,
+        found: Sequence[Passage] | None = None,
     ) -> None:
         if k is not None and k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
         self.retriever = retriever
         self.filters = validate_filters(filters) or None
         self.k = k
+        self.found = None if found is None else list(found)
         super().__init__(callback_manager=callback_manager, verbose=verbose)
 
     def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
+        if self.found is not None:
+            return [node_for(p) for p in self.found[: self.k]]
         return [node_for(p) for p in search_passages(self.retriever, query_bundle.query_str, self.filters, self.k)]
 
 

@@ -54,6 +54,7 @@ import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from functools import cache
@@ -783,11 +784,13 @@ class LLMAnswerer:
         filters: Mapping[str, Any] | None = None,
         k: int | None = None,
         pinned: Sequence[Passage] = (),
+        found: Sequence[Passage] | None = None,
     ) -> tuple[Any, Any]:
         """A ``ContextChatEngine`` for one question, and its ``NumberedPassages`` (the prompt's passages).
 
-        Its retriever is ``HybridRetriever`` with the question's ``filters``; the top ``passages`` (at
-        most ``k``) plus the ``pinned`` ones become the numbered passages of the system message.
+        Its retriever is ``HybridRetriever`` with the question's ``filters`` (and the passages already
+        ``found`` for it, if any); the top ``passages`` (at most ``k``) plus the ``pinned`` ones become
+        the numbered passages of the system message.
         """
         from llama_index.core.chat_engine import ContextChatEngine
         from llama_index.core.memory import ChatMemoryBuffer
@@ -798,7 +801,7 @@ class LLMAnswerer:
         top = min(self.passages, k) if k else self.passages
         numbered = NumberedPassages(format_passage, top=top, pinned=pinned)
         engine = ContextChatEngine.from_defaults(
-            retriever=HybridRetriever(self.retriever, filters, top),
+            retriever=HybridRetriever(self.retriever, filters, top, found=found),
             llm=self.llm,
             memory=ChatMemoryBuffer.from_defaults(token_limit=CONTEXT_WINDOW),
             node_postprocessors=[numbered],
@@ -839,13 +842,19 @@ class LLMAnswerer:
         filters: Mapping[str, Any] | None = None,
         k: int | None = None,
         on_token: Callable[[str], None] | None = None,
+        read_lock: Callable[[], AbstractContextManager[Any]] | None = None,
     ) -> Answer:
         """The LLM's answer to ``answer``'s question, every citation checked; the extractive ``answer``
-        (with a note) when the model fails or none of its sentences is supported."""
+        (with a note) when the model fails or none of its sentences is supported.
+
+        ``passages`` are those the extractive answer was chosen from: the prompt's passages come from
+        them (no second search), so the model's reply is awaited without the index. Only the citation
+        check reads it (through ``read_lock``, when given: a server's lock is not held while the model
+        writes, which would stall every writer and, behind a waiting writer, every question)."""
         language = answer_language(answer.language)
         if not passages:
             return answer
-        engine, numbered = self.chat_engine(language, filters, k, cited_passages(answer, passages))
+        engine, numbered = self.chat_engine(language, filters, k, cited_passages(answer, passages), found=passages)
         try:
             reply = self.reply(engine, escape_data(answer.standalone_question or answer.question), on_token)
         except LLMError as exc:
@@ -855,7 +864,8 @@ class LLMAnswerer:
         if not given:
             return answer
         try:
-            return _checked(self.checker(), answer, passages, given, reply, language)
+            with read_lock() if read_lock is not None else nullcontext():
+                return _checked(self.checker(), answer, passages, given, reply, language)
         except Exception as exc:  # a bug in checking must not cost the user the extractive answer
             log.exception("could not check the LLM answer")
             return _fallback(answer, [f"the language model's answer could not be checked ({type(exc).__name__})"])
@@ -894,9 +904,10 @@ def synthesize(
     filters: Mapping[str, Any] | None = None,
     k: int | None = None,
     on_token: Callable[[str], None] | None = None,
+    read_lock: Callable[[], AbstractContextManager[Any]] | None = None,
 ) -> Answer:
     """``LLMAnswerer.synthesize`` with the assistant's answerer (what ``Assistant.ask`` calls in LLM mode)."""
-    return answerer_for(assistant).synthesize(answer, passages, filters, k, on_token)
+    return answerer_for(assistant).synthesize(answer, passages, filters, k, on_token, read_lock)
 
 
 # --------------------------------------------------------------------------- streaming

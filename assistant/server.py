@@ -492,8 +492,9 @@ def ask_events(assistant: Any, guard: ReadWriteLock, body: AskRequest) -> Stream
     filters = body.filters.model_dump(exclude_none=True) if body.filters else None
 
     def run(on_token: Callable[[str], None]) -> Any:
-        with guard.read():
-            return assistant.ask(body.question, history=body.history, filters=filters, k=body.k, on_token=on_token)
+        return assistant.ask(
+            body.question, history=body.history, filters=filters, k=body.k, on_token=on_token, read_lock=guard.read
+        )
 
     items = stream_answer(run)
     first = next(items)  # raises the ask's error before any byte is sent
@@ -560,8 +561,7 @@ def create_api(assistant: Any) -> FastAPI:
         if body.stream:
             return ask_events(assistant, guard, body)
         filters = body.filters.model_dump(exclude_none=True) if body.filters else None
-        with guard.read():
-            answer = assistant.ask(body.question, history=body.history, filters=filters, k=body.k)
+        answer = assistant.ask(body.question, history=body.history, filters=filters, k=body.k, read_lock=guard.read)
         result: dict[str, Any] = answer.to_dict()
         return result
 

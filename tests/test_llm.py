@@ -26,6 +26,7 @@ from assistant.answer import MESSAGES
 from assistant.config import Config, LLMSettings
 from assistant.core import Assistant
 from assistant.llamaindex import search_passages
+from assistant.retrieval import Retriever
 from assistant.schema import Answer, Passage
 from assistant.store import sentences_of
 
@@ -499,12 +500,63 @@ def test_llm_mode_goes_through_the_chat_engine_over_hybrid_retriever(
         engines.append(self)
         return chat(self, message, *args, **kwargs)
 
+    searches: list[str] = []
+    search = Retriever.retrieve
+
+    def spy_search(self: Retriever, query: Any, *args: Any, **kwargs: Any) -> Any:
+        searches.append(query.standalone)
+        return search(self, query, *args, **kwargs)
+
     monkeypatch.setattr(HybridRetriever, "_retrieve", spy_retrieve)
     monkeypatch.setattr(ContextChatEngine, "chat", spy_chat)
+    monkeypatch.setattr(Retriever, "retrieve", spy_search)
     server.script(reply_with(lambda cite: f"Suzhou will set up {BASES} in the first phase [{cite(BASES)}]."))
     answer = assistant.ask(SUZHOU)
     assert answer.mode == "llm" and answer.sentences[0].supported
     assert queries == [SUZHOU] and len(engines) == 1 and len(server.requests) == 1
+    # The engine's retriever hands over the passages the extractive answer was chosen from: one search.
+    assert searches == [SUZHOU]
+    given = passages(server.last_request)
+    top = answer.retrieved[: assistant.config.answer.passages]
+    assert len(given) >= len(top)
+    for n, passage in enumerate(top, start=1):
+        # (the source's reference marks, "[3]", are left out of the prompt: format_passage)
+        assert given[n].split("\n")[0][:40] == llm._MARKER.sub("", passage.text).split("\n")[0][:40]
+
+
+def test_the_index_is_not_held_while_the_model_writes(assistant: Assistant, server: FakeLLMServer) -> None:
+    """A server's read lock covers the search and the citation check, not the wait for the model: a
+    staff upload (a writer) gets through meanwhile, and with it the questions queued behind it."""
+    import threading
+
+    from assistant.server import ReadWriteLock
+
+    lock = ReadWriteLock()
+    server.script(
+        Behaviour(reply=reply_with(lambda cite: f"Suzhou will set up {BASES} in the first phase [{cite(BASES)}]."),
+                  delay=1.5)
+    )
+    result: dict[str, Any] = {}
+    asking = threading.Thread(target=lambda: result.update(answer=assistant.ask(SUZHOU, read_lock=lock.read)))
+    asking.start()
+    deadline = time.monotonic() + 30
+    while not server.requests and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert server.requests, "the model was never asked"
+    wrote = threading.Event()
+
+    def write() -> None:
+        with lock.write():
+            wrote.set()
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    assert wrote.wait(1.0), "the writer waited for the model's reply"
+    assert asking.is_alive()  # the reply is still being written
+    asking.join(30)
+    writer.join(5)
+    answer = result["answer"]
+    assert answer.mode == "llm" and answer.sentences[0].supported and BASES in answer.citations[0].quote
 
 
 def test_filters_and_k_reach_the_chat_engine(assistant: Assistant, server: FakeLLMServer) -> None:
@@ -733,7 +785,7 @@ class StubAssistant:
         self.error = error
 
     def ask(self, question: str, history: Any = None, filters: Any = None, k: Any = None,
-            on_token: Callable[[str], None] | None = None) -> Answer:
+            on_token: Callable[[str], None] | None = None, read_lock: Any = None) -> Answer:
         for t in self.tokens:
             assert on_token is not None
             on_token(t)
