@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,7 @@ from .chunking import page_at
 from .config import Config
 from .embedding import Embedder
 from .errors import IndexMismatchError, QuestionError, StoreError
-from .ingest import IngestReport, Progress, WriteLock, ingest
+from .ingest import IngestReport, Progress, ReadLock, WriteLock, ingest
 from .query import analyse_query
 from .retrieval import Retriever, refresh_lexical
 from .schema import Answer, Passage
@@ -187,7 +187,7 @@ class Assistant:
         filters: Mapping[str, Any] | None = None,
         k: int | None = None,
         on_token: Callable[[str], None] | None = None,
-        read_lock: Callable[[], AbstractContextManager[Any]] | None = None,
+        read_lock: ReadLock | None = None,
     ) -> Answer:
         """Answer ``question`` (with earlier questions of the conversation in ``history``).
 

@@ -46,8 +46,10 @@ EMBED_BATCH_CHUNKS = 256
 
 # progress(stage, advance, total): stage is "files" or "embed"; total is sent once with advance=0.
 Progress = Callable[[str, int, int], None]
-# A lock held while the index changes under readers, e.g. the server's ``ReadWriteLock.write``.
+# A lock held while the index changes under readers, e.g. the server's ``ReadWriteLock.write``; and
+# one held while it is read (``ReadWriteLock.read``).
 WriteLock = Callable[[], AbstractContextManager[object]]
+ReadLock = WriteLock
 
 
 @dataclass

@@ -54,7 +54,7 @@ import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import nullcontext
 from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from functools import cache
@@ -75,6 +75,7 @@ from .text import detect_language, tokenize
 if TYPE_CHECKING:
     from .config import LLMSettings
     from .core import Assistant
+    from .ingest import ReadLock
 
 log = logging.getLogger(__name__)
 
@@ -842,7 +843,7 @@ class LLMAnswerer:
         filters: Mapping[str, Any] | None = None,
         k: int | None = None,
         on_token: Callable[[str], None] | None = None,
-        read_lock: Callable[[], AbstractContextManager[Any]] | None = None,
+        read_lock: ReadLock | None = None,
     ) -> Answer:
         """The LLM's answer to ``answer``'s question, every citation checked; the extractive ``answer``
         (with a note) when the model fails or none of its sentences is supported.
@@ -904,7 +905,7 @@ def synthesize(
     filters: Mapping[str, Any] | None = None,
     k: int | None = None,
     on_token: Callable[[str], None] | None = None,
-    read_lock: Callable[[], AbstractContextManager[Any]] | None = None,
+    read_lock: ReadLock | None = None,
 ) -> Answer:
     """``LLMAnswerer.synthesize`` with the assistant's answerer (what ``Assistant.ask`` calls in LLM mode)."""
     return answerer_for(assistant).synthesize(answer, passages, filters, k, on_token, read_lock)

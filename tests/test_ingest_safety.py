@@ -454,16 +454,19 @@ def test_a_server_rebuild_keeps_its_collections_and_gives_what_a_fresh_build_giv
     assert not store.dirty()
 
 
-def test_a_server_rebuild_keeps_the_documents_of_a_file_it_cannot_read_again(
-    tmp_path: Path, embedder: Embedder
+@pytest.mark.parametrize("locked", [True, False], ids=["server", "command-line"])
+def test_a_rebuild_keeps_the_documents_of_a_file_it_cannot_read_again(
+    tmp_path: Path, embedder: Embedder, locked: bool
 ) -> None:
-    """Nothing is lost: a file that became unreadable since the last ingest is reported, its documents stay."""
+    """Nothing is lost: a file that became unreadable since the last ingest is reported, its documents
+    stay (from the command line too, where the rebuild's reset used to come first)."""
     corpus = copy_corpus(tmp_path / "corpus", SMALL)
     store = Store(tmp_path / "index")
     ingest([corpus], store, embedder, corpus_root=corpus)
     before = {d: r.hash for d, r in store.documents().items()}
     (corpus / SMALL[1]).write_bytes(b"\x00\x01binary\x00" * 100)  # now many NUL bytes: not a text file
-    report = ingest([corpus], store, embedder, corpus_root=corpus, rebuild=True, write_lock=ReadWriteLock().write)
+    lock = ReadWriteLock().write if locked else None
+    report = ingest([corpus], store, embedder, corpus_root=corpus, rebuild=True, write_lock=lock)
     assert [e.path for e in report.errors] == [SMALL[1]]
     store.reload()
     assert {d: r.hash for d, r in store.documents().items()} == before
@@ -502,18 +505,3 @@ def test_a_rebuild_that_fails_half_way_keeps_the_index_it_was_replacing(
     assert set(store.chunks.get(include=[])["ids"]) == ids
     assert not store.dirty()
 
-
-def test_a_rebuild_from_the_command_line_keeps_the_documents_of_a_file_it_cannot_read_again(
-    tmp_path: Path, embedder: Embedder
-) -> None:
-    """The rebuild's reset used to come first from the command line: an unreadable file's documents went with it."""
-    corpus = copy_corpus(tmp_path / "corpus", SMALL)
-    store = Store(tmp_path / "index")
-    ingest([corpus], store, embedder, corpus_root=corpus)
-    before = {d: r.hash for d, r in store.documents().items()}
-    (corpus / SMALL[1]).write_bytes(b"\x00\x01binary\x00" * 100)
-    report = ingest([corpus], store, embedder, corpus_root=corpus, rebuild=True)
-    assert [e.path for e in report.errors] == [SMALL[1]]
-    store.reload()
-    assert {d: r.hash for d, r in store.documents().items()} == before
-    assert store.count() == sum(r.chunks for r in store.documents().values())
