@@ -43,7 +43,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import strings
 from .corpus_files import keep_version
-from .errors import AssistantError, ConfigError, DocumentError, LLMError, QuestionError, StoreError
+from .errors import AssistantError, ConfigError, DocumentError, IndexMismatchError, LLMError, QuestionError, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -278,6 +278,8 @@ def _friendly(exc: BaseException, lang: str) -> str:
         return str(exc)
     if isinstance(exc, ConfigError):
         return strings.text("errors.invalid", lang, error=exc)
+    if isinstance(exc, IndexMismatchError):
+        return strings.text("errors.index_mismatch", lang, reason=exc.reason)
     if isinstance(exc, StoreError):
         return strings.text("errors.store", lang, error=exc)
     if isinstance(exc, LLMError):

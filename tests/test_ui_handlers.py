@@ -105,3 +105,29 @@ def test_idle_sessions_are_forgotten_and_their_number_is_bounded(ctx: ui.UIConte
     assert ui.forget_idle_sessions(holder, ui.SESSION_IDLE_SECONDS, now) == 2
     assert "recent" in holder and "old-1" not in holder and "old-2" not in holder
     assert ui.forget_idle_sessions(holder, ui.SESSION_IDLE_SECONDS, now) == 0
+
+
+def test_reindexing_an_index_built_with_other_settings_says_to_rebuild(
+    sample_index: Any,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """After an upgrade (here: another chunk size) a staff re-index is told what differs and what to
+    tick, in the staff's language; "Rebuild from scratch" then brings the index to the new settings."""
+    from dataclasses import replace
+
+    from assistant.chunking import ChunkerSettings
+    from assistant.core import Assistant
+
+    paths = clone_index(sample_index, tmp_path)
+    current = open_assistant(paths)
+    other = Assistant(replace(current.config, chunker=ChunkerSettings(max_tokens=120)))
+    staff = ui.UIContext(other, password="pw")
+    before = other.store.count()
+    status = ui.staff_reindex(staff, False, True, "en")[0]
+    assert "other settings" in status and "chunker settings" in status and "Rebuild from scratch" in status
+    assert str(paths.index) not in status  # no server path
+    assert "从头重建索引" in ui.staff_reindex(staff, False, True, "zh")[0]
+    assert other.store.count() == before  # nothing changed
+    rebuilt = ui.staff_reindex(staff, True, True, "en")[0]
+    assert "other settings" not in rebuilt and other.store.count() > before
+    assert other.index_mismatch() is None
