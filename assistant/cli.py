@@ -199,14 +199,18 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     if args.if_missing and assistant.store.documents():
         where = assistant.config.chroma_url or assistant.config.index_dir
         stale = assistant.index_mismatch()
-        if stale is None:
+        if stale is None and assistant.sentence_vectors_current():
             n = len(assistant.store.documents())
             console.print(f"Index at {where} already built ({n} documents); skipping ingest.")
             return EXIT_OK
-        # An upgrade (or a changed setting) made the index unusable for new documents: rebuild it
-        # from the corpus; it keeps answering until the new one is complete.
-        console.print(f"Rebuilding the index: {stale}. The current index stays until the new one is complete.")
-        rebuild = True
+        if stale is None:
+            # Sentence vectors of another reading or version: an incremental ingest makes them again.
+            console.print(f"Index at {where}: completing its sentence vectors (made for another version).")
+        else:
+            # An upgrade (or a changed setting) made the index unusable for new documents: rebuild it
+            # from the corpus; it keeps answering until the new one is complete.
+            console.print(f"Rebuilding the index: {stale}. The current index stays until the new one is complete.")
+            rebuild = True
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),

@@ -114,6 +114,11 @@ class Assistant:
             return exc.reason
         return None
 
+    def sentence_vectors_current(self) -> bool:
+        """Whether every indexed document has its sentence vectors, made by the configured model and
+        reading (an upgraded index has none that count until its next ingest)."""
+        return self.retriever.sentence_vectors.complete == self.store.generation()
+
     def documents(self) -> list[DocRecord]:
         """Indexed documents, by source then doc id."""
         self.store.reload()

@@ -143,6 +143,16 @@ def test_if_missing_rebuilds_an_index_built_with_other_settings(tmp_path: Path) 
     assert back.returncode == 0 and "embedding model" in " ".join(back.stdout.split())
     asked = run_cli("ask", "Which alliance did Changzhou unveil?", *args, cwd=tmp_path)
     assert asked.returncode == 0, asked.stderr
+    # Sentence vectors of an earlier version (no reading recorded): completed, not rebuilt.
+    manifest = tmp_path / "index" / "sentences" / "manifest.json"
+    data = json.loads(manifest.read_text(encoding="utf-8"))
+    assert data.pop("reading") == "gloss-zh-en"
+    manifest.write_text(json.dumps(data), encoding="utf-8")
+    completed = run_cli("ingest", "--if-missing", *args, cwd=tmp_path)
+    assert completed.returncode == 0 and "completing its sentence vectors" in " ".join(completed.stdout.split())
+    assert "Rebuilding" not in completed.stdout and "documents unchanged" in completed.stdout
+    assert json.loads(manifest.read_text(encoding="utf-8"))["reading"] == "gloss-zh-en"
+    assert "skipping ingest" in run_cli("ingest", "--if-missing", *args, cwd=tmp_path).stdout
 
 
 def test_second_ingest_while_locked_exits_2(cli_index: CliIndex) -> None:
