@@ -203,6 +203,14 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             n = len(assistant.store.documents())
             console.print(f"Index at {where} already built ({n} documents); skipping ingest.")
             return EXIT_OK
+        if assistant.config.chroma_url is not None:
+            # A replica of a shared Chroma server: only the host that ingests may change the index
+            # (docs/index-and-replicas.md); a replica answers with what it has.
+            if stale is not None:
+                advice = "rebuild it from the host that ingests (`assistant ingest --rebuild`)"
+                err_console.print(f"warning: {stale}: {advice}")
+            console.print(f"Index at {where} served as it is; skipping ingest.")
+            return EXIT_OK
         if stale is None:
             # Sentence vectors of another reading or version: an incremental ingest makes them again.
             console.print(f"Index at {where}: completing its sentence vectors (made for another version).")

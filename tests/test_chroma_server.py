@@ -275,6 +275,18 @@ def test_cli_with_chroma_url(shared: Shared, chroma: ChromaServer, tmp_path: Pat
         assert {d["doc_id"] for d in listed} == set(server_docs(chroma))
         assert CLI_DOC in {d["doc_id"] for d in listed}
         assert not (tmp_path / "index" / "chroma").exists() and not (tmp_path / "chroma").exists()
+
+        # A replica's `make run` (ingest --if-missing): it has no sentence vectors of its own, but only
+        # the host that ingests changes a shared index; the replica serves what it finds.
+        empty = tmp_path / "replica-corpus"
+        empty.mkdir()
+        replica = run_assistant(
+            "ingest", "--if-missing", "--chroma-url", chroma.url, "--index", tmp_path / "replica", "--corpus", empty,
+            cwd=tmp_path,
+        )
+        assert replica.returncode == 0, replica.stderr
+        assert "skipping ingest" in replica.stdout and "Ingest summary" not in replica.stdout
+        assert set(server_docs(chroma)) == {d["doc_id"] for d in listed}
     finally:
         (shared.corpus / CLI_DOC).unlink(missing_ok=True)
         reingest_clean(shared)
