@@ -199,26 +199,27 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     if args.if_missing and assistant.store.documents():
         where = assistant.config.chroma_url or assistant.config.index_dir
         stale = assistant.index_mismatch()
-        if stale is None and assistant.sentence_vectors_current():
-            n = len(assistant.store.documents())
-            console.print(f"Index at {where} already built ({n} documents); skipping ingest.")
-            return EXIT_OK
-        if assistant.config.chroma_url is not None:
-            # A replica of a shared Chroma server: only the host that ingests may change the index
-            # (docs/index-and-replicas.md); a replica answers with what it has.
-            if stale is not None:
-                advice = "rebuild it from the host that ingests (`assistant ingest --rebuild`)"
-                err_console.print(f"warning: {stale}: {advice}")
-            console.print(f"Index at {where} served as it is; skipping ingest.")
-            return EXIT_OK
-        if stale is None:
-            # Sentence vectors of another reading or version: an incremental ingest makes them again.
-            console.print(f"Index at {where}: completing its sentence vectors (made for another version).")
-        else:
+        if stale is not None and assistant.config.chroma_url is None:
             # An upgrade (or a changed setting) made the index unusable for new documents: rebuild it
             # from the corpus; it keeps answering until the new one is complete.
             console.print(f"Rebuilding the index: {stale}. The current index stays until the new one is complete.")
             rebuild = True
+        else:
+            if stale is not None:
+                # A replica of a shared Chroma server: only the host that ingests may change the index
+                # (docs/index-and-replicas.md); a replica answers with what it has.
+                advice = "rebuild it from the host that ingests (`assistant ingest --rebuild`)"
+                err_console.print(f"warning: {stale}: {advice}")
+            elif not assistant.sentence_vectors_current():
+                # Not worth holding up the start: answers are the same, each question computes the
+                # sentence vectors it needs (an index of 100k chunks has ~580k sentences to encode).
+                console.print(
+                    "Its sentence vectors are missing or were made for another version: `assistant ingest` "
+                    "makes them again (until then each question computes those it needs)."
+                )
+            n = len(assistant.store.documents())
+            console.print(f"Index at {where} already built ({n} documents); skipping ingest.")
+            return EXIT_OK
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),

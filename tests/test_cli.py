@@ -143,16 +143,21 @@ def test_if_missing_rebuilds_an_index_built_with_other_settings(tmp_path: Path) 
     assert back.returncode == 0 and "embedding model" in " ".join(back.stdout.split())
     asked = run_cli("ask", "Which alliance did Changzhou unveil?", *args, cwd=tmp_path)
     assert asked.returncode == 0, asked.stderr
-    # Sentence vectors of an earlier version (no reading recorded): completed, not rebuilt.
+    # Sentence vectors of an earlier version (no reading recorded): said, not waited for (each question
+    # computes those it needs); the next plain ingest makes them again.
     manifest = tmp_path / "index" / "sentences" / "manifest.json"
     data = json.loads(manifest.read_text(encoding="utf-8"))
     assert data.pop("reading") == "gloss-zh-en"
     manifest.write_text(json.dumps(data), encoding="utf-8")
-    completed = run_cli("ingest", "--if-missing", *args, cwd=tmp_path)
-    assert completed.returncode == 0 and "completing its sentence vectors" in " ".join(completed.stdout.split())
-    assert "Rebuilding" not in completed.stdout and "documents unchanged" in completed.stdout
+    told = run_cli("ingest", "--if-missing", *args, cwd=tmp_path)
+    out = " ".join(told.stdout.split())
+    assert told.returncode == 0 and "made for another version" in out and "skipping ingest" in out
+    assert "Rebuilding" not in out and "Ingest summary" not in out
+    completed = run_cli("ingest", *args, cwd=tmp_path)
+    assert completed.returncode == 0 and "documents unchanged" in completed.stdout
     assert json.loads(manifest.read_text(encoding="utf-8"))["reading"] == "gloss-zh-en"
-    assert "skipping ingest" in run_cli("ingest", "--if-missing", *args, cwd=tmp_path).stdout
+    again = " ".join(run_cli("ingest", "--if-missing", *args, cwd=tmp_path).stdout.split())
+    assert "skipping ingest" in again and "another version" not in again
 
 
 def test_second_ingest_while_locked_exits_2(cli_index: CliIndex) -> None:
