@@ -192,7 +192,7 @@ class Assistant:
         filters: Mapping[str, Any] | None = None,
         k: int | None = None,
         on_token: Callable[[str], None] | None = None,
-        read_lock: ReadLock | None = None,
+        read_lock: ReadLock = nullcontext,
     ) -> Answer:
         """Answer ``question`` (with earlier questions of the conversation in ``history``).
 
@@ -210,7 +210,7 @@ class Assistant:
             question = question[:MAX_QUESTION_CHARS]
             notes.append(f"question truncated to {MAX_QUESTION_CHARS} characters")
         clean_history = [replace_surrogates(h.strip()) for h in (history or []) if isinstance(h, str) and h.strip()]
-        with read_lock() if read_lock is not None else nullcontext():
+        with read_lock():
             answer, passages = self._answer_from_index(question, clean_history, filters, k)
         if self.config.llm is not None and not answer.abstained:
             from .llm import synthesize

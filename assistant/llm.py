@@ -843,14 +843,14 @@ class LLMAnswerer:
         filters: Mapping[str, Any] | None = None,
         k: int | None = None,
         on_token: Callable[[str], None] | None = None,
-        read_lock: ReadLock | None = None,
+        read_lock: ReadLock = nullcontext,
     ) -> Answer:
         """The LLM's answer to ``answer``'s question, every citation checked; the extractive ``answer``
         (with a note) when the model fails or none of its sentences is supported.
 
         ``passages`` are those the extractive answer was chosen from: the prompt's passages come from
         them (no second search), so the model's reply is awaited without the index. Only the citation
-        check reads it (through ``read_lock``, when given: a server's lock is not held while the model
+        check reads it (inside ``read_lock``: a server's lock is not held while the model
         writes, which would stall every writer and, behind a waiting writer, every question)."""
         language = answer_language(answer.language)
         if not passages:
@@ -865,7 +865,7 @@ class LLMAnswerer:
         if not given:
             return answer
         try:
-            with read_lock() if read_lock is not None else nullcontext():
+            with read_lock():
                 return _checked(self.checker(), answer, passages, given, reply, language)
         except Exception as exc:  # a bug in checking must not cost the user the extractive answer
             log.exception("could not check the LLM answer")
@@ -905,7 +905,7 @@ def synthesize(
     filters: Mapping[str, Any] | None = None,
     k: int | None = None,
     on_token: Callable[[str], None] | None = None,
-    read_lock: ReadLock | None = None,
+    read_lock: ReadLock = nullcontext,
 ) -> Answer:
     """``LLMAnswerer.synthesize`` with the assistant's answerer (what ``Assistant.ask`` calls in LLM mode)."""
     return answerer_for(assistant).synthesize(answer, passages, filters, k, on_token, read_lock)

@@ -863,9 +863,7 @@ class Retriever:
     @property
     def sentence_vectors(self) -> SentenceVectors:
         if self._sentence_vectors is None:
-            self._sentence_vectors = SentenceVectors(
-                self.store.index_dir, self.embedder.settings.model_name, self.embedder.reading_name
-            )
+            self._sentence_vectors = SentenceVectors.of(self.store.index_dir, self.embedder)
         return self._sentence_vectors
 
     def sentence_similarities(self, question: str, passages: Sequence[Passage]) -> dict[tuple[str, int, int], float]:

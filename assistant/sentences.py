@@ -274,6 +274,11 @@ class SentenceVectors:
                 removed += 1
         return removed
 
+    @classmethod
+    def of(cls, index_dir: Path, embedder: Embedder) -> SentenceVectors:
+        """The store for ``embedder``'s model and reading under ``index_dir``."""
+        return cls(index_dir, embedder.settings.model_name, embedder.reading_name)
+
     def _new_manifest(self, **extra: Any) -> dict[str, Any]:
         return {"format": FORMAT, "model": self.model, "reading": self.reading, **extra, "complete": ""}
 
@@ -303,7 +308,7 @@ def encode(embedder: Embedder, items: Sequence[tuple[Key, str]]) -> list[tuple[K
 def add_chunks(store: Store, embedder: Embedder, chunks: Iterable[tuple[Chunk, str]]) -> int:
     """Encode and store the sentences of new chunks, ``(chunk, document hash)`` each, whose document
     version has none yet (called by ``ingest`` beside the chunk vectors); returns the sentences encoded."""
-    vectors = SentenceVectors(store.index_dir, embedder.settings.model_name, embedder.reading_name)
+    vectors = SentenceVectors.of(store.index_dir, embedder)
     vectors.reset_if_other_model()
     have = vectors.hashes()
     items = [
@@ -322,7 +327,7 @@ def sync(store: Store, embedder: Embedder) -> int:
     """Give every document the index vouches for its sentence vectors (an index built before them,
     or chunks written without them), drop the rows of documents it no longer holds (see
     ``SentenceVectors.compact``) and record the generation; returns the sentences encoded."""
-    vectors = SentenceVectors(store.index_dir, embedder.settings.model_name, embedder.reading_name)
+    vectors = SentenceVectors.of(store.index_dir, embedder)
     vectors.reset_if_other_model()
     store.reload()
     generation = store.generation()
