@@ -26,7 +26,8 @@ $(STAMP): pyproject.toml
 index: setup
 	$(BIN)/assistant ingest --if-missing
 
-run: index
+run: setup
+	$(BIN)/assistant ingest --if-missing --defer
 	$(BIN)/assistant serve --host $(HOST) --port $(PORT)
 
 test: setup

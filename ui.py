@@ -50,9 +50,11 @@ from assistant.server import (
     LoginThrottle,
     SavedUpload,
     admin_password,
+    check_not_upgrading,
     check_password,
     friendly_error,
     guard_for,
+    start_upgrade,
     store_upload,
 )
 from assistant.transcript import restore as restore_answer
@@ -509,6 +511,7 @@ class UIContext:
 
         The read/write lock is taken only around the step that changes what questions read (``write_lock``).
         """
+        check_not_upgrading(self.assistant)
         callback = _progress_callback(progress, lang)
         return self.assistant.ingest(list(paths) if paths is not None else None, rebuild=rebuild,
                                      progress=callback, write_lock=self.guard.write)
@@ -771,10 +774,22 @@ def staff_logout(lang: str) -> tuple[Any, ...]:
             gr.update(choices=[]), gr.update(visible=False, value=""))
 
 
+def upgrading(ctx: UIContext, lang: str) -> str | None:
+    """A notice while the server updates the index in the background (``start_upgrade``): staff
+    changes would wait for it, so they are refused with a word on why."""
+    try:
+        check_not_upgrading(ctx.assistant)
+    except AssistantError as exc:
+        return render_notice(friendly_error(exc, lang), "info")
+    return None
+
+
 def staff_upload(ctx: UIContext, files: Any, admin: bool, lang: str, progress: Any = None) -> tuple[Any, ...]:
     """(status, upload box, delete choices, trash choices)."""
     if admin is not True:
         return denied(lang), gr.update(), gr.update(), gr.update()
+    if (busy := upgrading(ctx, lang)) is not None:  # before the files are saved into the corpus
+        return busy, gr.update(), gr.update(), gr.update()
     if not files:
         return render_notice(t("msg.no_files", lang)), gr.update(), gr.update(), gr.update()
     saved: list[SavedUpload] = []
@@ -813,6 +828,8 @@ def staff_delete(ctx: UIContext, doc_id: Any, remove_file: bool, admin: bool, la
         return denied(lang), gr.update(), gr.update()
     if not doc_id or not isinstance(doc_id, str):
         return render_notice(t("msg.no_doc", lang)), gr.update(), gr.update()
+    if (busy := upgrading(ctx, lang)) is not None:
+        return busy, gr.update(), gr.update()
     try:
         with ctx.guard.read():
             records = {d.doc_id: d for d in ctx.assistant.documents()}
@@ -836,6 +853,8 @@ def staff_restore_file(ctx: UIContext, name: Any, admin: bool, lang: str, progre
         return denied(lang), gr.update(), gr.update()
     if not name or not isinstance(name, str):
         return render_notice(t("msg.no_trash", lang)), gr.update(), gr.update()
+    if (busy := upgrading(ctx, lang)) is not None:  # before the file leaves the trash
+        return busy, gr.update(), gr.update()
     try:
         target = restore(name, ctx.corpus_dir)
         report = ctx.ingest([target], progress, lang)
@@ -1244,6 +1263,9 @@ def serve(assistant: Any, host: str = "127.0.0.1", port: int = 7860, admin_passw
     logging.getLogger("bm25s").setLevel(logging.WARNING)
     assistant.warm_up()
     app = create_app(assistant, admin_password=admin_password)
+    # An upgraded index (another chunker or reading; sentence vectors of another
+    # version) is brought up to date after the start, not before it: at 100k chunks that takes hours.
+    start_upgrade(assistant, say=lambda line: print(line, flush=True))
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     print(f"Serving the assistant on http://{shown}:{port}  (API: /api/ask, /api/documents, /api/health)",
           flush=True)

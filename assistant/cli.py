@@ -74,6 +74,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="only ingest when the index is empty, or rebuild it when it was built with other settings",
     )
+    p.add_argument(
+        "--defer",
+        action="store_true",
+        help="with --if-missing: leave an update the server can make while it answers (a rebuild for another "
+        "chunker or reading; sentence vectors) to `assistant serve`, which makes it in the background",
+    )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     _common(p)
 
@@ -199,17 +205,25 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     if args.if_missing and assistant.store.documents():
         where = assistant.config.chroma_url or assistant.config.index_dir
         stale = assistant.index_mismatch()
-        if stale is not None and assistant.config.chroma_url is None:
+        # With --defer (`make run`), what the server can do while it answers is left to it.
+        deferred = assistant.pending_upgrade() if args.defer else None
+        if stale is not None and assistant.config.chroma_url is None and deferred is None:
             # An upgrade (or a changed setting) made the index unusable for new documents: rebuild it
             # from the corpus; it keeps answering until the new one is complete.
             console.print(f"Rebuilding the index: {stale}. The current index stays until the new one is complete.")
             rebuild = True
         else:
-            if stale is not None:
+            if stale is not None and deferred is None:
                 # A replica of a shared Chroma server: only the host that ingests may change the index
                 # (docs/index-and-replicas.md); a replica answers with what it has.
                 advice = "rebuild it from the host that ingests (`assistant ingest --rebuild`)"
                 err_console.print(f"warning: {stale}: {advice}")
+            elif deferred is not None:
+                what = "rebuilds it" if deferred.kind == "rebuild" else "completes them"
+                console.print(
+                    f"The index needs an update ({deferred.reason}): `assistant serve` {what} in the background "
+                    "and answers from the index meanwhile."
+                )
             elif not assistant.sentence_vectors_current():
                 # Not worth holding up the start: answers are the same, each question computes the
                 # sentence vectors it needs (an index of 100k chunks has ~580k sentences to encode).

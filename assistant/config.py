@@ -343,6 +343,8 @@ def check_arguments(args: argparse.Namespace) -> None:
     Setting flags (``--index``, ``--port``...) are ``Settings``' business; this covers the rest.
     """
     command = getattr(args, "command", None)
+    if command == "ingest" and getattr(args, "defer", False) and not args.if_missing:
+        raise ConfigError("--defer goes with --if-missing: it says which of the updates --if-missing makes wait")
     checks: list[tuple[str, str, Parser]] = []
     if command == "ask":
         checks.append(("k", "--k", integer(1, ASK_MAX_K)))

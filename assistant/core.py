@@ -6,9 +6,11 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+from . import sentences
 from .answer import answer_language, combine_answers, covers_subjects, extractive_answer, messages
 from .chat import Rewrite, entities, rewrite, split_subjects
 from .chunking import page_at
@@ -23,6 +25,17 @@ from .store import DocRecord, Store
 from .text import detect_language, replace_surrogates, warm_up
 
 MAX_QUESTION_CHARS = 2000
+
+
+@dataclass(frozen=True)
+class PendingUpgrade:
+    """What an index needs after an upgrade that can be done while it answers questions:
+    ``"rebuild"`` (it was built with another chunker or reading of Chinese text, but with the
+    configured model) or ``"sentences"`` (its sentence vectors were made by another version);
+    ``reason`` says what differs."""
+
+    kind: Literal["rebuild", "sentences"]
+    reason: str
 
 
 class Assistant:
@@ -118,6 +131,33 @@ class Assistant:
         """Whether every indexed document has its sentence vectors, made by the configured model and
         reading (an upgraded index has none that count until its next ingest)."""
         return self.retriever.sentence_vectors.complete == self.store.generation()
+
+    def pending_upgrade(self) -> PendingUpgrade | None:
+        """What this index needs that a server may do in the background (``PendingUpgrade``), or
+        None: when it is current or empty, when it cannot answer meanwhile (another model or
+        storage format: rebuild it first), and on a shared Chroma server (only the host that
+        ingests changes it)."""
+        if self.config.chroma_url is not None or not self.store.documents():
+            return None
+        try:
+            self.store.check_compatible(self.config.embedding.model_name, None, None)
+        except IndexMismatchError:
+            return None
+        reason = self.index_mismatch()
+        if reason is not None:
+            return PendingUpgrade("rebuild", reason)
+        if not self.sentence_vectors_current():
+            return PendingUpgrade("sentences", "its sentence vectors were made for another version")
+        return None
+
+    def complete_sentence_vectors(self) -> int:
+        """Encode the sentence vectors the indexed documents lack (an upgraded index), without
+        reading the corpus; questions go on meanwhile (one encoder thread: ``Embedder.background``).
+        Returns the sentences encoded."""
+        with self._ingest_lock:
+            encoded = sentences.sync(self.store, self.embedder.background())
+            self.retriever.invalidate()
+            return encoded
 
     def documents(self) -> list[DocRecord]:
         """Indexed documents, by source then doc id."""

@@ -38,6 +38,15 @@ class IndexLockedError(StoreError):
     """Another ingest holds the index lock."""
 
 
+class IndexRebuildingError(IndexLockedError):
+    """The server is rebuilding the index (or completing its sentence vectors) in the background:
+    a change to it would wait until that is done."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"the index is being updated in the background ({reason})")
+        self.reason = reason
+
+
 class QuestionError(AssistantError, ValueError):
     """The question cannot be answered as given (empty, too long...)."""
 

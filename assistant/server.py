@@ -28,7 +28,7 @@ import unicodedata
 import weakref
 from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Annotated, Any
@@ -43,7 +43,16 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import strings
 from .corpus_files import keep_version
-from .errors import AssistantError, ConfigError, DocumentError, IndexMismatchError, LLMError, QuestionError, StoreError
+from .errors import (
+    AssistantError,
+    ConfigError,
+    DocumentError,
+    IndexMismatchError,
+    IndexRebuildingError,
+    LLMError,
+    QuestionError,
+    StoreError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +130,92 @@ def guard_for(assistant: Any) -> ReadWriteLock:
         if guard is None:
             guard = _guards[assistant] = ReadWriteLock()
         return guard
+
+
+@dataclass
+class Upgrade:
+    """A job the server started on an upgraded index (``Assistant.pending_upgrade``): its rebuild,
+    or the sentence vectors it lacks. Questions are answered from the index as it is meanwhile;
+    staff changes wait (``check_not_upgrading``)."""
+
+    kind: str
+    reason: str
+    done: threading.Event = field(default_factory=threading.Event)
+    embedded: int = 0
+    total: int = 0
+    error: str | None = None
+
+    @property
+    def running(self) -> bool:
+        return not self.done.is_set()
+
+    def to_dict(self) -> dict[str, Any]:
+        """What ``/api/health`` shows: not the reason, which names the index directory and its
+        settings (the server's log has it)."""
+        out: dict[str, Any] = {"kind": self.kind, "running": self.running, "failed": self.error is not None}
+        if self.total:
+            out.update(embedded=self.embedded, total=self.total)
+        return out
+
+
+_upgrades: weakref.WeakKeyDictionary[Any, Upgrade] = weakref.WeakKeyDictionary()
+
+
+def upgrade_of(assistant: Any) -> Upgrade | None:
+    """The upgrade job started for ``assistant`` (running or finished), if any."""
+    with _guards_lock:
+        return _upgrades.get(assistant)
+
+
+def check_not_upgrading(assistant: Any) -> None:
+    """Raise ``IndexRebuildingError`` while an upgrade job runs: a staff change would wait for it
+    (hours for a large index) with nothing said."""
+    job = upgrade_of(assistant)
+    if job is not None and job.running:
+        raise IndexRebuildingError(without_paths(job.reason))
+
+
+def start_upgrade(assistant: Any, say: Callable[[str], None] = print) -> Upgrade | None:
+    """Start, in a background thread, what ``assistant.pending_upgrade()`` asks for: a rebuild from
+    the corpus (published at the end under the server's write lock, as the staff "Rebuild from
+    scratch" does) or the sentence vectors an upgraded index lacks. ``say`` reports the start,
+    every tenth of the chunks embedded, and the end. Returns the job, or None when none is needed."""
+    pending = assistant.pending_upgrade()
+    if pending is None:
+        return None
+    job = Upgrade(pending.kind, pending.reason)
+    with _guards_lock:
+        _upgrades[assistant] = job
+    guard = guard_for(assistant)
+
+    def progress(stage: str, advance: int, total: int) -> None:
+        if stage != "embed":
+            return
+        before = job.embedded * 10 // max(job.total, 1)
+        job.embedded, job.total = job.embedded + advance, total
+        if job.embedded * 10 // max(total, 1) > before:
+            say(f"Rebuilding the index: {job.embedded:,} of {total:,} chunks embedded")
+
+    def run() -> None:
+        try:
+            if job.kind == "rebuild":
+                report = assistant.ingest(rebuild=True, progress=progress, write_lock=guard.write)
+                say(f"The index is rebuilt ({report.added + report.updated + report.unchanged} documents).")
+            else:
+                encoded = assistant.complete_sentence_vectors()
+                say(f"Sentence vectors completed ({encoded:,} sentences encoded).")
+        except Exception as exc:  # reported, never raised into the server; the old index still answers
+            if not isinstance(exc, AssistantError):
+                log.exception("background %s failed", job.kind)
+            job.error = friendly_error(exc)
+            say(f"The background {job.kind} failed: {job.error}")
+        finally:
+            job.done.set()
+
+    what = "Rebuilding the index" if job.kind == "rebuild" else "Completing the sentence vectors"
+    say(f"{what} in the background ({without_paths(job.reason)}); questions are answered meanwhile.")
+    threading.Thread(target=run, name=f"upgrade-{job.kind}", daemon=True).start()
+    return job
 
 
 def check_password(given: object, expected: str | None) -> bool:
@@ -280,6 +375,8 @@ def _friendly(exc: BaseException, lang: str) -> str:
         return strings.text("errors.invalid", lang, error=exc)
     if isinstance(exc, IndexMismatchError):
         return strings.text("errors.index_mismatch", lang, reason=exc.reason)
+    if isinstance(exc, IndexRebuildingError):
+        return strings.text("errors.rebuilding", lang, reason=exc.reason)
     if isinstance(exc, StoreError):
         return strings.text("errors.store", lang, error=exc)
     if isinstance(exc, LLMError):
@@ -587,7 +684,11 @@ def create_api(assistant: Any) -> FastAPI:
             log.warning("health check failed: %s", exc)
             return JSONResponse({"status": "error", "error": friendly_error(exc), "model": model}, status_code=503)
         status = "ok" if docs else "empty"
-        return JSONResponse({"status": status, "documents": docs, "chunks": chunks, "model": model, "mode": mode})
+        payload: dict[str, Any] = {"status": status, "documents": docs, "chunks": chunks, "model": model, "mode": mode}
+        job = upgrade_of(assistant)
+        if job is not None:
+            payload["upgrade"] = job.to_dict()
+        return JSONResponse(payload)
 
     known = {"ask", "documents", "health"}
 

@@ -160,6 +160,25 @@ def test_if_missing_rebuilds_an_index_built_with_other_settings(tmp_path: Path) 
     assert "skipping ingest" in again and "another version" not in again
 
 
+@pytest.mark.slow
+def test_if_missing_defer_leaves_an_update_to_the_server(tmp_path: Path) -> None:
+    """`make run` (`ingest --if-missing --defer`): an index built with another chunk size is left as
+    it is, with a word that the server rebuilds it in the background; `--defer` alone is refused."""
+    corpus = copy_corpus(tmp_path / "corpus", TWO_FILES)
+    args: list[str | Path] = ["--index", tmp_path / "index", "--corpus", corpus]
+    assert run_cli("ingest", *args, cwd=tmp_path, env={"ASSISTANT_CHUNK_TOKENS": "48"}).returncode == 0
+    small_chunks = _chunks(tmp_path, args)
+    proc = run_cli("ingest", "--if-missing", "--defer", *args, cwd=tmp_path)
+    out = " ".join(proc.stdout.split())
+    assert proc.returncode == 0, proc.stderr
+    assert "`assistant serve` rebuilds it in the background" in out and "chunker settings" in out
+    assert "skipping ingest" in out and "Rebuilding the index" not in out
+    assert _chunks(tmp_path, args) == small_chunks
+    alone = run_cli("ingest", "--defer", *args, cwd=tmp_path)
+    assert alone.returncode == 2 and "--defer goes with --if-missing" in alone.stderr
+    no_traceback(alone)
+
+
 def test_second_ingest_while_locked_exits_2(cli_index: CliIndex) -> None:
     lock = cli_index.index / ".ingest.lock"
     fd = os.open(lock, os.O_RDWR | os.O_CREAT)

@@ -131,3 +131,104 @@ def test_reindexing_an_index_built_with_other_settings_says_to_rebuild(
     rebuilt = ui.staff_reindex(staff, True, True, "en")[0]
     assert "other settings" not in rebuilt and other.store.count() > before
     assert other.index_mismatch() is None
+
+
+def test_the_server_updates_an_upgraded_index_in_the_background(
+    sample_index: Any,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """`make run` after an upgrade serves at once: the server rebuilds an index built with other
+    settings (here another chunk size) in the background, answers from the old one meanwhile, says
+    so in /api/health, and refuses staff changes with a word on why until it is done. The rebuild is
+    held at its first embedding batch (the real encoder, behind an event) to look at it half-way."""
+    import threading
+    from dataclasses import replace
+
+    from fastapi.testclient import TestClient
+
+    from assistant.chunking import ChunkerSettings
+    from assistant.core import Assistant
+    from assistant.server import create_api, start_upgrade, upgrade_of
+
+    paths = clone_index(sample_index, tmp_path)
+    current = open_assistant(paths)
+    other = Assistant(replace(current.config, chunker=ChunkerSettings(max_tokens=120)))
+    pending = other.pending_upgrade()
+    assert pending is not None and pending.kind == "rebuild" and "chunker settings" in pending.reason
+    before, files = other.store.count(), sorted(p.name for p in paths.corpus.iterdir())
+
+    reached, release = threading.Event(), threading.Event()
+    encoder = other.embedder.background()  # what a server's ingest embeds with
+    encode = encoder.encode_passages
+
+    def held(texts: Any, progress: Any = None) -> Any:
+        reached.set()
+        assert release.wait(120)
+        return encode(texts, progress)
+
+    encoder.encode_passages = held  # type: ignore[method-assign]
+    lines: list[str] = []
+    job = start_upgrade(other, say=lines.append)
+    try:
+        assert job is not None and reached.wait(120) and job.running and upgrade_of(other) is job
+        answer = other.ask("What is the Suzhou alliance?")
+        assert answer.citations and not answer.abstained  # from the old index
+        health = TestClient(create_api(other)).get("/api/health").json()
+        upgrade = health["upgrade"]  # no reason: it names the index directory
+        assert upgrade.pop("total") > 0
+        assert upgrade == {"kind": "rebuild", "running": True, "failed": False, "embedded": 0}
+        staff = ui.UIContext(other, password="pw")
+        doc = other.documents()[0].doc_id
+        for status in (
+            ui.staff_upload(staff, ["new.txt"], True, "en")[0],
+            ui.staff_delete(staff, doc, True, True, "en")[0],
+            ui.staff_reindex(staff, True, True, "en")[0],
+            ui.staff_restore_file(staff, "gone.txt", True, "en")[0],
+        ):
+            assert "updated in the background" in status and "chunker settings" in status, status
+        assert "后台更新" in ui.staff_reindex(staff, False, True, "zh")[0]
+        assert other.store.count() == before and sorted(p.name for p in paths.corpus.iterdir()) == files
+    finally:
+        release.set()
+    assert job.done.wait(300) and job.error is None
+    assert other.index_mismatch() is None and other.pending_upgrade() is None and other.store.count() > before
+    assert lines[0].startswith("Rebuilding the index in the background") and "rebuilt" in lines[-1]
+    assert any(re.fullmatch(r"Rebuilding the index: [\d,]+ of [\d,]+ chunks embedded", line) for line in lines)
+    assert TestClient(create_api(other)).get("/api/health").json()["upgrade"]["running"] is False
+    assert "in the background" not in ui.staff_reindex(staff, False, True, "en")[0]  # staff may go on
+
+
+def test_the_server_completes_sentence_vectors_of_another_version(
+    sample_index: Any,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """Sentence vectors made by an earlier version (no reading recorded) are made again in the
+    background without reading the corpus; an index the server could not answer from meanwhile (made
+    with another model) is not its business: that one is rebuilt before the start."""
+    from dataclasses import replace
+
+    from assistant.core import Assistant
+    from assistant.embedding import EmbeddingSettings, default_model_path
+    from assistant.server import start_upgrade
+
+    paths = clone_index(sample_index, tmp_path)
+    manifest = paths.index / "sentences" / "manifest.json"
+    data = json.loads(manifest.read_text(encoding="utf-8"))
+    del data["reading"]
+    manifest.write_text(json.dumps(data), encoding="utf-8")
+    assistant = open_assistant(paths)
+    assert not assistant.sentence_vectors_current()
+    pending = assistant.pending_upgrade()
+    assert pending is not None and pending.kind == "sentences"
+    (paths.corpus / "new.txt").write_text("A file added after the last ingest stays unindexed.", encoding="utf-8")
+    lines: list[str] = []
+    job = start_upgrade(assistant, say=lines.append)
+    assert job is not None and job.done.wait(300) and job.error is None, lines
+    assert assistant.sentence_vectors_current() and assistant.pending_upgrade() is None
+    assert json.loads(manifest.read_text(encoding="utf-8"))["reading"] == "gloss-zh-en"
+    assert "new.txt" not in {Path(d.path).name for d in assistant.documents()}
+    assert start_upgrade(assistant, say=lines.append) is None  # nothing left to do
+
+    settings = EmbeddingSettings(model=default_model_path())  # the same weights under another name
+    renamed = Assistant(replace(assistant.config, embedding=settings), check_index=False)
+    assert renamed.index_mismatch() is not None and renamed.pending_upgrade() is None
