@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -177,6 +178,41 @@ def test_if_missing_defer_leaves_an_update_to_the_server(tmp_path: Path) -> None
     alone = run_cli("ingest", "--defer", *args, cwd=tmp_path)
     assert alone.returncode == 2 and "--defer goes with --if-missing" in alone.stderr
     no_traceback(alone)
+
+    # make run's second command: the server answers at once and rebuilds behind it.
+    import httpx
+    from ui_fixtures import free_port
+
+    port = free_port()
+    out = tmp_path / "serve.log"
+    with out.open("w") as log:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "assistant.cli", "serve", "--port", str(port), *map(str, args)],
+            cwd=tmp_path, env=cli_env(), stdout=log, stderr=subprocess.STDOUT,
+        )
+    try:
+        url = f"http://127.0.0.1:{port}/api"
+        deadline = time.monotonic() + 240
+        upgrade: dict[str, object] = {}
+        while time.monotonic() < deadline:
+            try:
+                upgrade = httpx.get(f"{url}/health", timeout=5).json().get("upgrade") or {}
+            except httpx.TransportError:
+                upgrade = {}
+            if upgrade.get("running") is False:
+                break
+            time.sleep(0.5)
+        total = upgrade.get("total")
+        assert isinstance(total, int) and total > 0, upgrade
+        assert upgrade == {"kind": "rebuild", "running": False, "failed": False, "embedded": total, "total": total}
+        asked = httpx.post(f"{url}/ask", json={"question": "Which alliance did Changzhou unveil?"}, timeout=60)
+        assert asked.status_code == 200 and asked.json()["citations"], asked.text
+    finally:
+        server.terminate()
+        server.wait(30)
+    printed = " ".join(out.read_text(encoding="utf-8").split())
+    assert "Rebuilding the index in the background" in printed and "The index is rebuilt (2 documents)" in printed
+    assert 0 < _chunks(tmp_path, args) < small_chunks
 
 
 def test_second_ingest_while_locked_exits_2(cli_index: CliIndex) -> None:
