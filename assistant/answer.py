@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import re
 import unicodedata
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import asdict, dataclass, replace
@@ -364,6 +364,16 @@ def score_candidates(
     passage_tokens: dict[str, set[str]] = {}
     for passage, _, _, _, _, toks, _ in sentences:
         passage_tokens.setdefault(passage.chunk_id, set()).update(toks)
+    # By title: the question's own words (IDF-weighted) and Chinese characters that it does not hold.
+    title_free: dict[str, tuple[dict[str, float], dict[str, float]]] = {}
+    for passage, *_ in sentences:
+        title = passage.title or ""
+        if title not in title_free:
+            words = set(cached_tokens(title))
+            title_free[title] = (
+                {t: w for t, w in own_idf if t not in words},
+                {c: 1.0 for c in question_chars - set(_CJK_CHAR.findall(to_simplified(title)))},
+            )
     kinds = [wanted in ("when", "year"), wanted == "number", wanted == "why", wanted == "org"]
     out: list[Candidate] = []
     rows: list[list[float]] = []
@@ -382,6 +392,8 @@ def score_candidates(
         counting = bool(counted) and counts(text, counted)
         relative = passage.score / top_score
         sim = max(sentence_dense.get((passage.doc_id, span.start, span.end), 0.0), 0.0) if sentence_dense else 0.0
+        free_words, free_chars = title_free[passage.title or ""]
+        text_chars = set(to_simplified(text)) if question_chars else set()
         score = (
             focused
             + settings.pair_weight * pairs
@@ -420,7 +432,7 @@ def score_candidates(
                 0.0,  # best_coverage: below
                 float(wanted is not None),
                 float(query.followup),
-                len(question_chars & set(to_simplified(text))) / len(question_chars) if question_chars else 0.0,
+                len(question_chars & text_chars) / len(question_chars) if question_chars else 0.0,
                 math.log1p(len(toks - question_tokens)),
                 *(float(typed and k) for k in kinds),
                 sim,
@@ -429,6 +441,8 @@ def score_candidates(
                 sim * other_script,
                 first_missing(own_idf, toks) * (1.0 - other_script),
                 first_missing(own_idf, passage_tokens[passage.chunk_id]) * (1.0 - other_script),
+                weighted_share(free_words, toks),
+                weighted_share(free_chars, text_chars),
             ]
         )
         out.append(Candidate(passage, rank, span, text, cov, score, toks, topics[passage.doc_id]))
@@ -456,6 +470,12 @@ def score_candidates(
                 cand.score = cand.probability
     out.sort(key=lambda c: -c.score)
     return out
+
+
+def weighted_share(weights: Mapping[str, float], present: Collection[str]) -> float:
+    """The share of ``weights``' total that the keys found in ``present`` carry (0 without weight)."""
+    total = sum(weights.values())
+    return sum(w for k, w in weights.items() if k in present) / total if total > 0 else 0.0
 
 
 def first_missing(terms: Sequence[tuple[str, float]], tokens: set[str] | frozenset[str]) -> float:

@@ -66,6 +66,10 @@ FEATURE_NAMES: tuple[str, ...] = (
     # one word of an answerable one): the rarest of the question's own words it lacks.
     "missing_idf",  # highest IDF (over the index's highest) of a question word the sentence lacks
     "passage_missing_idf",  # the same for its whole passage's candidate sentences
+    # What the question asks beyond its subject: a lead sentence names the subject (often the
+    # document's title) without saying what was asked about it.
+    "title_free_coverage",  # IDF-weighted share of the question's own words not in the title, in the sentence
+    "title_free_chars",  # share of the question's Chinese characters not in the title, in the sentence
 )
 
 # The answerability model's features, one row per question (``answerability_row``): the sentence

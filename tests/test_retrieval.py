@@ -28,6 +28,7 @@ from assistant.answer import (
     names_new_org,
     score_candidates,
     select,
+    weighted_share,
     with_continuation,
 )
 from assistant.chat import Rewrite
@@ -783,3 +784,31 @@ def test_a_question_word_the_passage_lacks_is_a_feature(assistant: Assistant) ->
     # Every word is in the unveiling's passage; "Antarctica" is in no passage at all.
     assert min(values("Which alliance did Changzhou unveil?")) == 0.0
     assert min(values("Which alliance did Changzhou unveil in Antarctica?")) == 1.0
+
+
+def test_weighted_share_is_the_weight_found_over_the_whole() -> None:
+    weights = {"lantern": 0.6, "festival": 0.3, "held": 0.1}
+    assert weighted_share(weights, {"lantern", "held"}) == pytest.approx(0.7)
+    assert weighted_share(weights, set()) == 0.0
+    assert weighted_share(weights, {"lantern", "festival", "held", "other"}) == pytest.approx(1.0)
+    assert weighted_share({}, {"lantern"}) == 0.0
+    assert weighted_share({"a": 0.0}, {"a"}) == 0.0
+
+
+@pytest.mark.slow
+def test_what_a_question_asks_beyond_its_title_is_a_feature(chinese_articles: Assistant) -> None:
+    """A sentence that names the article's subject again (its title) but not what was asked about
+    it scores 0 on the title-free features, though it shares the title's characters with the
+    question; the sentence about the lantern festival scores 1."""
+    from assistant.scorer import FEATURE_NAMES
+
+    a = chinese_articles
+    query = analyse_query("青石巷的灯会在什么时候举办？")
+    found = score_candidates(a.retriever.retrieve(query), query, a.retriever.lexical, AnswerSettings())
+    by_text = {c.text.strip(): c.features for c in found}
+    festival = next(f for t, f in by_text.items() if t.startswith("每年春节期间"))
+    houses = by_text["青石巷的老宅院大多是两进或三进的院落。"]
+    names = ("chars", "title_free_chars", "title_free_coverage")
+    chars, free_chars, free_words = (FEATURE_NAMES.index(n) for n in names)
+    assert festival[free_chars] == 1.0 and festival[free_words] > 0.0
+    assert houses[free_chars] == 0.0 and houses[free_words] == 0.0 and houses[chars] > 0.0
