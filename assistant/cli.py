@@ -213,17 +213,17 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             console.print(f"Rebuilding the index: {stale}. The current index stays until the new one is complete.")
             rebuild = True
         else:
-            if stale is not None and deferred is None:
-                # A replica of a shared Chroma server: only the host that ingests may change the index
-                # (docs/index-and-replicas.md); a replica answers with what it has.
-                advice = "rebuild it from the host that ingests (`assistant ingest --rebuild`)"
-                err_console.print(f"warning: {stale}: {advice}")
-            elif deferred is not None:
+            if deferred is not None:
                 what = "rebuilds it" if deferred.kind == "rebuild" else "completes them"
                 console.print(
                     f"The index needs an update ({deferred.reason}): `assistant serve` {what} in the background "
                     "and answers from the index meanwhile."
                 )
+            elif stale is not None:
+                # A replica of a shared Chroma server: only the host that ingests may change the index
+                # (docs/index-and-replicas.md); a replica answers with what it has.
+                advice = "rebuild it from the host that ingests (`assistant ingest --rebuild`)"
+                err_console.print(f"warning: {stale}: {advice}")
             elif not assistant.sentence_vectors_current():
                 # Not worth holding up the start: answers are the same, each question computes the
                 # sentence vectors it needs (an index of 100k chunks has ~580k sentences to encode).

@@ -129,15 +129,16 @@ class Assistant:
 
     def sentence_vectors_current(self) -> bool:
         """Whether every indexed document has its sentence vectors, made by the configured model and
-        reading (an upgraded index has none that count until its next ingest)."""
-        return self.retriever.sentence_vectors.complete == self.store.generation()
+        reading (an upgraded index has none that count until its next ingest). Compares with the
+        generation the last ingest recorded (one read), not a digest of every document record."""
+        return self.retriever.sentence_vectors.complete == self.store.stored_generation()
 
     def pending_upgrade(self) -> PendingUpgrade | None:
         """What this index needs that a server may do in the background (``PendingUpgrade``), or
         None: when it is current or empty, when it cannot answer meanwhile (another model or
         storage format: rebuild it first), and on a shared Chroma server (only the host that
         ingests changes it)."""
-        if self.config.chroma_url is not None or not self.store.documents():
+        if self.config.chroma_url is not None or not self.store.document_count():
             return None
         try:
             self.store.check_compatible(self.config.embedding.model_name, None, None)
