@@ -10,14 +10,18 @@ Two phases: *prepare* (read, chunk, embed) changes nothing readers see; *publish
 writes, removals, the lexical index) does. With a ``write_lock`` only the publish phase runs inside
 it, so questions are answered while a large upload is embedded, and no question sees half an ingest.
 A rebuild always works in these two phases: the index stays as it was until every file is embedded
-again, so a rebuild that fails (a model that cannot load, an interrupt) loses nothing.
+again, so a rebuild that fails (a model that cannot load, an interrupt) loses nothing. Nor is its
+work lost: what it embedded is staged on disk (``StagedVectors``) and the next rebuild goes on from there.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
@@ -282,6 +286,10 @@ def ingest(
         total_chunks = sum(len(p.chunks) for p in plans)
         notify("embed", 0, total_chunks)
         pending: list[tuple[list[_Plan], np.ndarray | None]] = []
+        # What is held in memory until the publish phase is also staged on disk (``StagedVectors``).
+        staged = (
+            None if streaming or not plans else StagedVectors(store.index_dir, embedder.settings.model_name, reading)
+        )
         batch: list[_Plan] = []
         batch_chunks = 0
         for i, plan in enumerate(plans):
@@ -291,7 +299,7 @@ def ingest(
                 # Embedding many small documents one by one wastes the batch: we embed across documents.
                 texts = [c.text for p in batch for c in p.chunks]
                 vectors = (
-                    encoder.encode_passages(texts, lambda n: notify("embed", n, total_chunks)) if texts else None
+                    _embed(encoder, texts, staged, lambda n: notify("embed", n, total_chunks)) if texts else None
                 )
                 if texts and sentence_vectors:  # the answer stage's sentence vectors (assistant.sentences)
                     sentences.add_chunks(store, encoder, [(c, p.hash) for p in batch for c in p.chunks])
@@ -341,6 +349,8 @@ def ingest(
                 store.write_settings(settings, dirty=False)
             if (changed or was_dirty) and after_change is not None:
                 after_change(store)
+        if staged is not None:
+            staged.clear()  # published: nothing to resume
         if sentence_vectors:
             # Outside the write lock: documents indexed before sentence vectors existed get theirs
             # (questions meanwhile encode what they need), and rows of removed documents go.
@@ -400,6 +410,94 @@ def _prepare_file(
                 "(split it into smaller files)",
             )
     return plans, unchanged
+
+
+STAGING = "staging"
+
+
+class StagedVectors:
+    """Chunk vectors of an ingest that publishes at the end (a rebuild, a server's ingest), kept under
+    ``INDEX/staging/`` as they are embedded, for one model and reading, by a digest of the chunk's
+    text. An ingest stopped before it published (Ctrl-C, a server stopped, a model that failed) leaves
+    them, and the next such ingest embeds only the chunks they lack: a rebuild of 100k chunks is hours
+    of encoding, which one restart of the server would otherwise throw away. Cleared when an ingest
+    of this kind finishes. (Sentence vectors need no such thing: ``sentences.add_chunks`` stores them
+    as they are encoded.)"""
+
+    def __init__(self, index_dir: Path, model: str, reading: str) -> None:
+        self.directory = Path(index_dir) / STAGING
+        self.key = {"model": model, "reading": reading}
+        self._rows: dict[str, tuple[int, int]] = {}  # text digest -> (segment, row)
+        self._segments: list[np.ndarray] = []
+        self._names: list[str] = []
+        try:
+            manifest = json.loads((self.directory / "manifest.json").read_text(encoding="utf-8"))
+            if {k: manifest.get(k) for k in self.key} != self.key:
+                raise ValueError("staged for another model or reading")
+            for name in manifest["segments"]:
+                keys = json.loads((self.directory / f"{name}.keys.json").read_text(encoding="utf-8"))
+                vectors = np.load(self.directory / f"{name}.npy", mmap_mode="r")
+                if len(keys) != len(vectors):
+                    raise ValueError(f"segment {name} is incomplete")
+                self._rows.update((k, (len(self._segments), row)) for row, k in enumerate(keys))
+                self._segments.append(vectors)
+                self._names.append(str(name))
+        except (OSError, ValueError, KeyError, TypeError):
+            # Nothing staged, or something we cannot trust: start again from nothing.
+            self.clear()
+
+    @staticmethod
+    def digest(text: str) -> str:
+        return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def get(self, keys: Sequence[str]) -> list[np.ndarray | None]:
+        """The staged vector of each text digest, or None."""
+        out: list[np.ndarray | None] = []
+        for k in keys:
+            at = self._rows.get(k)
+            out.append(None if at is None else np.asarray(self._segments[at[0]][at[1]], dtype=np.float32))
+        return out
+
+    def add(self, keys: Sequence[str], vectors: np.ndarray) -> None:
+        """Stage one batch: its segment is written whole, then named in the manifest (atomically)."""
+        if not len(keys):
+            return
+        self.directory.mkdir(parents=True, exist_ok=True)
+        name = f"seg-{uuid.uuid4().hex[:12]}"
+        np.save(self.directory / f"{name}.npy", np.asarray(vectors, dtype=np.float32))
+        (self.directory / f"{name}.keys.json").write_text(json.dumps(list(keys)), encoding="utf-8")
+        self._rows.update((k, (len(self._segments), row)) for row, k in enumerate(keys))
+        self._segments.append(np.asarray(vectors, dtype=np.float32))
+        self._names.append(name)
+        tmp = self.directory / f"manifest.json.{os.getpid()}.tmp"
+        tmp.write_text(json.dumps({**self.key, "segments": self._names}), encoding="utf-8")
+        os.replace(tmp, self.directory / "manifest.json")
+
+    def clear(self) -> None:
+        shutil.rmtree(self.directory, ignore_errors=True)
+        self._rows, self._segments, self._names = {}, [], []
+
+
+def _embed(
+    encoder: Embedder, texts: list[str], staged: StagedVectors | None, progress: Callable[[int], None]
+) -> np.ndarray:
+    """The vectors of ``texts``: staged ones read back, the rest encoded (and staged)."""
+    if staged is None:
+        return encoder.encode_passages(texts, progress)
+    keys = [StagedVectors.digest(t) for t in texts]
+    found = staged.get(keys)
+    todo = [i for i, v in enumerate(found) if v is None]
+    if len(todo) < len(texts):
+        progress(len(texts) - len(todo))
+    if todo:
+        new = encoder.encode_passages([texts[i] for i in todo], progress)
+        staged.add([keys[i] for i in todo], new)
+        for i, v in zip(todo, new, strict=True):
+            found[i] = v
+    return np.stack([v for v in found if v is not None])
 
 
 class _Publisher:

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from conftest import CORPUS_FILES, DIGEST, copy_corpus
 
@@ -25,7 +26,7 @@ from assistant.core import Assistant
 from assistant.documents import Limits, load_file, load_paths
 from assistant.embedding import Embedder
 from assistant.errors import DocumentError
-from assistant.ingest import IngestReport, ingest
+from assistant.ingest import STAGING, IngestReport, StagedVectors, ingest
 from assistant.server import ReadWriteLock
 from assistant.store import Store
 
@@ -476,32 +477,56 @@ def test_a_rebuild_keeps_the_documents_of_a_file_it_cannot_read_again(
 # --------------------------------------------------------------------------- rebuilds from the command line
 
 
+@pytest.mark.parametrize("locked", [False, True], ids=["command-line", "server"])
 def test_a_rebuild_that_fails_half_way_keeps_the_index_it_was_replacing(
-    tmp_path: Path, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, embedder: Embedder, monkeypatch: pytest.MonkeyPatch, locked: bool
 ) -> None:
-    """Without a write lock (the command line) a rebuild still publishes only at the end: a model
-    that fails after the first batch leaves the old index answering, whole."""
+    """Without a write lock (the command line) as with one (the server's) a rebuild publishes only at
+    the end: a model that fails after the first batch leaves the old index answering, whole. What it
+    embedded is not lost: the next rebuild (a restarted server's upgrade) goes on from there."""
     corpus = copy_corpus(tmp_path / "corpus", SMALL)
     store = Store(tmp_path / "index")
     ingest([corpus], store, embedder, corpus_root=corpus)
     before = {d: r.hash for d, r in store.documents().items()}
     ids = set(store.chunks.get(include=[])["ids"])
-    calls = {"n": 0}
+    calls: list[list[str]] = []
     real = Embedder.encode_passages
 
     def failing(self: Embedder, texts: Any, progress: Any = None) -> Any:
-        calls["n"] += 1
-        if calls["n"] > 1:
+        calls.append(list(texts))
+        if len(calls) > 1:
             raise RuntimeError("the model went away")
         return real(self, texts, progress)
 
     monkeypatch.setattr(Embedder, "encode_passages", failing)
     monkeypatch.setattr("assistant.ingest.EMBED_BATCH_CHUNKS", 1)  # one batch per document
+    lock = ReadWriteLock().write if locked else None
     with pytest.raises(RuntimeError, match="went away"):
-        ingest([corpus], store, embedder, corpus_root=corpus, rebuild=True)
-    assert calls["n"] == 2
+        ingest([corpus], store, embedder, corpus_root=corpus, rebuild=True, write_lock=lock)
+    assert len(calls) == 2
     store.reload()
     assert {d: r.hash for d, r in store.documents().items()} == before
     assert set(store.chunks.get(include=[])["ids"]) == ids
     assert not store.dirty()
+
+    # What it embedded is staged: the next rebuild encodes only the chunks it had not reached.
+    staged = StagedVectors(store.index_dir, embedder.settings.model_name, embedder.reading_name)
+    first = set(calls[0])  # the first document's chunks (its sentences were stored before)
+    assert len(staged) == len(first) > 0
+    vectors = store.chunks.get(include=["embeddings", "documents"])
+    old = dict(zip(vectors["ids"], vectors["embeddings"], strict=True))
+    encoded: list[str] = []
+
+    def counting(self: Embedder, texts: Any, progress: Any = None) -> Any:
+        encoded.extend(texts)
+        return real(self, texts, progress)
+
+    monkeypatch.setattr(Embedder, "encode_passages", counting)
+    report = ingest([corpus], store, embedder, corpus_root=corpus, rebuild=True, write_lock=lock)
+    assert not report.errors and encoded and not first & set(encoded)
+    assert not (store.index_dir / STAGING).exists()  # published: nothing left to resume
+    new = store.chunks.get(include=["embeddings"])
+    assert set(new["ids"]) == ids
+    for cid, vec in zip(new["ids"], new["embeddings"], strict=True):
+        assert np.allclose(vec, old[cid], atol=1e-5)  # staged or encoded now, the same vectors
 
