@@ -104,6 +104,7 @@ class Store:
 
         self.index_dir = Path(index_dir)
         self.chroma_url = chroma_url
+        self.newer_settings: list[str] = []  # see ``settings``
         settings = chromadb.Settings(anonymized_telemetry=False)
         try:
             if chroma_url:
@@ -134,7 +135,11 @@ class Store:
             return None
         meta = got["metadatas"][0]
         data = json.loads(str(meta["json"]))
-        return IndexSettings(**data)
+        fields = IndexSettings.__dataclass_fields__
+        # Settings written by a newer version of this program: ``check_compatible`` refuses the index
+        # with a clear message (a TypeError here was a stack trace), a rebuild replaces them.
+        self.newer_settings = sorted(k for k in data if k not in fields)
+        return IndexSettings(**{k: v for k, v in data.items() if k in fields})
 
     def dirty(self) -> bool:
         got = self.manifest.get(ids=[SETTINGS_ID], include=["metadatas"])
@@ -173,6 +178,12 @@ class Store:
         if current is None:
             return
         where = self.chroma_url or str(self.index_dir)
+        if self.newer_settings:
+            raise IndexMismatchError(
+                f"the index at {where} was written by a newer version of the assistant (it records "
+                f"{', '.join(self.newer_settings)}, which this version does not know)",
+                "run that version, or rebuild the index with `assistant ingest --rebuild`",
+            )
         if current.version != SCHEMA_VERSION:
             raise IndexMismatchError(
                 f"the index at {where} has format version {current.version}, this program uses {SCHEMA_VERSION}"

@@ -161,6 +161,38 @@ def test_if_missing_rebuilds_an_index_built_with_other_settings(tmp_path: Path) 
     assert "skipping ingest" in again and "another version" not in again
 
 
+_ADD_A_SETTING = """
+import json, sys
+from assistant.store import SETTINGS_ID, Store
+store = Store(sys.argv[1])
+meta = dict(store.manifest.get(ids=[SETTINGS_ID], include=["metadatas"])["metadatas"][0])
+meta["json"] = json.dumps({**json.loads(meta["json"]), "from_a_newer_version": "yes"})
+store.manifest.upsert(ids=[SETTINGS_ID], embeddings=[[1.0]], metadatas=[meta])
+"""
+
+
+@pytest.mark.slow
+def test_an_index_written_by_a_newer_version_is_refused_in_words(tmp_path: Path) -> None:
+    """Settings this version does not know (an index a newer version wrote) are a clear refusal, not
+    a TypeError's stack trace; `ingest --if-missing` (`make run`) rebuilds the index."""
+    corpus = copy_corpus(tmp_path / "corpus", TWO_FILES)
+    args: list[str | Path] = ["--index", tmp_path / "index", "--corpus", corpus]
+    assert run_cli("ingest", *args, cwd=tmp_path).returncode == 0
+    edit = subprocess.run([sys.executable, "-c", _ADD_A_SETTING, str(tmp_path / "index")], env=cli_env(),
+                          capture_output=True, text=True, timeout=120)
+    assert edit.returncode == 0, edit.stderr
+    for command in (["ask", "Which alliance did Changzhou unveil?"], ["ingest"]):
+        proc = run_cli(*command, *args, cwd=tmp_path)
+        no_traceback(proc)
+        message = " ".join(proc.stderr.split())
+        assert proc.returncode != 0 and "written by a newer version" in message, message
+        assert "from_a_newer_version" in message and "--rebuild" in message
+    rebuilt = run_cli("ingest", "--if-missing", *args, cwd=tmp_path)
+    assert rebuilt.returncode == 0 and "Rebuilding the index" in rebuilt.stdout, rebuilt.stdout + rebuilt.stderr
+    asked = run_cli("ask", "Which alliance did Changzhou unveil?", *args, cwd=tmp_path)
+    assert asked.returncode == 0 and "[1]" in asked.stdout, asked.stderr
+
+
 @pytest.mark.slow
 def test_if_missing_defer_leaves_an_update_to_the_server(tmp_path: Path) -> None:
     """`make run` (`ingest --if-missing --defer`): an index built with another chunk size is left as
