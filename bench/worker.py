@@ -6,7 +6,9 @@ Opens the index with default settings, calls ``Assistant.warm_up`` and asks two 
 then runs every gold question (with its history) once through ``Assistant.ask`` and once through
 ``Assistant.retriever.search`` (on the standalone question ``ask`` would search for). The embedder's
 query cache is emptied before every timed call, so each one pays for embedding its question, as a new
-question would. Peak RSS is the process's ``VmHWM`` at the end (and after warm-up); see ``rss_mb`` for why not ``ru_maxrss``.
+question would. Peak RSS is the process's ``VmHWM`` at the end (and after warm-up); see ``rss_mb`` for
+why not ``ru_maxrss``. Before every question a fixed *reference workload* is timed (``reference_ms``):
+the machine's speed at that moment, so runs on a loaded and a quiet machine can be told apart.
 The gold answers are scored too (retrieval hit@1/hit@5, citation precision): at the bigger levels the
 generated documents are distractors, so this shows how quality holds as the index grows (indicative only:
 their vectors are re-used, see scale.py).
@@ -43,6 +45,27 @@ def rss_mb() -> float:
     except OSError:
         pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: kilobytes
+
+
+# The reference workload: one query encode (the model's share of a question) and a fixed piece of
+# Python string and regex work (the rest of it), with nothing cached between calls.
+REFERENCE_QUERY = "Which companies and colleges joined the alliance, and when was it founded?"
+REFERENCE_TEXT = " ".join(f"Alliance member {i} trains {i % 7} technicians a year in Changzhou." for i in range(200))
+
+
+def reference_ms(assistant: Any) -> float:
+    """Milliseconds for the reference workload (see above), on this machine, now."""
+    import re
+
+    s = time.perf_counter()
+    assistant.embedder._query_cache.pop(REFERENCE_QUERY, None)
+    assistant.embedder.encode_queries([REFERENCE_QUERY])
+    words: dict[str, int] = {}
+    for _ in range(20):
+        for w in re.findall(r"\w+", REFERENCE_TEXT.lower()):
+            words[w] = words.get(w, 0) + 1
+    sorted(words.items(), key=lambda kv: (-kv[1], kv[0]))
+    return (time.perf_counter() - s) * 1000
 
 
 def main() -> None:
@@ -85,6 +108,7 @@ def main() -> None:
     timings: list[dict[str, object]] = []
     for item in items:
         history = list(item.history) or None
+        ref_ms = reference_ms(assistant)
         cache.clear()
         s = time.perf_counter()
         answer = assistant.ask(item.question, history=history)
@@ -96,7 +120,8 @@ def main() -> None:
         assistant.retriever.search(standalone)
         search_ms = (time.perf_counter() - s) * 1000
         lang = "zh" if "zh" in item.tags else "en"
-        timings.append({"id": item.id, "lang": lang, "ask_ms": ask_ms, "search_ms": search_ms})
+        timings.append({"id": item.id, "lang": lang, "ask_ms": ask_ms, "search_ms": search_ms, "reference_ms": ref_ms,
+                        "ask_per_reference": ask_ms / ref_ms})
 
     def pct(key: str, lang: str | None = None) -> dict[str, float | None]:
         values = [float(t[key]) for t in timings if lang is None or t["lang"] == lang]  # type: ignore[arg-type]
@@ -109,6 +134,7 @@ def main() -> None:
         "startup_s": {"imports": t0 - STARTED, "open": t1 - t0, "warm_up": t2 - t1},
         "ask": {"all": pct("ask_ms"), "en": pct("ask_ms", "en"), "zh": pct("ask_ms", "zh")},
         "search": {"all": pct("search_ms"), "en": pct("search_ms", "en"), "zh": pct("search_ms", "zh")},
+        "reference": {"ms": pct("reference_ms"), "ask_per_reference": pct("ask_per_reference")},
         "quality": {k: scored.get(k) for k in ("hit@1", "hit@k", "citation_precision", "abstention_recall",
                                                 "false_abstention_rate")},
         "first_questions_ms": {"en": first_ms[0], "zh": first_ms[1]},
