@@ -22,6 +22,7 @@ from conftest import CORPUS_DOCS, DIGEST, IndexedCorpus, cli_env, copy_corpus, r
 
 from assistant.documents import source_text
 
+ROOT = Path(__file__).resolve().parent.parent
 TWO_FILES = ["000_7e88f567a7bc938b.txt", "001_19f0403027cb6d52.txt"]
 
 
@@ -154,9 +155,16 @@ def test_if_missing_rebuilds_an_index_built_with_other_settings(tmp_path: Path) 
     out = " ".join(told.stdout.split())
     assert told.returncode == 0 and "made for another version" in out and "skipping ingest" in out
     assert "Rebuilding" not in out and "Ingest summary" not in out
+    # An evaluation over such an index is told why it is slow (same results).
+    gold = tmp_path / "gold.jsonl"
+    gold.write_text((ROOT / "eval" / "gold.jsonl").read_text(encoding="utf-8").splitlines()[0] + "\n", encoding="utf-8")
+    slow = run_cli("eval", gold, *args, "--no-progress", cwd=tmp_path)
+    assert slow.returncode == 0 and "made by another version" in " ".join(slow.stderr.split()), slow.stderr
     completed = run_cli("ingest", *args, cwd=tmp_path)
     assert completed.returncode == 0 and "documents unchanged" in completed.stdout
     assert json.loads(manifest.read_text(encoding="utf-8"))["reading"] == "gloss-zh-en"
+    quick = run_cli("eval", gold, *args, "--no-progress", cwd=tmp_path)
+    assert quick.returncode == 0 and "another version" not in quick.stderr, quick.stderr
     again = " ".join(run_cli("ingest", "--if-missing", *args, cwd=tmp_path).stdout.split())
     assert "skipping ingest" in again and "another version" not in again
 
