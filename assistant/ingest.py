@@ -467,10 +467,11 @@ class StagedVectors:
             return
         self.directory.mkdir(parents=True, exist_ok=True)
         name = f"seg-{uuid.uuid4().hex[:12]}"
-        np.save(self.directory / f"{name}.npy", np.asarray(vectors, dtype=np.float32))
+        rows = np.asarray(vectors, dtype=np.float32)
+        np.save(self.directory / f"{name}.npy", rows)
         (self.directory / f"{name}.keys.json").write_text(json.dumps(list(keys)), encoding="utf-8")
         self._rows.update((k, (len(self._segments), row)) for row, k in enumerate(keys))
-        self._segments.append(np.asarray(vectors, dtype=np.float32))
+        self._segments.append(rows)
         self._names.append(name)
         tmp = self.directory / f"manifest.json.{os.getpid()}.tmp"
         tmp.write_text(json.dumps({**self.key, "segments": self._names}), encoding="utf-8")
