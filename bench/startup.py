@@ -161,6 +161,23 @@ def _cpu_seconds(pid: int) -> float | None:
         return None
 
 
+def stale_reason(index: Path, corpus: Path) -> str | None:
+    """Why a built level does not match the current version's settings (``Assistant.index_mismatch``:
+    model, chunker, reading of Chinese text, storage format), so that it would be rebuilt before or
+    while it is timed, or None."""
+    import scale
+
+    from assistant.core import Assistant
+    from assistant.errors import AssistantError
+
+    if not (index / "chroma").exists():
+        return None
+    try:
+        return Assistant(scale.config_for(index, corpus)).index_mismatch()
+    except AssistantError as exc:
+        return str(exc)
+
+
 def serve_first_answer(
     index: Path, corpus: Path, question: str, backend: str, cwd: Path, timeout: float = 600
 ) -> dict[str, Any]:
@@ -400,6 +417,15 @@ def main(argv: list[str] | None = None) -> int:
                 f"peak RSS {ingest[-1]['rss_mb']:.0f} MB"
             )
 
+        if args.reuse:
+            # A level built by an older version would be rebuilt by `serve` in the background while
+            # it is timed: such a level is built again instead (its sentence vectors alone are
+            # completed below).
+            for lv, rec in zip(levels, recs, strict=True):
+                reason = stale_reason(Path(rec["index"]), lv.directory)
+                if reason is not None:
+                    log(f"the {lv.chunks}-chunk level is built again: {reason}")
+                    shutil.rmtree(rec["index"], ignore_errors=True)
         if not (args.reuse and (Path(recs[0]["index"]) / "chroma").exists()):
             ingest_row(backends.pop(0) if backends else "onnx", Path(recs[0]["index"]))
         known: dict[str, Any] | None = None
