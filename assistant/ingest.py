@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import time
 import uuid
@@ -30,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from . import documents, sentences
+from .atomic import write_atomic
 from .chunking import ChunkerSettings, chunk_document
 from .documents import (
     Limits,
@@ -473,9 +473,7 @@ class StagedVectors:
         self._rows.update((k, (len(self._segments), row)) for row, k in enumerate(keys))
         self._segments.append(rows)
         self._names.append(name)
-        tmp = self.directory / f"manifest.json.{os.getpid()}.tmp"
-        tmp.write_text(json.dumps({**self.key, "segments": self._names}), encoding="utf-8")
-        os.replace(tmp, self.directory / "manifest.json")
+        write_atomic(self.directory / "manifest.json", json.dumps({**self.key, "segments": self._names}).encode())
 
     def clear(self) -> None:
         shutil.rmtree(self.directory, ignore_errors=True)

@@ -29,6 +29,8 @@ from typing import Any
 
 import numpy as np
 
+from .atomic import write_atomic
+
 EXPORT_RECIPE = 1  # bump when the exported graph changes: the cache folder name carries it
 ONNX_FILE = "model.onnx"
 _EXPORT_TIMEOUT = 900.0  # seconds; importing torch on a loaded 2-core machine takes a while
@@ -131,15 +133,7 @@ def onnx_path(model_dir: Path, cache_dir: Path, name: str) -> Path:
 
 def _write_atomic(path: Path, data: bytes) -> None:
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            os.replace(tmp, path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
+        write_atomic(path, data)
     except OSError:
         pass  # a read-only cache only costs the hashing again
 

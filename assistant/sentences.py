@@ -27,7 +27,6 @@ and ``Retriever.sentence_similarities`` encodes those sentences on the fly (kept
 from __future__ import annotations
 
 import json
-import os
 import re
 import threading
 import uuid
@@ -38,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .atomic import write_atomic
 from .chunking import inline_items
 from .schema import Chunk, Span
 from .store import Store, chunk_id, sentences_of
@@ -232,10 +232,7 @@ class SentenceVectors:
         return name
 
     def _write_manifest(self, data: dict[str, Any]) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        tmp = self.directory / f"{MANIFEST}.{os.getpid()}.tmp"
-        tmp.write_text(json.dumps(data, sort_keys=True), encoding="utf-8")
-        os.replace(tmp, self.directory / MANIFEST)
+        write_atomic(self.directory / MANIFEST, json.dumps(data, sort_keys=True).encode("utf-8"))
         self._stamp = None  # re-read on next use
 
     def compact(self, live: set[str]) -> int:

@@ -14,11 +14,9 @@ from __future__ import annotations
 
 import importlib.resources
 import math
-import os
 import pickle
 import re
 import sys
-import tempfile
 import threading
 import time
 import tomllib
@@ -28,6 +26,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from . import text as _text
+from .atomic import write_atomic
 from .lexicons import lexicon, words
 
 __all__ = [
@@ -306,15 +305,7 @@ def _read_cache(cache_file: Path, key: tuple[object, ...]) -> _Parsed | None:
 def _write_cache(cache_file: Path, key: tuple[object, ...], data: _Parsed) -> None:
     """Write atomically (temp file + rename) so a concurrent reader never sees half a file."""
     try:
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=cache_file.parent, prefix=".cedict-", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                pickle.dump((key, *data), f, protocol=pickle.HIGHEST_PROTOCOL)
-            os.replace(tmp, cache_file)
-        except BaseException:
-            os.unlink(tmp)
-            raise
+        write_atomic(cache_file, pickle.dumps((key, *data), protocol=pickle.HIGHEST_PROTOCOL))
         for old in cache_file.parent.glob("cedict-v*.pickle"):  # stale versions of the file
             if old != cache_file:
                 old.unlink(missing_ok=True)

@@ -23,12 +23,12 @@ import hashlib
 import marshal
 import os
 import re
-import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from .atomic import write_atomic
 from .text import _get_jieba
 
 NAME_FLAGS = frozenset(("ns", "nr", "nt", "nz", "nrt"))
@@ -112,15 +112,7 @@ def _load(tokenizer: Any) -> _Tables:
 def _write(cache_file: Path, data: Any) -> None:
     """Atomically (temp file + rename): a concurrent reader never sees half a file."""
     try:
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=cache_file.parent, prefix=".jieba-names-", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                marshal.dump(data, f)
-            os.replace(tmp, cache_file)
-        except BaseException:
-            os.unlink(tmp)
-            raise
+        write_atomic(cache_file, marshal.dumps(data))
         for old in cache_file.parent.glob("jieba-names-v*.marshal"):  # other dictionaries or versions
             if old != cache_file:
                 old.unlink(missing_ok=True)
