@@ -7,7 +7,8 @@ is measured side by side.
         [--workdir DIR --reuse]   # keep the built levels in DIR and measure them again
 
 Building the levels takes most of a first run (the 100k level ~20 min on 2 shared cores: Chroma writes
-and the BM25 build); ``--workdir DIR --reuse`` measures already-built ones.
+and the BM25 build); ``--workdir DIR --reuse`` measures already-built ones (a level this version's
+settings no longer match is built again: ``serve`` would rebuild it in the background while timed).
 
 Alone, it generates the levels with ``corpusgen`` (the smallest ingested for real by ``assistant ingest`` in a
 child process, which is the ingest RSS row; the bigger ones built with re-used vectors by ``scale``, as
