@@ -13,8 +13,8 @@ English, jieba words and bigrams), ready to be used as a BM25 query over the oth
 from __future__ import annotations
 
 import importlib.resources
+import marshal
 import math
-import pickle
 import re
 import sys
 import threading
@@ -40,7 +40,9 @@ __all__ = [
 ]
 
 # Bump when the parsed layout or the gloss cleaning changes: old cache files are then ignored.
-_FORMAT_VERSION = 6  # 6: glosses tokenized with British spellings made American
+# 6: glosses tokenized with British spellings made American; 7: the cache file is marshal data, not
+# a pickle (loading a pickle runs what it holds: whoever could write the cache folder could run code).
+_FORMAT_VERSION = 7
 
 
 def _supplement() -> dict[str, tuple[str, ...]]:
@@ -192,7 +194,7 @@ class Dictionary:
         path = path or cedict_path()
         st = path.stat()
         key = (_FORMAT_VERSION, str(path.resolve()), st.st_size, st.st_mtime_ns, sys.version_info[:2])
-        cache_file = (cache or cache_dir()) / f"cedict-v{_FORMAT_VERSION}-{st.st_size}-{st.st_mtime_ns}.pickle"
+        cache_file = (cache or cache_dir()) / f"cedict-v{_FORMAT_VERSION}-{st.st_size}-{st.st_mtime_ns}.marshal"
         data = _read_cache(cache_file, key) if use_cache else None
         from_cache = data is not None
         if data is None:
@@ -292,9 +294,8 @@ _Parsed = tuple[dict[str, str], dict[str, str]]
 
 def _read_cache(cache_file: Path, key: tuple[object, ...]) -> _Parsed | None:
     try:
-        with cache_file.open("rb") as f:
-            # The cache is written by this module into the user's own cache directory.
-            stored_key, zh_en, en_zh = pickle.load(f)
+        # marshal builds plain values (tuples, dicts, strings) and runs nothing, whoever wrote the file.
+        stored_key, zh_en, en_zh = marshal.loads(cache_file.read_bytes())
     except Exception:  # missing, truncated, corrupt or foreign file: parse again
         return None
     if stored_key != key or not isinstance(zh_en, dict) or not isinstance(en_zh, dict):
@@ -305,9 +306,9 @@ def _read_cache(cache_file: Path, key: tuple[object, ...]) -> _Parsed | None:
 def _write_cache(cache_file: Path, key: tuple[object, ...], data: _Parsed) -> None:
     """Write atomically (temp file + rename) so a concurrent reader never sees half a file."""
     try:
-        write_atomic(cache_file, pickle.dumps((key, *data), protocol=pickle.HIGHEST_PROTOCOL))
-        for old in cache_file.parent.glob("cedict-v*.pickle"):  # stale versions of the file
-            if old != cache_file:
+        write_atomic(cache_file, marshal.dumps((key, *data)))
+        for old in [*cache_file.parent.glob("cedict-v*.marshal"), *cache_file.parent.glob("cedict-v*.pickle")]:
+            if old != cache_file:  # stale versions of the file
                 old.unlink(missing_ok=True)
     except OSError:
         pass  # a read-only home only costs the parse time on each start

@@ -116,7 +116,7 @@ def test_parse_and_cache_of_a_small_file(tmp_path: Path) -> None:
     d2 = Dictionary.load(src, cache)
     assert not d2.loaded_from_cache
     assert d2.zh_glosses("苏州") == [("Suzhou",)]
-    assert len(list(cache.glob("cedict-v*.pickle"))) == 1
+    assert len(list(cache.glob("cedict-v*.marshal"))) == 1
 
 
 def test_corrupt_cache_is_rebuilt(tmp_path: Path) -> None:
@@ -124,11 +124,41 @@ def test_corrupt_cache_is_rebuilt(tmp_path: Path) -> None:
     src.write_text(SMALL_CEDICT, encoding="utf-8")
     cache = tmp_path / "cache"
     Dictionary.load(src, cache)
-    for f in cache.glob("cedict-v*.pickle"):
-        f.write_bytes(b"not a pickle")
+    for f in cache.glob("cedict-v*.marshal"):
+        f.write_bytes(b"not marshal data")
     d = Dictionary.load(src, cache)
     assert not d.loaded_from_cache
     assert d.zh_glosses("联盟") == [("alliance", "union", "coalition")]
+
+
+class _Planted:
+    """What an attacker who can write the cache folder would plant: a pickle that runs a command."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (Path.write_text, (self.marker, "ran"))
+
+
+def test_a_planted_pickle_in_the_cache_is_never_run(tmp_path: Path) -> None:
+    import pickle
+
+    src = tmp_path / "cedict_small.u8"
+    src.write_text(SMALL_CEDICT, encoding="utf-8")
+    cache = tmp_path / "cache"
+    Dictionary.load(src, cache)
+    marker = tmp_path / "owned"
+    (cache_file,) = cache.glob("cedict-v*.marshal")
+    payload = pickle.dumps(_Planted(marker))
+    assert not marker.exists()
+    for name in (cache_file.name, cache_file.name.replace(".marshal", ".pickle")):
+        (cache / name).write_bytes(payload)
+    d = Dictionary.load(src, cache)
+    assert not d.loaded_from_cache and not marker.exists()
+    assert d.zh_glosses("联盟") == [("alliance", "union", "coalition")]
+    pickle.loads(payload)  # the payload is real: unpickled, it runs
+    assert marker.read_text() == "ran"
 
 
 def test_unwritable_cache_dir_still_loads(tmp_path: Path) -> None:
