@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import marshal
 import math
-import pickle
 import re
 import shutil
 import threading
@@ -50,8 +50,10 @@ from .translate import translate_en_to_zh_groups, translate_zh_to_en_groups
 
 FILTER_KEYS = ("doc_id", "source", "outlet", "language", "date_from", "date_to")
 # Version of the saved BM25 index: a tokenizer change makes saved indexes stale, and they are rebuilt
-# from Chroma's texts. 4: British spellings made American (3 was a reverted tokenizer's).
-LEXICAL_FORMAT = 4
+# from Chroma's texts. 4: British spellings made American (3 was a reverted tokenizer's). 5: ids and
+# tokens saved as marshal data, not pickles (loading a pickle runs what it holds: whoever could write
+# the index folder could run code in the assistant).
+LEXICAL_FORMAT = 5
 
 
 # --------------------------------------------------------------------------- pure maths
@@ -279,14 +281,13 @@ class LexicalIndex:
             loaded: list[list[str]] | None = None
             if self._tokens_file is not None:
                 try:
-                    with self._tokens_file.open("rb") as fh:
-                        data = pickle.load(fh)  # our own file, written by save()
+                    data = marshal.loads(self._tokens_file.read_bytes())  # plain values, never code
                     # Only the lists saved with these very chunk ids: a later save (another ingest) may
                     # have replaced the file since this index was loaded, with as many lists in
                     # other positions (a replaced document), which would silently mis-index chunks.
                     if isinstance(data, dict) and data.get("ids") == ids_digest(self.ids):
                         loaded = data["tokens"]
-                except (OSError, ValueError, pickle.UnpicklingError, EOFError):
+                except (OSError, ValueError, EOFError, TypeError):
                     loaded = None  # replaced by a newer save meanwhile: recompute below
             self._tokens = (
                 loaded
@@ -377,14 +378,11 @@ class LexicalIndex:
         tmp.mkdir(parents=True)
         from . import chunk_records
 
-        # ids.pkl, not chunks.pkl (which held the texts and metadata too): an older version finds no
-        # chunks.pkl and rebuilds its own index instead of misreading this one.
-        with (tmp / "ids.pkl").open("wb") as fh:
-            pickle.dump({"ids": self.ids}, fh, protocol=pickle.HIGHEST_PROTOCOL)
+        # marshal, not pickle: loading it builds plain values and runs nothing (see LEXICAL_FORMAT).
+        (tmp / "ids.marshal").write_bytes(marshal.dumps({"ids": list(self.ids)}))
         chunk_records.write(tmp, self.texts, self.metas)  # read one at a time by load()
         self.script_share("en")  # the language counts, saved: counting would read every chunk's metadata
-        with (tmp / "tokens.pkl").open("wb") as fh:
-            pickle.dump({"ids": ids_digest(self.ids), "tokens": self.tokens}, fh, protocol=pickle.HIGHEST_PROTOCOL)
+        (tmp / "tokens.marshal").write_bytes(marshal.dumps({"ids": ids_digest(self.ids), "tokens": self.tokens}))
         for name, array in zip(self._ARRAYS, (self._data, self._indices, self._indptr), strict=True):
             np.save(tmp / f"bm25-{name}.npy", np.asarray(array))
         (tmp / "vocab.json").write_text(json.dumps(self.vocab, ensure_ascii=False), encoding="utf-8")
@@ -415,19 +413,18 @@ class LexicalIndex:
             meta = json.loads((directory / "meta.json").read_text())
             if meta.get("format") != LEXICAL_FORMAT:
                 return None  # an index saved by an earlier version: rebuilt from Chroma
-            # chunks.pkl: saved by an earlier version, with the texts and metadata in it (or, briefly, without)
-            pickled = directory / "chunks.pkl"
-            with (pickled if pickled.exists() else directory / "ids.pkl").open("rb") as fh:
-                data = pickle.load(fh)  # our own file, written by save() above
-            if "texts" not in data:  # the texts and metadata beside it, memory-mapped, decoded when read
-                from . import chunk_records
+            data = marshal.loads((directory / "ids.marshal").read_bytes())  # plain values, never code
+            if not isinstance(data, dict) or not isinstance(data.get("ids"), list):
+                return None
+            from . import chunk_records
 
-                data["texts"], data["metas"] = chunk_records.open_records(directory, len(data["ids"]))
+            # The texts and metadata beside it, memory-mapped, decoded when read.
+            data["texts"], data["metas"] = chunk_records.open_records(directory, len(data["ids"]))
             vocab = json.loads((directory / "vocab.json").read_text(encoding="utf-8"))
             arrays = [np.load(directory / f"bm25-{name}.npy", mmap_mode="r") for name in cls._ARRAYS]
             chars_file = directory / "chars.json"
             char_df = json.loads(chars_file.read_text(encoding="utf-8")) if chars_file.exists() else None
-        except (OSError, ValueError, KeyError, pickle.UnpicklingError, EOFError):
+        except (OSError, ValueError, KeyError, EOFError, TypeError):
             return None
         data_, indices, indptr = arrays
         if (
@@ -443,7 +440,7 @@ class LexicalIndex:
             None,
             str(meta["generation"]),
             matrix=(vocab, data_, indices, indptr),
-            tokens_file=directory / "tokens.pkl",
+            tokens_file=directory / "tokens.marshal",
             char_df=char_df if isinstance(char_df, dict) else None,
         )
         if isinstance(meta.get("languages"), dict):

@@ -306,7 +306,7 @@ def _read_cache(cache_file: Path, key: tuple[object, ...]) -> _Parsed | None:
 def _write_cache(cache_file: Path, key: tuple[object, ...], data: _Parsed) -> None:
     """Write atomically (temp file + rename) so a concurrent reader never sees half a file."""
     try:
-        write_atomic(cache_file, marshal.dumps((key, *data)))
+        write_atomic(cache_file, marshal.dumps((key, *data)))  # type: ignore[arg-type]  # plain values
         for old in [*cache_file.parent.glob("cedict-v*.marshal"), *cache_file.parent.glob("cedict-v*.pickle")]:
             if old != cache_file:  # stale versions of the file
                 old.unlink(missing_ok=True)

@@ -4,6 +4,8 @@ damaged files not trusted."""
 
 from __future__ import annotations
 
+import json
+import marshal
 import pickle
 from pathlib import Path
 from typing import Any
@@ -65,8 +67,8 @@ def built(indexed_corpus: IndexedCorpus) -> LexicalIndex:
 
 def test_lexical_index_reads_texts_and_metas_lazily(built: LexicalIndex, tmp_path: Path) -> None:
     built.save(tmp_path / "lexical")
-    assert not (tmp_path / "lexical" / "chunks.pkl").exists()  # an older version rebuilds instead of misreading
-    assert pickle.loads((tmp_path / "lexical" / "ids.pkl").read_bytes()) == {"ids": built.ids}
+    assert not list((tmp_path / "lexical").glob("*.pkl"))  # no pickle: loading one runs what it holds
+    assert marshal.loads((tmp_path / "lexical" / "ids.marshal").read_bytes()) == {"ids": built.ids}
     loaded = LexicalIndex.load(tmp_path / "lexical")
     assert loaded is not None
     assert isinstance(loaded.texts, chunk_records.Records) and isinstance(loaded.metas, chunk_records.Records)
@@ -86,16 +88,37 @@ def test_lexical_index_reads_texts_and_metas_lazily(built: LexicalIndex, tmp_pat
     assert list(loaded.texts) == built.texts and list(loaded.metas) == built.metas
 
 
-def test_an_index_saved_with_texts_in_the_pickle_still_loads(built: LexicalIndex, tmp_path: Path) -> None:
-    """What earlier saves wrote (the same format number): texts and metadata inside chunks.pkl."""
+class _Planted:
+    """What someone who can write the index folder would plant: a pickle that runs a command."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (Path.write_text, (self.marker, "ran"))
+
+
+def test_a_planted_pickle_in_the_index_is_never_run(built: LexicalIndex, tmp_path: Path) -> None:
+    """An earlier format's files (pickles) are not read (the index is rebuilt from Chroma), and a
+    pickle put in place of the current files is refused as bad data, not run."""
     directory = tmp_path / "lexical"
+    marker = tmp_path / "owned"
+    payload = pickle.dumps(_Planted(marker))
     built.save(directory)
-    with (directory / "chunks.pkl").open("wb") as fh:
-        pickle.dump({"ids": built.ids, "texts": built.texts, "metas": built.metas}, fh)
-    for name in ("ids.pkl", chunk_records.TEXTS, chunk_records.METAS, chunk_records.OFFSETS):
-        (directory / name).unlink()
+    for name in ("chunks.pkl", "ids.pkl", "tokens.pkl"):
+        (directory / name).write_bytes(payload)
+    assert LexicalIndex.load(directory) is not None  # the current files are read, the pickles ignored
+    (directory / "ids.marshal").write_bytes(payload)
+    assert LexicalIndex.load(directory) is None and not marker.exists()
+    built.save(directory)
+    (directory / "tokens.marshal").write_bytes(payload)
     loaded = LexicalIndex.load(directory)
-    assert loaded is not None and loaded.texts == built.texts and loaded.metas == built.metas
+    assert loaded is not None and loaded.tokens == built.tokens and not marker.exists()  # recomputed
+    meta = json.loads((directory / "meta.json").read_text())
+    (directory / "meta.json").write_text(json.dumps({**meta, "format": meta["format"] - 1}))
+    assert LexicalIndex.load(directory) is None and not marker.exists()  # an earlier format: rebuilt
+    pickle.loads(payload)  # the payload is real: unpickled, it runs
+    assert marker.read_text() == "ran"
 
 
 def test_missing_records_are_not_trusted(built: LexicalIndex, tmp_path: Path) -> None:
@@ -105,10 +128,3 @@ def test_missing_records_are_not_trusted(built: LexicalIndex, tmp_path: Path) ->
     assert LexicalIndex.load(directory) is None  # rebuilt from Chroma by the retriever
 
 
-def test_an_index_with_only_ids_in_chunks_pkl_loads(built: LexicalIndex, tmp_path: Path) -> None:
-    """What one commit of this change wrote (ids alone in chunks.pkl, records beside it): read, not a crash."""
-    directory = tmp_path / "lexical"
-    built.save(directory)
-    (directory / "ids.pkl").rename(directory / "chunks.pkl")
-    loaded = LexicalIndex.load(directory)
-    assert loaded is not None and loaded.ids == built.ids and loaded.texts == built.texts
