@@ -43,12 +43,12 @@ def test_saved_index_loads_memory_mapped_and_scores_the_same(built: LexicalIndex
         assert np.array_equal(loaded.scores(query), built.scores(query)), question
         assert loaded.top(query, 5) == built.top(query, 5)
         assert loaded.top(query, 5)  # the sample corpus answers these
-    assert loaded.tokens == built.tokens  # read from tokens.pkl when a rebuild needs them
+    assert loaded.tokens == built.tokens  # read from tokens.marshal when a rebuild needs them
 
 
 def test_missing_token_file_is_recomputed(built: LexicalIndex, tmp_path: Path) -> None:
     built.save(tmp_path / "lexical")
-    (tmp_path / "lexical" / "tokens.pkl").unlink()
+    (tmp_path / "lexical" / "tokens.marshal").unlink()
     loaded = LexicalIndex.load(tmp_path / "lexical")
     assert loaded is not None
     assert loaded.tokens == [chunk_tokens(t, m) for t, m in zip(built.texts, built.metas, strict=True)]
