@@ -120,7 +120,10 @@ def model_hash(model_dir: Path, memo_dir: Path | None = None) -> str:
     if memo_file is not None:
         memo = memo if isinstance(memo, dict) else {}
         memo[key] = {"stamp": stamp, "sha256": value}
-        _write_atomic(memo_file, json.dumps(memo, indent=1).encode())
+        try:
+            write_atomic(memo_file, json.dumps(memo, indent=1).encode())
+        except OSError:
+            pass  # a read-only cache only costs the hashing again
     return value
 
 
@@ -129,13 +132,6 @@ def onnx_path(model_dir: Path, cache_dir: Path, name: str) -> Path:
     root = cache_dir / "onnx"
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:64]
     return root / f"{safe}-{model_hash(model_dir, root)}-e{EXPORT_RECIPE}" / ONNX_FILE
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    try:
-        write_atomic(path, data)
-    except OSError:
-        pass  # a read-only cache only costs the hashing again
 
 
 # --------------------------------------------------------------------------- the export (child process)

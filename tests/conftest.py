@@ -6,6 +6,7 @@ Everything is written under pytest's tmp directories; the repository's corpus is
 from __future__ import annotations
 
 import os
+import pickle
 import shutil
 import subprocess
 import sys
@@ -99,3 +100,19 @@ def indexed_corpus(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder)
     store = Store(base / "index")
     report = ingest([corpus], store, embedder, corpus_root=corpus)
     return IndexedCorpus(corpus, base / "index", store, report, expected_chunks(corpus))
+
+
+class _Planted:
+    """Unpickled, writes "ran" to ``marker``: what someone who can write a folder the assistant
+    reads back would plant there."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (Path.write_text, (self.marker, "ran"))
+
+
+def planted_pickle(marker: Path) -> bytes:
+    """A real malicious pickle: loading it creates ``marker``."""
+    return pickle.dumps(_Planted(marker))

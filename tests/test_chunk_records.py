@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import IndexedCorpus
+from conftest import IndexedCorpus, planted_pickle
 
 from assistant import chunk_records
 from assistant.retrieval import LexicalIndex, analyse
@@ -88,22 +88,12 @@ def test_lexical_index_reads_texts_and_metas_lazily(built: LexicalIndex, tmp_pat
     assert list(loaded.texts) == built.texts and list(loaded.metas) == built.metas
 
 
-class _Planted:
-    """What someone who can write the index folder would plant: a pickle that runs a command."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self) -> tuple[object, ...]:
-        return (Path.write_text, (self.marker, "ran"))
-
-
 def test_a_planted_pickle_in_the_index_is_never_run(built: LexicalIndex, tmp_path: Path) -> None:
     """An earlier format's files (pickles) are not read (the index is rebuilt from Chroma), and a
     pickle put in place of the current files is refused as bad data, not run."""
     directory = tmp_path / "lexical"
     marker = tmp_path / "owned"
-    payload = pickle.dumps(_Planted(marker))
+    payload = planted_pickle(marker)
     built.save(directory)
     for name in ("chunks.pkl", "ids.pkl", "tokens.pkl"):
         (directory / name).write_bytes(payload)

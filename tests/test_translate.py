@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import pickle
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import planted_pickle
 
 from assistant import text
 from assistant import translate as tr
@@ -131,26 +133,14 @@ def test_corrupt_cache_is_rebuilt(tmp_path: Path) -> None:
     assert d.zh_glosses("联盟") == [("alliance", "union", "coalition")]
 
 
-class _Planted:
-    """What an attacker who can write the cache folder would plant: a pickle that runs a command."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self) -> tuple[object, ...]:
-        return (Path.write_text, (self.marker, "ran"))
-
-
 def test_a_planted_pickle_in_the_cache_is_never_run(tmp_path: Path) -> None:
-    import pickle
-
     src = tmp_path / "cedict_small.u8"
     src.write_text(SMALL_CEDICT, encoding="utf-8")
     cache = tmp_path / "cache"
     Dictionary.load(src, cache)
     marker = tmp_path / "owned"
     (cache_file,) = cache.glob("cedict-v*.marshal")
-    payload = pickle.dumps(_Planted(marker))
+    payload = planted_pickle(marker)
     assert not marker.exists()
     for name in (cache_file.name, cache_file.name.replace(".marshal", ".pickle")):
         (cache / name).write_bytes(payload)
