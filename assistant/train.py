@@ -68,6 +68,12 @@ SEPARATE_TRAINING = {"cmrc": 1, "drcd": 1}
 XQUAD_TEST = "xquad/xquad.en.testhalf.json.gz"
 # Questions asked against a corpus that lacks their article: (questions of, asked over the index of).
 FOREIGN: tuple[tuple[str, str], ...] = (("cmrc", "drcd"), ("drcd", "cmrc"), ("squad11", "gold"))
+# Every cross-lingual training question was answerable, so the answerability model learnt "the best
+# sentence is in the other language" as a sign of an answer (it abstained on none of the XQuAD
+# questions asked over a corpus of the other language without their article). These give it
+# cross-lingual negatives, for it alone (source "ASKED@OVER+"): in the sentence scorer's training they
+# cost it out of fold (docs/experiments.md, twelfth session).
+FOREIGN_CROSS_LINGUAL: tuple[tuple[str, str], ...] = (("xq_en_zh", "cmrc"), ("xq_zh_en", "squad2"))
 EVAL_LIMIT = 300
 # More questions for the answerability model alone (not the sentence scorer), drawn after the
 # sentence scorer's from the same shuffled pool, as source "NAME+": SQuAD 2.0's development half has
@@ -413,6 +419,22 @@ def fit_answerability_main(rows: Sequence[QuestionRows], args: argparse.Namespac
     return 0
 
 
+def corpus_texts(corpus: Path) -> list[str]:
+    """The texts of a converted set's corpus (``*.jsonl`` records with a ``text``)."""
+    return [
+        json.loads(line)["text"]
+        for f in sorted(corpus.glob("*.jsonl"))
+        for line in f.read_text(encoding="utf-8").splitlines()
+        if line.strip()
+    ]
+
+
+def lacking(items: Sequence[GoldItem], texts: Sequence[str]) -> list[GoldItem]:
+    """The answerable ``items`` none of whose evidence any of ``texts`` holds: asked over those
+    texts, they have no answer (XQuAD's articles are in SQuAD's corpora too)."""
+    return [i for i in items if i.answerable and not any(e in t for e in i.evidence for t in texts)]
+
+
 def build_rows(data: Path, work: Path, seed: int, per_set: int, name: str) -> list[QuestionRows]:
     """The candidates of set ``name``'s training questions over its index, and of the questions of
     other sets asked over it without their article (``FOREIGN``); see the module docstring."""
@@ -438,10 +460,11 @@ def build_rows(data: Path, work: Path, seed: int, per_set: int, name: str) -> li
         _open(where).ingest()
     assistant = _open(where)
     rows = collect(assistant, items_of(name), name)
-    for asked, over in FOREIGN:
+    foreign_sets = [(a, o, "") for a, o in FOREIGN] + [(a, o, "+") for a, o in FOREIGN_CROSS_LINGUAL]
+    for asked, over, suffix in foreign_sets:
         if over == name:
-            foreign = [i for i in items_of(asked) if i.answerable][:FOREIGN_PER_SET]
-            rows += collect(assistant, foreign, f"{asked}@{over}", answerable=False)
+            foreign = lacking(items_of(asked), corpus_texts(where / "corpus"))[:FOREIGN_PER_SET]
+            rows += collect(assistant, foreign, f"{asked}@{over}{suffix}", answerable=False)
     if name in EXTRA:
         extra = training_items(name, where, data, exclude, banned, EXTRA[name], seed, skip=per_set)
         rows += collect(assistant, extra, f"{name}+")

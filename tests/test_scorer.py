@@ -133,6 +133,25 @@ def test_fit_gives_a_model_of_the_extractor_s_features() -> None:
     assert np.allclose(again.weights, model.weights, atol=1e-5)
 
 
+def test_foreign_questions_are_those_whose_evidence_the_corpus_lacks() -> None:
+    from assistant.evaluation.gold import GoldItem
+    from assistant.train import FOREIGN_CROSS_LINGUAL, lacking
+
+    texts = ["The Normans gave their name to Normandy.", "诺曼人在十世纪来到法国。"]
+    items = [
+        GoldItem("1", "Where did the Normans give their name?", evidence=["gave their name to Normandy"]),
+        GoldItem("2", "诺曼人何时来到法国？", evidence=["诺曼人在十世纪来到法国"]),
+        GoldItem("3", "Who built the bridge?", evidence=["The bridge was built in 1890."]),
+        GoldItem("4", "When did it open?", answerable=False),
+    ]
+    assert [i.id for i in lacking(items, texts)] == ["3"]  # held in the corpus or unanswerable: left out
+    # The shipped model learnt from cross-lingual questions asked over a corpus without their article.
+    data = json.loads(answerability_path().read_text(encoding="utf-8"))
+    for asked, over in FOREIGN_CROSS_LINGUAL:
+        assert data["questions"].get(f"{asked}@{over}+", 0) > 0
+        assert data["abstention_out_of_fold"][f"{asked}@{over}+"]["abstention_recall"] > 0.2
+
+
 def test_shipped_answerability_model_matches_its_rows() -> None:
     data = json.loads(answerability_path().read_text(encoding="utf-8"))
     assert data["features"] == list(ANSWERABILITY_NAMES)
