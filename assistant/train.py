@@ -14,8 +14,8 @@ of the XQuAD test half, whose English side is a subset of SQuAD 1.1 dev), asked 
 ``scorer.FEATURE_NAMES``, labelled 1 when it supports the gold evidence (``metrics.supports``, the
 judgement of citation precision). ``eval/gold.jsonl`` over the sample corpus is one source among
 them. Questions asked against a corpus without their article (CMRC against DRCD and back, SQuAD
-against the sample corpus) and SQuAD 2.0's unanswerable questions only give negatives: they
-calibrate abstention.
+against the sample corpus; for the answerability model alone, XQuAD's across languages) and SQuAD
+2.0's unanswerable questions only give negatives: they calibrate abstention.
 
 A logistic regression (scikit-learn, fixed seed) is fitted on all rows; the abstention threshold is
 the best sentence's probability that keeps false abstention at ``FALSE_ABSTENTION`` over the
@@ -437,7 +437,8 @@ def lacking(items: Sequence[GoldItem], texts: Sequence[str]) -> list[GoldItem]:
 
 def build_rows(data: Path, work: Path, seed: int, per_set: int, name: str) -> list[QuestionRows]:
     """The candidates of set ``name``'s training questions over its index, and of the questions of
-    other sets asked over it without their article (``FOREIGN``); see the module docstring."""
+    other sets asked over it without their article (``FOREIGN``, ``FOREIGN_CROSS_LINGUAL``); see the
+    module docstring."""
     dirs = prepare(work, data, only=name)
     exclude = {item.id for d in list(dirs.values()) for item in load_gold(d / "gold.jsonl")}
     banned = {str(a.get("title", "")) for a in read_squad(data / XQUAD_TEST)["data"]}
