@@ -13,6 +13,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -482,3 +483,37 @@ def test_ingest_after_interruption_reports_swept_chunks(crashed_index: tuple[Pat
     report = ingest([corpus], store, embedder, SMALL_CHUNKER, corpus_root=corpus)
     assert_index_matches(store, expected_chunks(corpus, SMALL_CHUNKER))  # they were swept...
     assert report.swept == leftovers  # ...and the report says so
+
+
+def test_the_dense_search_is_wide_enough_to_be_exact_and_old_indexes_are_widened(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import chromadb
+
+    from assistant import store as store_mod
+
+    def client(path: Path) -> Any:
+        return chromadb.PersistentClient(
+            path=str(path / "chroma"), settings=chromadb.Settings(anonymized_telemetry=False)
+        )
+
+    def ef_search(path: Path) -> int:
+        return int(client(path).get_collection(store_mod.CHUNKS).configuration["hnsw"]["ef_search"])
+
+    new = Store(tmp_path / "new").chunks.configuration["hnsw"]["ef_search"]
+    assert new == store_mod.HNSW["ef_search"] == 400 and ef_search(tmp_path / "new") == 400
+    # An index made with Chroma's defaults (ef_search 100) is widened in place when opened.
+    for name in ("old", "locked"):
+        client(tmp_path / name).get_or_create_collection(store_mod.CHUNKS, configuration={"hnsw": {"space": "cosine"}})
+        assert ef_search(tmp_path / name) == 100
+    Store(tmp_path / "old")
+    assert ef_search(tmp_path / "old") == 400
+    # One that cannot be changed now (another process writing, a read-only folder) still opens.
+    from chromadb.api.models.Collection import Collection
+
+    def refuse(self: object, **_: object) -> None:
+        raise RuntimeError("database is locked")
+
+    monkeypatch.setattr(Collection, "modify", refuse)
+    opened = Store(tmp_path / "locked")
+    assert opened.count() == 0 and ef_search(tmp_path / "locked") == 100
