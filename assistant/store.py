@@ -44,21 +44,18 @@ MANIFEST = "assistant_manifest"
 HNSW: dict[str, Any] = {"space": "cosine", "ef_search": 400}
 
 
-def _raise_ef_search(collection: Any) -> None:
-    """Raise the ef_search of an index made before ``HNSW`` (a setting Chroma changes in place; a
-    shared server's collection is its owner's business). Best effort: an index that cannot be written
-    now (read-only, or another process writing) answers with the search it had."""
+def _widen_search(collection: Any) -> None:
+    """Raise the ef_search of an index made before ``HNSW`` (Chroma changes it in place; its default
+    is 100 when none is recorded). Best effort: an index that cannot be written now (read-only, or
+    another process writing) answers with the search it had."""
+    config = getattr(collection, "configuration", None)
+    hnsw = (config.get("hnsw") if isinstance(config, dict) else None) or {}
+    if int(hnsw.get("ef_search") or 100) >= HNSW["ef_search"]:
+        return
     try:
         collection.modify(configuration={"hnsw": {"ef_search": HNSW["ef_search"]}})
     except Exception:  # chromadb raises its own InternalError for a locked or read-only database
         pass
-
-
-def _ef_search(collection: Any) -> int:
-    """The collection's HNSW ef_search (Chroma's default when it records none)."""
-    config = getattr(collection, "configuration", None) or {}
-    hnsw = config.get("hnsw") if isinstance(config, dict) else None
-    return int((hnsw or {}).get("ef_search") or 100)
 
 
 SETTINGS_ID = "__settings__"
@@ -143,8 +140,8 @@ class Store:
             self.chunks = self.client.get_or_create_collection(
                 CHUNKS, configuration={"hnsw": dict(HNSW)}, embedding_function=None
             )
-            if not chroma_url and _ef_search(self.chunks) < HNSW["ef_search"]:
-                _raise_ef_search(self.chunks)
+            if not chroma_url:  # a shared server's collection is its owner's business
+                _widen_search(self.chunks)
             self.manifest = self.client.get_or_create_collection(MANIFEST, embedding_function=None)
         except ConfigError:
             raise
