@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from .evaluation.gold import GoldItem, load_gold
+from .evaluation.gold import GoldItem, check_evidence, load_gold
 from .evaluation.metrics import supports
 from .evaluation.squad import convert, evidence_span, locate_answer, read_squad, squad_questions
 from .scorer import (
@@ -420,19 +420,18 @@ def fit_answerability_main(rows: Sequence[QuestionRows], args: argparse.Namespac
 
 
 def corpus_texts(corpus: Path) -> list[str]:
-    """The texts of a converted set's corpus (``*.jsonl`` records with a ``text``)."""
-    return [
-        json.loads(line)["text"]
-        for f in sorted(corpus.glob("*.jsonl"))
-        for line in f.read_text(encoding="utf-8").splitlines()
-        if line.strip()
-    ]
+    """The texts of the documents in ``corpus``, as ingest finds and reads them."""
+    from .documents import iter_files, load_file
+
+    return [doc.text for f in iter_files([corpus]) for doc in load_file(f)]
 
 
 def lacking(items: Sequence[GoldItem], texts: Sequence[str]) -> list[GoldItem]:
-    """The answerable ``items`` none of whose evidence any of ``texts`` holds: asked over those
-    texts, they have no answer (XQuAD's articles are in SQuAD's corpora too)."""
-    return [i for i in items if i.answerable and not any(e in t for e in i.evidence for t in texts)]
+    """The answerable ``items`` none of whose evidence ``texts`` holds (``gold.check_evidence``):
+    asked over those texts, they have no answer (XQuAD's articles are in SQuAD's corpora too)."""
+    answerable = [i for i in items if i.answerable]
+    missing = set(check_evidence(answerable, texts))
+    return [i for i in answerable if all((i.id, e) in missing for e in i.evidence)]
 
 
 def build_rows(data: Path, work: Path, seed: int, per_set: int, name: str) -> list[QuestionRows]:
@@ -461,11 +460,13 @@ def build_rows(data: Path, work: Path, seed: int, per_set: int, name: str) -> li
         _open(where).ingest()
     assistant = _open(where)
     rows = collect(assistant, items_of(name), name)
-    foreign_sets = [(a, o, "") for a, o in FOREIGN] + [(a, o, "+") for a, o in FOREIGN_CROSS_LINGUAL]
-    for asked, over, suffix in foreign_sets:
-        if over == name:
-            foreign = lacking(items_of(asked), corpus_texts(where / "corpus"))[:FOREIGN_PER_SET]
-            rows += collect(assistant, foreign, f"{asked}@{over}{suffix}", answerable=False)
+    foreign_sets = [(a, "") for a, o in FOREIGN if o == name] + [
+        (a, "+") for a, o in FOREIGN_CROSS_LINGUAL if o == name
+    ]
+    texts = corpus_texts(where / "corpus") if foreign_sets else []
+    for asked, suffix in foreign_sets:
+        foreign = lacking(items_of(asked), texts)[:FOREIGN_PER_SET]
+        rows += collect(assistant, foreign, f"{asked}@{name}{suffix}", answerable=False)
     if name in EXTRA:
         extra = training_items(name, where, data, exclude, banned, EXTRA[name], seed, skip=per_set)
         rows += collect(assistant, extra, f"{name}+")
