@@ -25,7 +25,6 @@ _EN_REFERENCE = re.compile(_PATTERNS["en_reference"], re.IGNORECASE)
 _EN_ELLIPSIS = re.compile(_PATTERNS["en_ellipsis"], re.IGNORECASE)
 _ZH_REFERENCE = re.compile(_PATTERNS["zh_reference"])
 _ZH_ELLIPSIS = re.compile(_PATTERNS["zh_ellipsis"])
-_ZH_GENERIC = re.compile(_PATTERNS["zh_generic"])
 _CAPITALIZED = re.compile(_PATTERNS["capitalized"])
 # Capitalized words that start questions or are not names.
 _NOT_NAMES = frozenset(str(w) for w in lexicon("chat")["lists"]["not_names"])
@@ -40,8 +39,9 @@ def needs_context(question: str) -> bool:
     if detect_language(q) in ("zh", "mixed"):
         if _ZH_REFERENCE.search(q) or _ZH_ELLIPSIS.search(q):
             return True
-        # "联盟里有多少家企业？": a bare generic noun with no name of its own means the one just discussed.
-        if _ZH_GENERIC.search(q) and not entities(q):
+        # Chinese drops the subject it shares with the last turn ("联盟里有多少家企业？", "成立以后，…怎么
+        # 合作？"): a question that names nothing of its own is about what was just discussed.
+        if not entities(q):
             return True
     if _EN_REFERENCE.search(q) or _EN_ELLIPSIS.search(q):
         return True

@@ -28,6 +28,10 @@ from assistant.schema import Answer
         "他们帮企业研发出了什么产品？",
         "该联盟何时成立？",
         "南海呢？",
+        # Chinese drops the shared subject: no name of its own, no pronoun either.
+        "成立以后，学校和企业打算怎么合作？",
+        "首任会长是谁？",
+        "联盟里有多少家企业？",
     ],
 )
 def test_follow_ups_need_context(question: str) -> None:
@@ -51,6 +55,13 @@ def test_pronoun_carries_previous_topic_en() -> None:
     rw = rewrite("Who unveiled its plaque?", ["Which organizations set up the smart new energy vehicle community?"])
     assert rw.context and "smart new energy vehicle community" in rw.standalone
     assert rw.standalone.endswith("Who unveiled its plaque?")
+
+
+def test_subjectless_chinese_question_carries_previous_topic() -> None:
+    rw = rewrite("每年能培养多少毕业生？", ["常州检验检测认证产教联盟是什么时候成立的？"])
+    assert rw.standalone.startswith("常州检验检测认证产教联盟") and rw.standalone.endswith("每年能培养多少毕业生？")
+    # A question with a name of its own stands alone, history or not.
+    assert rewrite("苏州标准化产教联盟计划建设多少个培训基地？", ["常州检验检测认证产教联盟是什么时候成立的？"]).context == ""
 
 
 def test_pronoun_carries_previous_topic_zh() -> None:
