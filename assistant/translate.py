@@ -12,6 +12,7 @@ English, jieba words and bigrams), ready to be used as a BM25 query over the oth
 
 from __future__ import annotations
 
+import hashlib
 import importlib.resources
 import marshal
 import math
@@ -94,6 +95,9 @@ _LEMMA_PENALTY = float(_TUNING["weights"]["lemma_penalty"])
 _OTHER_READING_WEIGHT = float(_TUNING["weights"]["other_reading"])
 _PHRASE_SHARE = float(_TUNING["weights"]["phrase_share"])
 _SUPPLEMENT_SCORE = float(_TUNING["weights"]["supplement"])
+# The en→zh index's candidate score: weights of ``EN_ZH_FEATURES``, in that order.
+EN_ZH_FEATURES = ("exact", "first_gloss", "per_decade", "single_char", "per_extra_char")
+_EN_ZH_WEIGHTS = tuple(float(_TUNING["en_zh"][k]) for k in EN_ZH_FEATURES)
 
 
 def _clean_gloss(gloss: str, proper: bool) -> str:
@@ -193,8 +197,9 @@ class Dictionary:
         start = time.perf_counter()
         path = path or cedict_path()
         st = path.stat()
-        key = (_FORMAT_VERSION, str(path.resolve()), st.st_size, st.st_mtime_ns, sys.version_info[:2])
-        cache_file = (cache or cache_dir()) / f"cedict-v{_FORMAT_VERSION}-{st.st_size}-{st.st_mtime_ns}.marshal"
+        key = (_FORMAT_VERSION, str(path.resolve()), st.st_size, st.st_mtime_ns, sys.version_info[:2], _EN_ZH_WEIGHTS)
+        tag = hashlib.blake2b(repr(_EN_ZH_WEIGHTS).encode(), digest_size=4).hexdigest()
+        cache_file = (cache or cache_dir()) / f"cedict-v{_FORMAT_VERSION}-{st.st_size}-{st.st_mtime_ns}-{tag}.marshal"
         data = _read_cache(cache_file, key) if use_cache else None
         from_cache = data is not None
         if data is None:
@@ -316,6 +321,16 @@ def _write_cache(cache_file: Path, key: tuple[object, ...], data: _Parsed) -> No
 
 def _parse(path: Path) -> _Parsed:
     """Parse a CC-CEDICT file into (zh_en, en_zh)."""
+    by_hw, by_simp = read_entries(path)
+    # The reading with most glosses first: it is usually the common one (重点 zhong4 "important
+    # point/.../key" before chong2 "to recount"); sorted() is stable, so ties keep the file's order.
+    zh_en = {hw: _READING_SEP.join("/".join(r) for r in sorted(rs, key=len, reverse=True)) for hw, rs in by_hw.items()}
+    return zh_en, _build_en_zh(by_simp)
+
+
+def read_entries(path: Path) -> tuple[dict[str, list[tuple[str, ...]]], dict[str, list[tuple[str, ...]]]]:
+    """A CC-CEDICT file's cleaned glosses by reading: under simplified and traditional headwords,
+    and under simplified ones only."""
     by_hw: dict[str, list[tuple[str, ...]]] = {}  # simplified and traditional headwords
     by_simp: dict[str, list[tuple[str, ...]]] = {}  # simplified only, for the en→zh index
     with path.open(encoding="utf-8") as f:
@@ -334,25 +349,20 @@ def _parse(path: Path) -> _Parsed:
             by_hw.setdefault(simp, []).append(glosses)
             if trad != simp:
                 by_hw.setdefault(trad, []).append(glosses)
-    # The reading with most glosses first: it is usually the common one (重点 zhong4 "important
-    # point/.../key" before chong2 "to recount"); sorted() is stable, so ties keep the file's order.
-    zh_en = {hw: _READING_SEP.join("/".join(r) for r in sorted(rs, key=len, reverse=True)) for hw, rs in by_hw.items()}
-    return zh_en, _build_en_zh(by_simp)
+    return by_hw, by_simp
 
 
-def _build_en_zh(by_simp: dict[str, list[tuple[str, ...]]]) -> dict[str, str]:
-    """English key -> "headword score|headword score|..." (simplified headwords, best first).
-
-    Score: the gloss *is* the key (+3: "alliance" for 联盟, not "alliance leader"), first gloss of
-    its reading (+1), jieba's word frequency (+0.5 per decade; CC-CEDICT has no frequencies), single
-    characters (-1.5: ambiguous) and long headwords (-0.3 per character beyond 2) penalised.
-    """
+def en_zh_candidates(
+    by_simp: dict[str, list[tuple[str, ...]]],
+) -> Iterator[tuple[str, str, tuple[float, float, float, float, float]]]:
+    """Every (English key, simplified headword, ``EN_ZH_FEATURES`` values) a gloss of the headword
+    gives: the gloss *is* the key (1) or holds it among other words (0), is its reading's first,
+    log10 of jieba's word frequency + 1, a single character, characters beyond two."""
     freq = _text._get_jieba().dt.FREQ
-    scored: dict[str, dict[str, float]] = {}
     for simp, rs in by_simp.items():
         if not _is_cjk_word(simp) or len(simp) > 6:
             continue
-        base = 0.5 * math.log10(freq.get(simp, 0) + 1) - (1.5 if len(simp) == 1 else 0.3 * max(0, len(simp) - 2))
+        common = (math.log10(freq.get(simp, 0) + 1), float(len(simp) == 1), float(max(0, len(simp) - 2)))
         for glosses in rs:
             for pos, gloss in enumerate(glosses):
                 words = _en_words(gloss)
@@ -362,14 +372,25 @@ def _build_en_zh(by_simp: dict[str, list[tuple[str, ...]]]) -> dict[str, str]:
                 if not content:
                     continue
                 first = 1.0 if pos == 0 else 0.0
-                keys = {" ".join(content): 3.0}
+                keys = {" ".join(content): 1.0}
                 for w in content:
-                    keys.setdefault(w, 3.0 if len(content) == 1 else 0.0)
+                    keys.setdefault(w, 1.0 if len(content) == 1 else 0.0)
                 for key, exact in keys.items():
-                    s = exact + first + base
-                    slot = scored.setdefault(key, {})
-                    if s > slot.get(simp, -math.inf):
-                        slot[simp] = s
+                    yield key, simp, (exact, first, *common)
+
+
+def _build_en_zh(by_simp: dict[str, list[tuple[str, ...]]], weights: tuple[float, ...] | None = None) -> dict[str, str]:
+    """English key -> "headword score|headword score|..." (simplified headwords, best first); a
+    headword's score is its best gloss's ``EN_ZH_FEATURES`` weighted by ``weights`` (default: the
+    data file's, lexicon/translation.toml; refitting them on XQuAD's parallel questions did not do
+    better, docs/experiments.md, thirteenth session)."""
+    weights = _EN_ZH_WEIGHTS if weights is None else weights
+    scored: dict[str, dict[str, float]] = {}
+    for key, simp, values in en_zh_candidates(by_simp):
+        s = sum(w * v for w, v in zip(weights, values, strict=True))
+        slot = scored.setdefault(key, {})
+        if s > slot.get(simp, -math.inf):
+            slot[simp] = s
     return {
         key: _CAND_SEP.join(f"{h} {cands[h]:.2f}" for h in sorted(cands, key=lambda h: -cands[h])[:_EN_ZH_CAP])
         for key, cands in scored.items()

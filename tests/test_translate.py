@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import pickle
 import time
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -118,6 +119,33 @@ def test_parse_and_cache_of_a_small_file(tmp_path: Path) -> None:
     d2 = Dictionary.load(src, cache)
     assert not d2.loaded_from_cache
     assert d2.zh_glosses("苏州") == [("Suzhou",)]
+    assert len(list(cache.glob("cedict-v*.marshal"))) == 1
+
+
+def test_en_zh_scores_are_the_data_files_weights_over_the_candidate_features() -> None:
+    by_simp = {"联盟": [("alliance", "union")], "同盟": [("union", "alliance")], "盟": [("alliance",)]}
+    feats = {(k, h): v for k, h, v in tr.en_zh_candidates(by_simp)}
+    # exact gloss, its reading's first, log10(jieba frequency + 1), one character, characters beyond two
+    assert feats[("alliance", "联盟")][:2] == (1.0, 1.0) and feats[("alliance", "同盟")][:2] == (1.0, 0.0)
+    assert feats[("alliance", "盟")][3:] == (1.0, 0.0) and feats[("alliance", "联盟")][3:] == (0.0, 0.0)
+    no_frequency = (3.0, 1.0, 0.0, -1.5, -0.3)
+    assert tr._build_en_zh(by_simp, no_frequency)["alliance"] == "联盟 4.00|同盟 3.00|盟 2.50"
+    # other weights, another order: what ranks first is the data file's decision, not the code's
+    assert tr._build_en_zh(by_simp, (0.0, -1.0, 0.0, 5.0, 0.0))["alliance"] == "盟 4.00|同盟 0.00|联盟 -1.00"
+    shipped = tomllib.loads((Path(tr.__file__).parent / "lexicon" / "translation.toml").read_text(encoding="utf-8"))
+    assert tr._EN_ZH_WEIGHTS == tuple(float(shipped["en_zh"][k]) for k in tr.EN_ZH_FEATURES)
+
+
+def test_changed_en_zh_weights_parse_the_dictionary_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    src = tmp_path / "cedict_small.u8"
+    src.write_text(SMALL_CEDICT, encoding="utf-8")
+    cache = tmp_path / "cache"
+    Dictionary.load(src, cache)
+    assert Dictionary.load(src, cache).loaded_from_cache
+    monkeypatch.setattr(tr, "_EN_ZH_WEIGHTS", (3.0, 1.0, 0.5, -1.5, -0.4))
+    d = Dictionary.load(src, cache)
+    assert not d.loaded_from_cache  # the cached index was scored with other weights
+    assert d.en_headwords("alliance") == ["联盟"]
     assert len(list(cache.glob("cedict-v*.marshal"))) == 1
 
 
