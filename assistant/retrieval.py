@@ -695,6 +695,7 @@ def char_coverage(weights: Sequence[tuple[str, float]], chars: set[str] | frozen
 
 
 _DEFINITION_ZH = re.compile(_PATTERNS["definition_zh"])
+_DEFINES_ZH = _PATTERNS["defines_zh"]  # after the subject: an aside, a comma, a copula
 
 
 def definition_subject(question: str) -> str:
@@ -721,14 +722,13 @@ def title_named(title: str, question: str) -> bool:
 
 def defines(sentence: str, subject: str) -> bool:
     """Whether ``sentence`` reads as the definition of ``subject``: it opens with it, or says "X是/为/指"
-    (an aside in brackets and a comma allowed between)."""
+    (lexicon/retrieval.toml ``defines_zh``)."""
     if not subject:
         return False
     text = to_simplified(sentence).lstrip()
     if text.startswith(subject):
         return True
-    pattern = re.escape(subject) + r"\s*(?:[（(][^）)]{0,40}[）)])?\s*[，,]?\s*(?:是|为|指|乃|即)"
-    return re.search(pattern, text) is not None
+    return re.search(re.escape(subject) + _DEFINES_ZH, text) is not None
 
 
 def term_coverage(
