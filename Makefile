@@ -52,11 +52,12 @@ bench: setup
 soak: setup
 	$(BIN)/python bench/soak.py
 
-# Refit the learned sentence scorer on the development sets (../shared/bench-data; fixed seed) and
-# write assistant/models/sentence_scorer.json. Needs scikit-learn (the `train` extra); `make test`
-# never retrains.
+# Refit the learned passage ranker, sentence scorer and answerability model, in that order, on the
+# development sets (../shared/bench-data; fixed seed) and write them to assistant/models/. Needs
+# scikit-learn (the `train` extra); `make test` never retrains.
 train: setup
 	$(BIN)/python -m pip install --quiet -e '.[train]'
+	$(BIN)/python -m assistant.train --passages
 	$(BIN)/python -m assistant.train
 	$(BIN)/python -m assistant.train --answerability --refit
 

@@ -18,7 +18,9 @@ import shutil
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -33,6 +35,7 @@ from .schema import CorpusStats, Passage, Query, Retrieved, Span
 from .schema import QueryTerms as QueryTerms  # re-exported: the types moved to schema
 from .schema import TermGroup as TermGroup
 from .schema import merge_weighted as merge_weighted
+from .scorer import shipped_passage_ranker
 from .sentences import Key, SentenceVectors, candidate_spans, hash_key
 from .store import Store, date_number, sentences_of
 from .text import (
@@ -119,6 +122,10 @@ class RetrievalSettings:
     definition_weight: float = _SETTINGS["definition_weight"]
     title_weight: float = _SETTINGS["title_weight"]
     lead_weight: float = _SETTINGS["lead_weight"]
+    # Order those passages by the learned passage ranker's probability (``scorer.PASSAGE_FEATURE_NAMES``,
+    # ``python -m assistant.train --passages``) instead of the hand-weighted sum above, when one ships.
+    learned_ranking: bool = True
+    learned_ranking_other_script: float = _SETTINGS["learned_ranking_other_script"]
 
     def __post_init__(self) -> None:
         for name in ("sentence_weight", "char_weight", "definition_weight", "title_weight", "lead_weight"):
@@ -137,7 +144,7 @@ class RetrievalSettings:
             bad = {k: v for k, v in self.weights.items() if v < 0}
             if bad:
                 raise ConfigError(f"fusion weights must be >= 0, got {bad}")
-        for name in ("lexical_floor", "translated_floor"):
+        for name in ("lexical_floor", "translated_floor", "learned_ranking_other_script"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"{name} must be between 0 and 1, got {getattr(self, name)}")
 
@@ -731,6 +738,82 @@ def defines(sentence: str, subject: str) -> bool:
     return re.search(re.escape(subject) + _DEFINES_ZH, text) is not None
 
 
+def passage_features(
+    passages: Sequence[Passage],
+    sentence_similarities: Mapping[tuple[str, int, int], float],
+    question: str,
+    cross_lingual: float,
+    chinese: bool,
+) -> np.ndarray:
+    """One ``scorer.PASSAGE_FEATURE_NAMES`` row per passage (in their order, after
+    ``Retriever._sentence_rerank``); ``sentence_similarities`` by (doc_id, start, end), as
+    ``Retriever.sentence_similarities`` gives them; ``cross_lingual``: the share of the index in the
+    other script than the question."""
+    if not passages:
+        return np.zeros((0, 22))
+    top_fused = max(p.scores.get("fused", 0.0) for p in passages) or 1.0
+    top_hand = max(p.score for p in passages) or 1.0
+    top_bm25 = max(p.scores.get("bm25", 0.0) for p in passages) or 1.0
+    top_translated = max(p.scores.get("translated", 0.0) for p in passages) or 1.0
+    by_doc: dict[str, list[tuple[int, int, float]]] = {}
+    for (doc, start, end), sim in sentence_similarities.items():
+        by_doc.setdefault(doc, []).append((start, end, sim))
+    rows = []
+    for rank, p in enumerate(passages):
+        dense = p.scores.get("dense", 0.0)
+        sentence = max((v for a, b, v in by_doc.get(p.doc_id, ()) if p.start <= a and b <= p.end), default=0.0)
+        translated = p.scores.get("translated", 0.0) / top_translated
+        coverage, chars = p.scores.get("coverage", 0.0), p.scores.get("char_coverage", 0.0)
+        title, first = float(title_named(p.title, question)), float(p.metadata.get("chunk_index") == 0)
+        rows.append(
+            [
+                p.scores.get("fused", 0.0) / top_fused,
+                dense,
+                float("dense" in p.scores),
+                p.scores.get("bm25", 0.0) / top_bm25,
+                translated,
+                coverage,
+                chars,
+                title,
+                first,
+                sentence,
+                cross_lingual * dense,
+                cross_lingual * sentence,
+                cross_lingual * translated,
+                chars if chinese else 0.0,
+                coverage if chinese else 0.0,
+                0.0,
+                0.0,
+                0.0,
+                0.0,
+                1.0 / (1 + rank),
+                p.score / top_hand,
+                title * first,
+            ]
+        )
+    x = np.asarray(rows, dtype=float)
+    for gap, column in ((15, 1), (16, 9), (17, 5), (18, 3)):  # dense, sentence_dense, coverage, bm25
+        x[:, gap] = x[:, column] - x[:, column].max()
+    return x
+
+
+_PASSAGE_RECORDER: ContextVar[list[tuple[np.ndarray, list[Passage]]] | None] = ContextVar(
+    "passage_recorder", default=None
+)
+
+
+@contextmanager
+def record_passages() -> Iterator[list[tuple[np.ndarray, list[Passage]]]]:
+    """Within the block, every learned ranking appends its passages' feature rows and the passages
+    (in the order the rows describe) to the yielded list: the passage ranker's training data."""
+    sink: list[tuple[np.ndarray, list[Passage]]] = []
+    token = _PASSAGE_RECORDER.set(sink)
+    try:
+        yield sink
+    finally:
+        _PASSAGE_RECORDER.reset(token)
+
+
 def term_coverage(
     terms: QueryTerms,
     tokens: set[str] | frozenset[str],
@@ -853,6 +936,8 @@ class Retriever:
             )
         if self.settings.sentence_weight > 0 and passages:
             passages = self._sentence_rerank(passages, terms, lexical, question)
+            if self.settings.learned_ranking:
+                passages = self._learned_rank(passages, terms, lexical, question)
         if self.settings.reranker and passages:
             passages = self._rerank(question, passages)
         return Retrieved(passages[:k], best_dense)
@@ -936,6 +1021,29 @@ class Retriever:
             p.scores["fused"] = p.score
             p.score = p.score / top + self.settings.sentence_weight * best
         return sorted(passages, key=lambda p: -p.score)
+
+    def _learned_rank(
+        self, passages: list[Passage], terms: QueryTerms, lexical: LexicalIndex, question: str
+    ) -> list[Passage]:
+        """The passages by the shipped passage ranker's probability when enough of the index is in
+        the other script (``learned_ranking_other_script``); as they are otherwise, or without a shipped
+        ranker. Recorded for training within ``record_passages`` either way."""
+        model = shipped_passage_ranker()
+        sink = _PASSAGE_RECORDER.get()
+        if model is None and sink is None:
+            return passages
+        own_share = lexical.script_share("zh" if terms.language == "zh" else "en")
+        features = passage_features(
+            passages, self.sentence_similarities(question, passages), question, 1.0 - own_share, terms.language == "zh"
+        )
+        if sink is not None:
+            sink.append((features, list(passages)))
+        if model is None or 1.0 - own_share < self.settings.learned_ranking_other_script:
+            return passages
+        probabilities = model.probabilities(features)
+        for p, prob in zip(passages, probabilities, strict=True):
+            p.scores["ranker"] = p.score = float(prob)
+        return [passages[i] for i in np.argsort(-probabilities, kind="stable")]
 
     def _rerank(self, question: str, passages: list[Passage]) -> list[Passage]:
         if self._reranker is None:

@@ -19,6 +19,7 @@ import numpy as np
 
 MODEL_FILE = "sentence_scorer.json"
 ANSWERABILITY_FILE = "answerability.json"
+PASSAGE_FILE = "passage_ranker.json"
 
 # The features of one candidate sentence, in this order (``answer.sentence_features`` fills them).
 # Sentence-level: what the sentence holds; question-level ones (the same for every candidate of a
@@ -70,6 +71,33 @@ FEATURE_NAMES: tuple[str, ...] = (
     # document's title) without saying what was asked about it.
     "title_free_coverage",  # IDF-weighted share of the question's own words not in the title, in the sentence
     "title_free_chars",  # share of the question's Chinese characters not in the title, in the sentence
+)
+
+# The passage ranker's features, one row per fused passage (``retrieval.passage_features``): what
+# each search found, the best sentence's similarity, and how the passage compares with the best one.
+PASSAGE_FEATURE_NAMES: tuple[str, ...] = (
+    "fused",  # its fused (RRF) score relative to the top passage's
+    "dense",  # its dense similarity to the question (0 when dense search did not return it)
+    "has_dense",  # dense search returned it
+    "bm25",  # its BM25 score over the question's own words, relative to the best passage's
+    "translated",  # its BM25 score over the translated words, relative to the best passage's
+    "coverage",  # its best sentence's coverage, with the Chinese character, title and lead terms
+    "chars",  # its best sentence's share of the question's Chinese characters (Chinese over Chinese)
+    "title",  # the question names its document's title
+    "first",  # it opens its document
+    "sentence_dense",  # its best sentence's cosine with the question (the sentence store)
+    "cross_dense",  # dense times the share of the index in the other script than the question
+    "cross_sentence_dense",  # sentence_dense times the same
+    "cross_translated",  # translated times the same
+    "zh_chars",  # chars for a Chinese question
+    "zh_coverage",  # coverage for a Chinese question
+    "dense_gap",  # dense minus the best passage's
+    "sentence_dense_gap",  # sentence_dense minus the best passage's
+    "coverage_gap",  # coverage minus the best passage's
+    "bm25_gap",  # bm25 minus the best passage's
+    "inverse_rank",  # 1 / (1 + its rank by fused score and coverage)
+    "hand_score",  # the hand-weighted fused score and coverage (lexicon/retrieval.toml) relative to the best
+    "title_first",  # the question names its document's title and it opens the document
 )
 
 # The answerability model's features, one row per question (``answerability_row``): the sentence
@@ -149,7 +177,7 @@ def _model_file(name: str) -> Path:
     return Path(str(resources.files("assistant") / "models" / name))
 
 
-@lru_cache(maxsize=2)
+@lru_cache(maxsize=4)
 def _shipped(name: str, known: tuple[str, ...]) -> SentenceScorer | None:
     """The package's model ``name`` over the ``known`` columns (loaded once), or None without one."""
     path = _model_file(name)
@@ -195,3 +223,13 @@ def answerability_path() -> Path:
 def shipped_answerability() -> SentenceScorer | None:
     """The shipped answerability model (loaded once), or None when the package has none."""
     return _shipped(ANSWERABILITY_FILE, ANSWERABILITY_NAMES)
+
+
+def passage_ranker_path() -> Path:
+    """Where the shipped passage ranker lives inside the package."""
+    return _model_file(PASSAGE_FILE)
+
+
+def shipped_passage_ranker() -> SentenceScorer | None:
+    """The shipped passage ranker (loaded once), or None when the package has none."""
+    return _shipped(PASSAGE_FILE, PASSAGE_FEATURE_NAMES)

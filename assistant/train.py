@@ -1,9 +1,9 @@
-"""Fit the learned sentence scorer (``assistant.scorer``) on the development sets.
+"""Fit the learned models (``assistant.scorer``) on the development sets.
 
 Usage::
 
     python -m assistant.train [--data ../shared/bench-data] [--work /tmp/assistant-train] [--seed 0]
-        [--per-set 300] [--refit] [--out assistant/models/sentence_scorer.json]
+        [--per-set 300] [--refit] [--passages | --answerability] [--out FILE]
 
 For each development set (SQuAD 1.1 dev, CMRC 2018 trial, DRCD dev, the SQuAD 2.0 and XQuAD
 development halves, XQuAD in both directions) the evaluation sample (``--limit 300``, seed 0, as in
@@ -16,6 +16,10 @@ judgement of citation precision). ``eval/gold.jsonl`` over the sample corpus is 
 them. Questions asked against a corpus without their article (CMRC against DRCD and back, SQuAD
 against the sample corpus; for the answerability model alone, XQuAD's across languages) and SQuAD
 2.0's unanswerable questions only give negatives: they calibrate abstention.
+
+``--passages`` fits the passage ranker first (``scorer.PASSAGE_FEATURE_NAMES``, one row per fused
+passage of an answerable training question, labelled 1 when the passage supports the evidence): the
+sentence scorer's features (its passage's rank and score) come from the order it gives.
 
 A logistic regression (scikit-learn, fixed seed) is fitted on all rows; the abstention threshold is
 the best sentence's probability that keeps false abstention at ``FALSE_ABSTENTION`` over the
@@ -44,10 +48,12 @@ from .evaluation.squad import convert, evidence_span, locate_answer, read_squad,
 from .scorer import (
     ANSWERABILITY_NAMES,
     FEATURE_NAMES,
+    PASSAGE_FEATURE_NAMES,
     SentenceScorer,
     answerability_path,
     answerability_row,
     model_path,
+    passage_ranker_path,
     shipped_scorer,
 )
 
@@ -210,6 +216,25 @@ def collect(assistant: Any, items: Sequence[GoldItem], source: str, answerable: 
     return out
 
 
+def collect_passages(assistant: Any, items: Sequence[GoldItem], source: str) -> list[QuestionRows]:
+    """Ask every answerable item and keep the passages of its first learned ranking: their
+    ``PASSAGE_FEATURE_NAMES`` rows, labelled 1 when the passage supports the evidence."""
+    from .retrieval import record_passages
+
+    out: list[QuestionRows] = []
+    for item in items:
+        if not item.answerable:
+            continue
+        with record_passages() as sink:
+            assistant.ask(item.question, history=list(item.history) or None)
+        if not sink:
+            continue
+        features, passages = sink[0]
+        labels = [int(supports(p.text, item.evidence)) for p in passages]
+        out.append(QuestionRows(source, item.id, True, features.tolist(), labels))
+    return out
+
+
 def _matrix(
     rows: Sequence[QuestionRows], names: Sequence[str] = FEATURE_NAMES
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -302,6 +327,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--compare-gb", action="store_true", help="also measure gradient boosting out of fold")
     parser.add_argument("--without", nargs="*", default=[], help="fit without these features (an ablation)")
     parser.add_argument(
+        "--passages",
+        action="store_true",
+        help="collect for and fit the passage ranker (before the sentence scorer, whose features it orders)",
+    )
+    parser.add_argument(
         "--answerability",
         action="store_true",
         help="fit the answerability model (on the shipped sentence scorer's probabilities) instead",
@@ -317,9 +347,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     todo = args.collect_only if args.collect_only is not None else names
     rows: list[QuestionRows] = []
     for name in names:
-        cache = args.work / "features" / f"{name}.jsonl"
+        cache = args.work / "features" / f"{'passages-' if args.passages else ''}{name}.jsonl"
         if name in todo and not args.refit:
-            collected = build_rows(args.data, args.work, args.seed, args.per_set, name)
+            collected = build_rows(args.data, args.work, args.seed, args.per_set, name, args.passages)
             cache.parent.mkdir(parents=True, exist_ok=True)
             with cache.open("w", encoding="utf-8") as fh:
                 for r in collected:
@@ -331,6 +361,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     unknown = sorted(set(args.without) - set(FEATURE_NAMES))
     if unknown:
         parser.error(f"unknown features {unknown}")
+    if args.passages:
+        return fit_passages_main(rows, args)
     if args.answerability:
         return fit_answerability_main(rows, args)
     rows = [r for r in rows if not r.source.endswith("+")]  # the answerability model's alone
@@ -419,6 +451,42 @@ def fit_answerability_main(rows: Sequence[QuestionRows], args: argparse.Namespac
     return 0
 
 
+def fit_passages_main(rows: Sequence[QuestionRows], args: argparse.Namespace) -> int:
+    """Fit, measure out of fold (hit@1 against the hand-weighted order) and write the passage ranker."""
+    rows = [r for r in rows if r.features]
+
+    def model(train: Sequence[QuestionRows], meta: dict[str, Any] | None = None) -> SentenceScorer:
+        x = np.asarray([f for r in train for f in r.features], dtype=float)
+        y = np.asarray([lab for r in train for lab in r.labels], dtype=int)
+        fitted = fit_logistic(x, y, args.seed)
+        return SentenceScorer(PASSAGE_FEATURE_NAMES, *fitted, 0.5, meta or {}, PASSAGE_FEATURE_NAMES)
+
+    folds = np.random.default_rng(args.seed).integers(0, FOLDS, len(rows))
+    oof: list[np.ndarray] = [np.zeros(0)] * len(rows)
+    for k in range(FOLDS):
+        fold_model = model([r for r, f in zip(rows, folds, strict=True) if f != k])
+        for i, (r, f) in enumerate(zip(rows, folds, strict=True)):
+            if f == k:
+                oof[i] = fold_model.probabilities(np.asarray(r.features, dtype=float))
+    hand = [-np.arange(len(r.labels), dtype=float) for r in rows]  # the order the hand weights gave
+    meta = {
+        "model": f"logistic regression (scikit-learn LogisticRegression, C={C:g}) on standardized features",
+        "label": "the passage supports the gold evidence (evaluation.metrics.supports)",
+        "seed": args.seed,
+        "date": dt.date.today().isoformat(),
+        "questions": {s: sum(1 for r in rows if r.source == s) for s in sorted({r.source for r in rows})},
+        "rows": int(sum(len(r.labels) for r in rows)),
+        "hit_at_1_out_of_fold": top1(rows, oof),
+        "hit_at_1_hand_weights": top1(rows, hand),
+    }
+    final = model(rows, meta)
+    out = args.out if args.out != model_path() else passage_ranker_path()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(final.to_dict(), ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    print(json.dumps({k: v for k, v in meta.items() if k not in ("model", "label")}, indent=1))
+    return 0
+
+
 def corpus_texts(corpus: Path) -> list[str]:
     """The texts of the documents in ``corpus``, as ingest finds and reads them."""
     from .documents import iter_files, load_file
@@ -434,10 +502,12 @@ def lacking(items: Sequence[GoldItem], texts: Sequence[str]) -> list[GoldItem]:
     return [i for i in answerable if all((i.id, e) in missing for e in i.evidence)]
 
 
-def build_rows(data: Path, work: Path, seed: int, per_set: int, name: str) -> list[QuestionRows]:
+def build_rows(
+    data: Path, work: Path, seed: int, per_set: int, name: str, passages: bool = False
+) -> list[QuestionRows]:
     """The candidates of set ``name``'s training questions over its index, and of the questions of
     other sets asked over it without their article (``FOREIGN``, ``FOREIGN_CROSS_LINGUAL``); see the
-    module docstring."""
+    module docstring. With ``passages``, the passages of its answerable training questions instead."""
     dirs = prepare(work, data, only=name)
     exclude = {item.id for d in list(dirs.values()) for item in load_gold(d / "gold.jsonl")}
     banned = {str(a.get("title", "")) for a in read_squad(data / XQUAD_TEST)["data"]}
@@ -459,6 +529,8 @@ def build_rows(data: Path, work: Path, seed: int, per_set: int, name: str) -> li
     if not (where / "index").is_dir():
         _open(where).ingest()
     assistant = _open(where)
+    if passages:
+        return collect_passages(assistant, items_of(name), name)
     rows = collect(assistant, items_of(name), name)
     foreign_sets = [(a, "") for a, o in FOREIGN if o == name] + [
         (a, "+") for a, o in FOREIGN_CROSS_LINGUAL if o == name

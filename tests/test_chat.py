@@ -61,7 +61,8 @@ def test_subjectless_chinese_question_carries_previous_topic() -> None:
     rw = rewrite("每年能培养多少毕业生？", ["常州检验检测认证产教联盟是什么时候成立的？"])
     assert rw.standalone.startswith("常州检验检测认证产教联盟") and rw.standalone.endswith("每年能培养多少毕业生？")
     # A question with a name of its own stands alone, history or not.
-    assert rewrite("苏州标准化产教联盟计划建设多少个培训基地？", ["常州检验检测认证产教联盟是什么时候成立的？"]).context == ""
+    named = rewrite("苏州标准化产教联盟计划建设多少个培训基地？", ["常州检验检测认证产教联盟是什么时候成立的？"])
+    assert named.context == ""
 
 
 def test_pronoun_carries_previous_topic_zh() -> None:
