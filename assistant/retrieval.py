@@ -35,7 +35,7 @@ from .schema import CorpusStats, Passage, Query, Retrieved, Span
 from .schema import QueryTerms as QueryTerms  # re-exported: the types moved to schema
 from .schema import TermGroup as TermGroup
 from .schema import merge_weighted as merge_weighted
-from .scorer import shipped_passage_ranker
+from .scorer import PASSAGE_FEATURE_NAMES, shipped_passage_ranker
 from .sentences import Key, SentenceVectors, candidate_spans, hash_key
 from .store import Store, date_number, sentences_of
 from .text import (
@@ -750,7 +750,7 @@ def passage_features(
     ``Retriever.sentence_similarities`` gives them; ``cross_lingual``: the share of the index in the
     other script than the question."""
     if not passages:
-        return np.zeros((0, 22))
+        return np.zeros((0, len(PASSAGE_FEATURE_NAMES)))
     top_fused = max(p.scores.get("fused", 0.0) for p in passages) or 1.0
     top_hand = max(p.score for p in passages) or 1.0
     top_bm25 = max(p.scores.get("bm25", 0.0) for p in passages) or 1.0
@@ -792,8 +792,9 @@ def passage_features(
             ]
         )
     x = np.asarray(rows, dtype=float)
-    for gap, column in ((15, 1), (16, 9), (17, 5), (18, 3)):  # dense, sentence_dense, coverage, bm25
-        x[:, gap] = x[:, column] - x[:, column].max()
+    for name in ("dense", "sentence_dense", "coverage", "bm25"):
+        column = x[:, PASSAGE_FEATURE_NAMES.index(name)]
+        x[:, PASSAGE_FEATURE_NAMES.index(f"{name}_gap")] = column - column.max()
     return x
 
 
@@ -1028,17 +1029,19 @@ class Retriever:
         """The passages by the shipped passage ranker's probability when enough of the index is in
         the other script (``learned_ranking_other_script``); as they are otherwise, or without a shipped
         ranker. Recorded for training within ``record_passages`` either way."""
+        own_share = lexical.script_share("zh" if terms.language == "zh" else "en")
         model = shipped_passage_ranker()
+        if model is not None and 1.0 - own_share < self.settings.learned_ranking_other_script:
+            model = None  # within one language the hand order stands
         sink = _PASSAGE_RECORDER.get()
         if model is None and sink is None:
-            return passages
-        own_share = lexical.script_share("zh" if terms.language == "zh" else "en")
+            return passages  # nothing to rank or record: no sentence lookups on this path
         features = passage_features(
             passages, self.sentence_similarities(question, passages), question, 1.0 - own_share, terms.language == "zh"
         )
         if sink is not None:
             sink.append((features, list(passages)))
-        if model is None or 1.0 - own_share < self.settings.learned_ranking_other_script:
+        if model is None:
             return passages
         probabilities = model.probabilities(features)
         for p, prob in zip(passages, probabilities, strict=True):

@@ -236,22 +236,31 @@ def collect_passages(assistant: Any, items: Sequence[GoldItem], source: str) -> 
 
 
 def _matrix(
-    rows: Sequence[QuestionRows], names: Sequence[str] = FEATURE_NAMES
+    rows: Sequence[QuestionRows], names: Sequence[str] = FEATURE_NAMES, known: tuple[str, ...] = FEATURE_NAMES
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    x = np.asarray([f for r in rows for f in r.features], dtype=float)[:, [FEATURE_NAMES.index(n) for n in names]]
+    x = np.asarray([f for r in rows for f in r.features], dtype=float)[:, [known.index(n) for n in names]]
     y = np.asarray([lab for r in rows for lab in r.labels], dtype=int)
     groups = np.asarray([i for i, r in enumerate(rows) for _ in r.labels], dtype=int)
     return x, y, groups
 
 
-def fit(rows: Sequence[QuestionRows], seed: int, names: Sequence[str] = FEATURE_NAMES) -> SentenceScorer:
-    """Logistic regression on standardized features (``names`` of the rows' ``FEATURE_NAMES``), all rows."""
-    x, y, _ = _matrix(rows, names)
-    return SentenceScorer(tuple(names), *fit_logistic(x, y, seed), 0.5, {})
+def fit(
+    rows: Sequence[QuestionRows],
+    seed: int,
+    names: Sequence[str] = FEATURE_NAMES,
+    known: tuple[str, ...] = FEATURE_NAMES,
+) -> SentenceScorer:
+    """Logistic regression on standardized features (``names`` of the rows' ``known`` columns), all rows."""
+    x, y, _ = _matrix(rows, names, known)
+    return SentenceScorer(tuple(names), *fit_logistic(x, y, seed), 0.5, {}, known)
 
 
 def out_of_fold(
-    rows: Sequence[QuestionRows], seed: int, kind: str = "logistic", names: Sequence[str] = FEATURE_NAMES
+    rows: Sequence[QuestionRows],
+    seed: int,
+    kind: str = "logistic",
+    names: Sequence[str] = FEATURE_NAMES,
+    known: tuple[str, ...] = FEATURE_NAMES,
 ) -> list[np.ndarray]:
     """Per question, its candidates' probabilities from a model fitted without its fold."""
     from sklearn.ensemble import HistGradientBoostingClassifier
@@ -261,7 +270,7 @@ def out_of_fold(
     for k in range(FOLDS):
         train = [r for r, f in zip(rows, folds, strict=True) if f != k]
         if kind == "logistic":
-            scorer = fit(train, seed, names)
+            scorer = fit(train, seed, names, known)
             predict = scorer.probabilities
         else:
             x, y, _ = _matrix(train, names)
@@ -372,12 +381,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     hand = [np.asarray(r.features, dtype=float)[:, FEATURE_NAMES.index("hand_score_ratio")] for r in rows]
     t = threshold_for(rows, oof, FALSE_ABSTENTION)
     meta = {
-        "model": f"logistic regression (scikit-learn LogisticRegression, C={C:g}) on standardized features",
-        "label": "the sentence supports the gold evidence (evaluation.metrics.supports)",
-        "seed": args.seed,
-        "date": dt.date.today().isoformat(),
-        "questions": {s: sum(1 for r in rows if r.source == s) for s in sorted({r.source for r in rows})},
-        "rows": int(sum(len(r.labels) for r in rows)),
+        **_fit_meta(rows, "the sentence supports the gold evidence (evaluation.metrics.supports)", args.seed),
         "top1_supporting_out_of_fold": top1(rows, oof),
         "top1_supporting_hand_score": top1(rows, hand),
         "false_abstention_target": FALSE_ABSTENTION,
@@ -451,35 +455,31 @@ def fit_answerability_main(rows: Sequence[QuestionRows], args: argparse.Namespac
     return 0
 
 
-def fit_passages_main(rows: Sequence[QuestionRows], args: argparse.Namespace) -> int:
-    """Fit, measure out of fold (hit@1 against the hand-weighted order) and write the passage ranker."""
-    rows = [r for r in rows if r.features]
-
-    def model(train: Sequence[QuestionRows], meta: dict[str, Any] | None = None) -> SentenceScorer:
-        x = np.asarray([f for r in train for f in r.features], dtype=float)
-        y = np.asarray([lab for r in train for lab in r.labels], dtype=int)
-        fitted = fit_logistic(x, y, args.seed)
-        return SentenceScorer(PASSAGE_FEATURE_NAMES, *fitted, 0.5, meta or {}, PASSAGE_FEATURE_NAMES)
-
-    folds = np.random.default_rng(args.seed).integers(0, FOLDS, len(rows))
-    oof: list[np.ndarray] = [np.zeros(0)] * len(rows)
-    for k in range(FOLDS):
-        fold_model = model([r for r, f in zip(rows, folds, strict=True) if f != k])
-        for i, (r, f) in enumerate(zip(rows, folds, strict=True)):
-            if f == k:
-                oof[i] = fold_model.probabilities(np.asarray(r.features, dtype=float))
-    hand = [-np.arange(len(r.labels), dtype=float) for r in rows]  # the order the hand weights gave
-    meta = {
+def _fit_meta(rows: Sequence[QuestionRows], label: str, seed: int) -> dict[str, Any]:
+    """What every fitted model records of its fit: model, label, seed, date, questions and rows."""
+    return {
         "model": f"logistic regression (scikit-learn LogisticRegression, C={C:g}) on standardized features",
-        "label": "the passage supports the gold evidence (evaluation.metrics.supports)",
-        "seed": args.seed,
+        "label": label,
+        "seed": seed,
         "date": dt.date.today().isoformat(),
         "questions": {s: sum(1 for r in rows if r.source == s) for s in sorted({r.source for r in rows})},
         "rows": int(sum(len(r.labels) for r in rows)),
+    }
+
+
+def fit_passages_main(rows: Sequence[QuestionRows], args: argparse.Namespace) -> int:
+    """Fit, measure out of fold (hit@1 against the hand-weighted order) and write the passage ranker."""
+    rows = [r for r in rows if r.features]
+    names = PASSAGE_FEATURE_NAMES
+    oof = out_of_fold(rows, args.seed, names=names, known=names)
+    hand = [-np.arange(len(r.labels), dtype=float) for r in rows]  # the rows come in the hand order
+    meta = {
+        **_fit_meta(rows, "the passage supports the gold evidence (evaluation.metrics.supports)", args.seed),
         "hit_at_1_out_of_fold": top1(rows, oof),
         "hit_at_1_hand_weights": top1(rows, hand),
     }
-    final = model(rows, meta)
+    ranker = fit(rows, args.seed, names, names)
+    final = SentenceScorer(names, ranker.mean, ranker.scale, ranker.weights, ranker.intercept, 0.5, meta, names)
     out = args.out if args.out != model_path() else passage_ranker_path()
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(final.to_dict(), ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
