@@ -11,9 +11,8 @@ from __future__ import annotations
 import math
 import re
 import unicodedata
-from collections.abc import Collection, Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Collection, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, replace
 from functools import lru_cache
 from typing import Any
@@ -24,6 +23,7 @@ from . import strings
 from .chunking import inline_items
 from .errors import ConfigError
 from .lexicons import lexicon, words
+from .recorder import Recorder
 from .retrieval import analyse, bigrams, term_coverage, top_idf
 from .schema import Answer, AnswerSentence, Citation, CorpusStats, Passage, Query, QueryTerms, Retrieved, Span
 from .scorer import answerability_row, shipped_answerability, shipped_scorer
@@ -929,21 +929,13 @@ def cited_first(passages: Sequence[Passage], cited: Sequence[str]) -> list[Passa
 
 
 # Training (``assistant.train``) collects the scored candidates of every answer through this.
-_RECORDER: ContextVar[list[tuple[list[Candidate], float, Checks]] | None] = ContextVar(
-    "candidate_recorder", default=None
-)
+_CANDIDATES: Recorder[tuple[list[Candidate], float, Checks]] = Recorder("candidate_recorder")
 
 
-@contextmanager
-def record_candidates() -> Iterator[list[tuple[list[Candidate], float, Checks]]]:
+def record_candidates() -> AbstractContextManager[list[tuple[list[Candidate], float, Checks]]]:
     """Within the block, every ``extractive_answer`` appends its candidates (best first), the best
     dense similarity and the hand checks' findings to the yielded list."""
-    sink: list[tuple[list[Candidate], float, Checks]] = []
-    token = _RECORDER.set(sink)
-    try:
-        yield sink
-    finally:
-        _RECORDER.reset(token)
+    return _CANDIDATES.collect()
 
 
 def extractive_answer(
@@ -964,9 +956,7 @@ def extractive_answer(
     text = messages(language)
     candidates = score_candidates(passages, query, lexical, settings, best_dense, sentence_dense)
     checks = run_checks(query, candidates, passages, lexical, settings) if candidates else Checks((), (), False, False)
-    sink = _RECORDER.get()
-    if sink is not None:
-        sink.append((candidates, best_dense, checks))
+    _CANDIDATES.add((candidates, best_dense, checks))
     confidence = candidates[0].coverage if candidates else 0.0
     reason = abstain_reason(query, candidates, passages, best_dense, lexical, settings, checks)
     chosen = select(candidates, settings, terms, lexical) if reason is None else []

@@ -18,9 +18,8 @@ import shutil
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -31,6 +30,7 @@ import numpy as np
 from .embedding import Embedder
 from .errors import ConfigError
 from .lexicons import lexicon, words
+from .recorder import Recorder
 from .schema import CorpusStats, Passage, Query, Retrieved, Span
 from .schema import QueryTerms as QueryTerms  # re-exported: the types moved to schema
 from .schema import TermGroup as TermGroup
@@ -798,21 +798,13 @@ def passage_features(
     return x
 
 
-_PASSAGE_RECORDER: ContextVar[list[tuple[np.ndarray, list[Passage]]] | None] = ContextVar(
-    "passage_recorder", default=None
-)
+_PASSAGES: Recorder[tuple[np.ndarray, list[Passage]]] = Recorder("passage_recorder")
 
 
-@contextmanager
-def record_passages() -> Iterator[list[tuple[np.ndarray, list[Passage]]]]:
+def record_passages() -> AbstractContextManager[list[tuple[np.ndarray, list[Passage]]]]:
     """Within the block, every learned ranking appends its passages' feature rows and the passages
     (in the order the rows describe) to the yielded list: the passage ranker's training data."""
-    sink: list[tuple[np.ndarray, list[Passage]]] = []
-    token = _PASSAGE_RECORDER.set(sink)
-    try:
-        yield sink
-    finally:
-        _PASSAGE_RECORDER.reset(token)
+    return _PASSAGES.collect()
 
 
 def term_coverage(
@@ -844,6 +836,9 @@ class Retriever:
         self._sentence_vectors: SentenceVectors | None = None
         # Vectors of sentences the store lacks (an index built before sentence vectors), made on the fly.
         self._encoded: OrderedDict[Key, np.ndarray] = OrderedDict()
+        # The last question's sentence similarities, by content key: across languages the passage
+        # ranker and then the answer stage ask for the same question's sentences.
+        self._last_similarities: tuple[str, dict[Key, float]] = ("", {})
 
     # The store may be changed by another process (a shared Chroma server, or an ingest from the CLI
     # while the UI runs): we look at the manifest generation at most once a second.
@@ -953,7 +948,7 @@ class Retriever:
         """Cosine similarity between ``question`` (one query encode, cached by the embedder) and every
         candidate sentence of ``passages``, by (doc_id, start, end). Vectors come from the index's
         sentence store (``assistant.sentences``); sentences it lacks are encoded here and kept in
-        memory (float16, like the stored ones)."""
+        memory (float16, like the stored ones). The last question's similarities are kept too."""
         wanted: list[tuple[tuple[str, int, int], Key, str]] = []
         for p in passages:
             h = hash_key(str(p.metadata.get("doc_hash", "")))
@@ -961,22 +956,31 @@ class Retriever:
                 wanted.append(((p.doc_id, sp.start, sp.end), (h, sp.start, sp.end), p.span_text(sp)))
         if not wanted:
             return {}
+        asked, known = self._last_similarities
+        if asked != question:
+            known = {}
+        todo = [(k, text) for _, k, text in wanted if k not in known]
+        if todo:
+            known = {**known, **self._similarities(question, todo)}
+            self._last_similarities = (question, known)
+        return {name: known[k] for name, k, _ in wanted if k in known}
+
+    def _similarities(self, question: str, wanted: list[tuple[Key, str]]) -> dict[Key, float]:
+        """``sentence_similarities`` for sentences by content key and text, without the cache."""
         qvec = np.asarray(self.embedder.encode_queries([question])[0], dtype=np.float32)
-        found = self.sentence_vectors.lookup([k for _, k, _ in wanted])
-        missing = {
-            k: text for (_, k, text), v in zip(wanted, found, strict=True) if v is None and k not in self._encoded
-        }
+        found = self.sentence_vectors.lookup([k for k, _ in wanted])
+        missing = {k: text for (k, text), v in zip(wanted, found, strict=True) if v is None and k not in self._encoded}
         if missing:
             vectors = self.embedder.encode_passages(list(missing.values()))
             for k, v in zip(missing, vectors, strict=True):
                 self._encoded[k] = np.asarray(v, dtype=np.float16).astype(np.float32)
             while len(self._encoded) > 20000:
                 self._encoded.popitem(last=False)
-        out: dict[tuple[str, int, int], float] = {}
-        for (name, k, _), v in zip(wanted, found, strict=True):
+        out: dict[Key, float] = {}
+        for (k, _), v in zip(wanted, found, strict=True):
             vec = v if v is not None else self._encoded.get(k)
             if vec is not None and len(vec) == len(qvec):
-                out[name] = float(vec @ qvec)
+                out[k] = float(vec @ qvec)
         return out
 
     def sentence_tokens(self, passage: Passage) -> list[tuple[Span, frozenset[str]]]:
@@ -1033,14 +1037,12 @@ class Retriever:
         model = shipped_passage_ranker()
         if model is not None and 1.0 - own_share < self.settings.learned_ranking_other_script:
             model = None  # within one language the hand order stands
-        sink = _PASSAGE_RECORDER.get()
-        if model is None and sink is None:
+        if model is None and not _PASSAGES.active:
             return passages  # nothing to rank or record: no sentence lookups on this path
         features = passage_features(
             passages, self.sentence_similarities(question, passages), question, 1.0 - own_share, terms.language == "zh"
         )
-        if sink is not None:
-            sink.append((features, list(passages)))
+        _PASSAGES.add((features, list(passages)))
         if model is None:
             return passages
         probabilities = model.probabilities(features)

@@ -436,12 +436,9 @@ def fit_answerability_main(rows: Sequence[QuestionRows], args: argparse.Namespac
     per_question = [np.array([p]) for p in oof]
     t = threshold_for(rows, per_question, args.rate)
     meta = {
-        "model": f"logistic regression (scikit-learn LogisticRegression, C={C:g}) on standardized features",
-        "label": "the question is answerable from the corpus it was asked over",
+        **_fit_meta(rows, "the question is answerable from the corpus it was asked over", args.seed),
+        "rows": len(rows),  # one per question
         "sentence_scorer": {"date": scorer.meta.get("date"), "threshold": scorer.threshold},
-        "seed": args.seed,
-        "date": dt.date.today().isoformat(),
-        "questions": {s: sum(1 for r in rows if r.source == s) for s in sorted({r.source for r in rows})},
         "false_abstention_target": args.rate,
         "abstention_out_of_fold": abstention_figures(rows, per_question, t),
         # Other operating points (``AnswerSettings.answerability_threshold``): rate -> threshold.

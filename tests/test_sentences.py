@@ -126,6 +126,26 @@ def test_similarities_read_the_store_and_encode_what_it_lacks(tmp_path: Path) ->
     assert embedder.encoded == ["Second one."]  # kept in memory
 
 
+def test_the_last_questions_similarities_are_served_without_a_second_lookup(tmp_path: Path) -> None:
+    text = "First one. Second one."
+    passage = Passage(
+        "d::0@h", "d", text, 0, len(text), 1.0, metadata={"doc_hash": "h" * 20}, sentences=[Span(0, 10), Span(11, 22)]
+    )
+    SentenceVectors(tmp_path, "fake").write([(("h" * 16, 0, 10), _unit(1, 0)), (("h" * 16, 11, 22), _unit(0, 1))])
+    retriever = Retriever(SimpleNamespace(index_dir=tmp_path), _Embedder())  # type: ignore[arg-type]
+    looked_up: list[int] = []
+    lookup = retriever.sentence_vectors.lookup
+    retriever.sentence_vectors.lookup = lambda keys: looked_up.append(len(keys)) or lookup(keys)  # type: ignore[method-assign]
+    first = retriever.sentence_similarities("q", [passage])
+    assert retriever.sentence_similarities("q", [passage]) == first
+    assert looked_up == [2]  # the ranker and the answer stage ask for the same question's sentences
+    other = Passage("e::0@g", "e", "Other.", 0, 6, 1.0, metadata={"doc_hash": "g" * 20}, sentences=[Span(0, 6)])
+    retriever.sentence_similarities("q", [passage, other])
+    assert looked_up == [2, 1]  # only what the last call lacked
+    retriever.sentence_similarities("another question", [passage])
+    assert looked_up == [2, 1, 2]
+
+
 def test_the_sentence_features_come_from_the_similarities() -> None:
     first = "The alliance was founded in March 2021 in Changzhou."
     second = "It brings together colleges and enterprises."
