@@ -639,6 +639,7 @@ def types_missing(
 # number ("a 70-year history"): such questions had been answered by a date or a percentage.
 _COUNT_EN = re.compile(_PATTERNS["count_en"], re.I)
 _COUNT_ZH = re.compile(_PATTERNS["count_zh"])
+_COUNT_ZH_BEFORE = re.compile(_PATTERNS["count_zh_before"])
 _MEASURE_WORDS = words("zh", "count_measure_words")
 _NUMBER = _PATTERNS["number"]
 _NUMBER_RE = re.compile(_NUMBER, re.I)
@@ -658,6 +659,9 @@ def counted_tokens(question: str) -> frozenset[str]:
     if not noun:
         mz = _COUNT_ZH.search(question)
         words = [w for w in segment_zh(mz.group(1)) if w not in _MEASURE_WORDS] if mz else []
+        if mz and not words:  # "成员单位一共有多少家": only a measure word after it, the noun before
+            before = _COUNT_ZH_BEFORE.search(question)
+            words = [w for w in segment_zh(before.group(1)) if w not in _MEASURE_WORDS] if before else []
         noun = " ".join(words)
     if not noun:
         return frozenset()
@@ -715,6 +719,8 @@ _ROLES_EN = _alternatives("en", "roles")
 _ROLE_EN = re.compile(_PATTERNS["role_en"].replace("{roles}", _ROLES_EN), re.I)
 _ROLE_ZH = re.compile(f"({_alternatives('zh', 'roles')})")
 _ASKS_WHO_ZH = re.compile(_PATTERNS["asks_who_zh"])
+_ROLE_VERBS: dict[str, list[str]] = lexicon("en")["role_verbs"]
+_ROLE_VERB_EN = re.compile(_PATTERNS["role_verb_en"].replace("{verbs}", "|".join(_ROLE_VERBS)), re.I)
 
 
 def asked_role(question: str) -> frozenset[str]:
@@ -726,6 +732,12 @@ def asked_role(question: str) -> frozenset[str]:
         role = m.group(1)
         tokens = set(tokenize(role)) | {t for t, _ in translate_en_to_zh(role)[:3]}
         return frozenset(tokens)
+    m = _ROLE_VERB_EN.search(question)
+    if m:
+        role_words = _ROLE_VERBS[m.group(1).lower()]
+        return frozenset(
+            {t for w in role_words for t in tokenize(w)} | {t for w in role_words for t, _ in translate_en_to_zh(w)[:3]}
+        )
     if _ASKS_WHO_ZH.search(question):
         mz = _ROLE_ZH.search(question)
         if mz:

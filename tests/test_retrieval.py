@@ -272,6 +272,9 @@ def test_counted_tokens_name_what_a_how_many_question_counts() -> None:
     # "哪几家" asks which, not how many; no question word, no count
     assert counted_tokens("智能新能源汽车产教融合共同体由哪几家单位联合发起成立？") == frozenset()
     assert counted_tokens("Who leads the alliance?") == frozenset()
+    # only a measure word after the question word: the thing counted stands before it
+    assert {"成员", "单位", "member", "unit"} <= counted_tokens("加入共同体的成员单位一共有多少家？")
+    assert {"企业", "enterpris"} <= counted_tokens("联盟有多少家企业？")
 
 
 def test_counts_needs_a_number_before_the_counted_thing() -> None:
@@ -335,6 +338,12 @@ def test_asked_role_names_the_role_a_who_question_asks_about() -> None:
     assert asked_role("Who unveiled its plaque?") == frozenset()
     assert asked_role("杭州的检验检测认证产教联盟由谁牵头？") == frozenset()
     assert asked_role("会长在会上说了什么？") == frozenset()
+    # the role through a verb or an election, and "what is the ROLE called"
+    assert {"chair", "chairman"} <= asked_role("Who chairs the standardization alliance?")
+    assert {"moder", "host"} <= asked_role("Who moderated the forum?")
+    assert "chair" in asked_role("Who was elected chair of the alliance?")
+    assert {"校长", "presid"} <= asked_role("江苏科技大学现任校长叫什么？")
+    assert asked_role("Who attended the forum?") == frozenset()
 
 
 def test_expected_answer_types() -> None:
