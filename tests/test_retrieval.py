@@ -275,6 +275,8 @@ def test_counted_tokens_name_what_a_how_many_question_counts() -> None:
     # only a measure word after the question word: the thing counted stands before it
     assert {"成员", "单位", "member", "unit"} <= counted_tokens("加入共同体的成员单位一共有多少家？")
     assert {"企业", "enterpris"} <= counted_tokens("联盟有多少家企业？")
+    assert counted_tokens("这个联盟总共有多少家？") == frozenset()  # its members: not said
+    assert counted_tokens("巴西的大豆产量在全球排第几名？") == frozenset()  # a rank
 
 
 def test_counts_needs_a_number_before_the_counted_thing() -> None:
