@@ -26,7 +26,7 @@ from .lexicons import lexicon, words
 from .recorder import Recorder
 from .retrieval import analyse, bigrams, term_coverage, top_idf
 from .schema import Answer, AnswerSentence, Citation, CorpusStats, Passage, Query, QueryTerms, Retrieved, Span
-from .scorer import answerability_row, shipped_answerability, shipped_scorer
+from .scorer import FEATURE_NAMES, answerability_row, shipped_answerability, shipped_scorer
 from .text import EN_STOPWORDS, cached_tokens, has_cjk, segment_zh, to_simplified, tokenize
 
 
@@ -377,8 +377,11 @@ def score_candidates(
     kinds = [wanted in ("when", "year"), wanted == "number", wanted == "why", wanted == "org"]
     out: list[Candidate] = []
     rows: list[list[float]] = []
-    for passage, rank, span, text, sequence, toks, index in sentences:
+    for i, (passage, rank, span, text, sequence, toks, index) in enumerate(sentences):
         cov = term_coverage(terms, toks, lexical)
+        referent = cov
+        if i > 0 and sentences[i - 1][0] is passage and _CONTINUES.match(text):
+            referent = term_coverage(terms, toks | sentences[i - 1][5], lexical)
         focused = term_coverage(terms, toks, lexical, topics[passage.doc_id], settings.topic_discount)
         pairs = len(terms.bigrams & bigrams(sequence)) / len(terms.bigrams) if terms.bigrams else 0.0
         dense = max(passage.scores.get("dense", 0.0), 0.0)
@@ -443,6 +446,8 @@ def score_candidates(
                 first_missing(own_idf, passage_tokens[passage.chunk_id]) * (1.0 - other_script),
                 weighted_share(free_words, toks),
                 weighted_share(free_chars, text_chars),
+                referent,
+                referent,  # referent_gap: below
             ]
         )
         out.append(Candidate(passage, rank, span, text, cov, score, toks, topics[passage.doc_id]))
@@ -458,6 +463,8 @@ def score_candidates(
     best_sim = features[:, 32].max()
     features[:, 33] -= best_sim
     features[:, 34] = best_sim
+    gap = FEATURE_NAMES.index("referent_gap")
+    features[:, gap] -= features[:, gap].max()
     # The probability is computed whenever a model ships (abstention reads it); it ranks only with
     # ``settings.learned``.
     model = shipped_scorer() if settings.learned or settings.learned_abstention else None

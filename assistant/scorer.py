@@ -71,6 +71,10 @@ FEATURE_NAMES: tuple[str, ...] = (
     # document's title) without saying what was asked about it.
     "title_free_coverage",  # IDF-weighted share of the question's own words not in the title, in the sentence
     "title_free_chars",  # share of the question's Chinese characters not in the title, in the sentence
+    # A sentence opening with a pronoun or "thus" (``answer._CONTINUES``) speaks of what the sentence
+    # before it names ("It aims to establish a multi-level talent model", "它首先由莫瓦桑制得").
+    "referent_coverage",  # coverage with the previous sentence's words when it opens so, else its own
+    "referent_gap",  # referent_coverage minus the best among the candidates
 )
 
 # The passage ranker's features, one row per fused passage (``retrieval.passage_features``): what

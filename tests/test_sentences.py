@@ -167,3 +167,25 @@ def test_the_sentence_features_come_from_the_similarities() -> None:
     # Without similarities the features are 0.
     plain = score_candidates([passage], analyse_query(question), lexical, AnswerSettings())
     assert all(c.features[at["sentence_dense"]] == 0.0 for c in plain)
+
+
+def test_a_sentence_that_refers_back_is_covered_with_the_one_before() -> None:
+    first = "Nitrosyl fluoride is a common nitrosyl compound."
+    second = "It was first made by Moissan in 1905."
+    third = "Moissan also isolated fluorine."
+    text = f"{first} {second} {third}"
+    lexical = LexicalIndex(["c"], [text], [{}], [tokenize(text)], "g")
+    a, b = len(first), len(first) + 1 + len(second)
+    spans = [Span(0, a), Span(a + 1, b), Span(b + 1, len(text))]
+    passage = Passage("c", "d", text, 0, len(text), 1.0, sentences=spans)
+    cands = score_candidates([passage], analyse_query("Who first made nitrosyl fluoride?"), lexical, AnswerSettings())
+    at = {name: FEATURE_NAMES.index(name) for name in FEATURE_NAMES}
+    by_text = {c.text: c.features for c in cands}
+    # "It ..." speaks of what the sentence before names: covered with its words.
+    assert by_text[second][at["referent_coverage"]] > by_text[second][at["coverage"]]
+    assert by_text[second][at["referent_coverage"]] > by_text[first][at["coverage"]]
+    assert by_text[second][at["referent_gap"]] == 0.0
+    # A sentence that does not refer back, and a passage's first sentence, keep their own coverage.
+    for plain in (first, third):
+        assert by_text[plain][at["referent_coverage"]] == by_text[plain][at["coverage"]]
+        assert by_text[plain][at["referent_gap"]] < 0
