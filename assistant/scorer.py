@@ -119,6 +119,10 @@ ANSWERABILITY_NAMES: tuple[str, ...] = (
     "logit_gap",
     "candidates_log",  # log(1 + number of candidates)
     *(f"best_{n}" for n in FEATURE_NAMES),
+    # SQuAD 2.0's unanswerable questions change one word of an answerable one: the best sentence
+    # covers the question well, or means nearly the same, and lacks one rare word of it.
+    "near_miss",  # the best candidate's coverage times its missing_idf
+    "near_miss_dense",  # its sentence_dense times its missing_idf
     *CHECK_NAMES,
 )
 
@@ -205,6 +209,9 @@ def _logit(p: float) -> float:
     return math.log(p / (1.0 - p))
 
 
+_COVERAGE, _SENTENCE_DENSE, _MISSING = (FEATURE_NAMES.index(n) for n in ("coverage", "sentence_dense", "missing_idf"))
+
+
 def answerability_row(features: np.ndarray, probabilities: np.ndarray, checks: tuple[float, ...]) -> np.ndarray:
     """A question's ``ANSWERABILITY_NAMES`` row from its candidates' feature rows, their sentence
     scorer probabilities and the hand checks' findings (``CHECK_NAMES`` order)."""
@@ -214,6 +221,10 @@ def answerability_row(features: np.ndarray, probabilities: np.ndarray, checks: t
     return np.asarray(
         [_logit(best), _logit(second), _logit(best) - _logit(second), math.log1p(len(order))]
         + [float(v) for v in features[order[0]]]
+        + [
+            float(features[order[0], _COVERAGE] * features[order[0], _MISSING]),
+            float(features[order[0], _SENTENCE_DENSE] * features[order[0], _MISSING]),
+        ]
         + [float(v) for v in checks],
         dtype=float,
     )

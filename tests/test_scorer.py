@@ -178,6 +178,9 @@ def test_answerability_row_reads_the_best_and_second_candidates() -> None:
     assert at["logit_gap"] == pytest.approx(math.log(4.0))
     assert at["candidates_log"] == pytest.approx(math.log(4.0))
     assert at["best_coverage"] == features[1, 0]  # every feature of the best candidate
+    missing = features[1, FEATURE_NAMES.index("missing_idf")]
+    assert at["near_miss"] == features[1, 0] * missing
+    assert at["near_miss_dense"] == features[1, FEATURE_NAMES.index("sentence_dense")] * missing
     assert [at[n] for n in CHECK_NAMES] == [1.0, 0.0, 1.0, 0.0]
     alone = answerability_row(features[:1], np.array([0.9]), (0.0, 0.0, 0.0, 0.0))
     assert alone[1] == pytest.approx(alone[0]) and alone[2] == 0.0  # one candidate: second = best
