@@ -310,8 +310,7 @@ def print_answer(answer: Any) -> None:
             where = ", ".join(x for x in (c.outlet, c.date) if x)
             page = f" p. {c.page}" if c.page else ""
             console.print(
-                f"[{c.n}] {c.title}"
-                + (f" ({where})" if where else "")
+                f"[{c.n}] {c.title}" + (f" ({where})" if where else "")
                 + f" — {c.doc_id}{page} chars {c.start}-{c.end}",
                 markup=False,
                 highlight=False,
@@ -471,11 +470,8 @@ def cmd_feedback(args: argparse.Namespace) -> int:
         for item in items:
             comment = f" — {item['comment']}" if item.get("comment") else ""
             option = f" [{item['option']}]" if item.get("option") else ""
-            console.print(
-                f"{item.get('time', '')}  {item['rating']:>4}{option}  {item.get('question', '')}{comment}",
-                markup=False,
-                highlight=False,
-            )
+            console.print(f"{item.get('time', '')}  {item['rating']:>4}{option}  {item.get('question', '')}{comment}",
+                          markup=False, highlight=False)
         console.print(f"{len(items)} feedback items", markup=False)
         return EXIT_OK
     lines = "".join(json.dumps(d, ensure_ascii=False) + "\n" for d in feedback.draft_gold(items))

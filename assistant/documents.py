@@ -414,7 +414,8 @@ def _check_zip(path: Path, limits: Limits) -> None:
     if total > limits.expanded_bytes:
         raise DocumentError(
             str(path),
-            f"DOCX expands to {_size(total)} when unzipped; the limit is {_size(limits.expanded_bytes)} (a zip bomb?)",
+            f"DOCX expands to {_size(total)} when unzipped; the limit is {_size(limits.expanded_bytes)} "
+            "(a zip bomb?)",
         )
     for m in members:
         if m.file_size > _RATIO_FLOOR and m.file_size > limits.compression_ratio * max(m.compress_size, 1):
@@ -809,3 +810,4 @@ def load_paths(paths: Iterable[Path], root: Path | None = None, limits: Limits |
         except DocumentError as exc:
             result.errors.append(exc)
     return result
+

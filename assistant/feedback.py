@@ -30,14 +30,8 @@ def feedback_path(index_dir: str | Path) -> Path:
     return Path(index_dir) / FEEDBACK_FILE
 
 
-def make_item(
-    rating: str,
-    question: str,
-    history: Sequence[str],
-    answer: Mapping[str, Any] | None,
-    option: str = "",
-    comment: str = "",
-) -> dict[str, Any]:
+def make_item(rating: str, question: str, history: Sequence[str], answer: Mapping[str, Any] | None,
+              option: str = "", comment: str = "") -> dict[str, Any]:
     """A feedback item; ``answer`` is ``Answer.to_dict()`` (only what a reviewer needs is kept)."""
     if rating not in RATINGS:
         raise ConfigError(f"feedback rating must be one of {', '.join(RATINGS)}, got {rating!r}")
@@ -97,19 +91,12 @@ def draft_gold(items: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """
     drafts = []
     for n, item in enumerate((i for i in items if i.get("rating") == "down"), start=1):
-        drafts.append(
-            {
-                "id": f"feedback-{n:04d}",
-                "question": str(item.get("question", "")).strip() or "(empty question)",
-                "history": [str(h) for h in item.get("history", [])],
-                "tags": ["from-feedback", "needs-review"],
-                "meta": {
-                    "feedback": {
-                        k: item.get(k)
-                        for k in ("time", "option", "comment", "answer", "abstained", "citations")
-                        if k in item
-                    }
-                },
-            }
-        )
+        drafts.append({
+            "id": f"feedback-{n:04d}",
+            "question": str(item.get("question", "")).strip() or "(empty question)",
+            "history": [str(h) for h in item.get("history", [])],
+            "tags": ["from-feedback", "needs-review"],
+            "meta": {"feedback": {k: item.get(k) for k in ("time", "option", "comment", "answer", "abstained",
+                                                            "citations") if k in item}},
+        })
     return drafts

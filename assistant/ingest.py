@@ -298,7 +298,9 @@ def ingest(
             if batch_chunks >= EMBED_BATCH_CHUNKS or i == len(plans) - 1:
                 # Embedding many small documents one by one wastes the batch: we embed across documents.
                 texts = [c.text for p in batch for c in p.chunks]
-                vectors = _embed(encoder, texts, staged, lambda n: notify("embed", n, total_chunks)) if texts else None
+                vectors = (
+                    _embed(encoder, texts, staged, lambda n: notify("embed", n, total_chunks)) if texts else None
+                )
                 if texts and sentence_vectors:  # the answer stage's sentence vectors (assistant.sentences)
                     sentences.add_chunks(store, encoder, [(c, p.hash) for p in batch for c in p.chunks])
                 if streaming:
@@ -574,7 +576,9 @@ class _Publisher:
         """Report the file as skipped; its earlier documents stay, and the next ingest tries it again."""
         self.failed = True
         message = str(exc).splitlines()[0] if str(exc) else ""
-        self.report.errors.append(DocumentError(plans[0].rel, f"could not be stored ({type(exc).__name__}: {message})"))
+        self.report.errors.append(
+            DocumentError(plans[0].rel, f"could not be stored ({type(exc).__name__}: {message})")
+        )
         self.failed_files.add(plans[0].path)
         self.file_hashes.pop(plans[0].path, None)
 

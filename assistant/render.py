@@ -32,6 +32,7 @@ _MARKERS = re.compile(r"\[(\d{1,3}(?:\s*[,，]\s*\d{1,3})*)\]")
 _SENTENCE_END = re.compile(r"[.!?。！？]+[\"'”’」』)）]*(?:\s*\[\d{1,3}(?:\s*[,，]\s*\d{1,3})*\])*\s*")
 
 
+
 def ui_text(lang: str) -> dict[str, str]:
     """The sources panel's and document table's fixed texts in ``lang`` (from ``strings.toml``)."""
     return strings.section("sources", lang)
@@ -167,7 +168,7 @@ def _citation_html(c: Citation, turn: int, lab: Mapping[str, str]) -> str:
         f'<div class="src-head"><span class="src-n">&#91;{c.n}&#93;</span> '
         f'<span class="src-title">{esc(c.title or c.doc_id)}</span></div>'
         f'<div class="src-meta">{meta} · <a class="open-doc" data-doc="{esc_attr(doc_request(c))}">'
-        f"{esc(lab['open_doc'])}</a></div>"
+        f'{esc(lab["open_doc"])}</a></div>'
         f'<blockquote class="src-text">{highlight(c.text, quote_span(c))}</blockquote>'
         "</div>"
     )
@@ -277,14 +278,8 @@ def metrics_rows(metrics: Mapping[str, Mapping[str, Any]]) -> tuple[list[str], l
     return ["metric", *groups], rows
 
 
-def render_document(
-    title: str,
-    doc_id: str,
-    chunks: Sequence[tuple[str, Mapping[str, Any]]],
-    quote_start: int,
-    quote_end: int,
-    lang: str = "en",
-) -> str:
+def render_document(title: str, doc_id: str, chunks: Sequence[tuple[str, Mapping[str, Any]]], quote_start: int,
+                    quote_end: int, lang: str = "en") -> str:
     """A whole document as indexed, with the cited span highlighted (``<mark id="doc-quote">``).
 
     ``chunks`` are (text, metadata with absolute ``start``/``end``) in order; text between chunks that
@@ -292,10 +287,8 @@ def render_document(
     """
     if not chunks:
         return f'<div class="doc-view empty">{esc(ui_text(lang)["no_doc"])}</div>'
-    parts = [
-        f'<div class="doc-view"><div class="panel-head">{esc(title or doc_id)}</div>'
-        f'<div class="src-meta"><code class="doc-id">{esc(doc_id)}</code></div><div class="doc-text">'
-    ]
+    parts = [f'<div class="doc-view"><div class="panel-head">{esc(title or doc_id)}</div>'
+             f'<div class="src-meta"><code class="doc-id">{esc(doc_id)}</code></div><div class="doc-text">']
     previous_end: int | None = None
     for text, meta in chunks:
         start = int(meta.get("start", 0))

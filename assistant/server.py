@@ -234,20 +234,11 @@ class LoginThrottle:
     delays anyone else, and staff at another address log in as usual. A success clears the client.
     """
 
-    def __init__(
-        self,
-        free_attempts: int = 5,
-        base_lock: float = 30.0,
-        max_lock: float = 900.0,
-        window: float = 900.0,
-        clock: Callable[[], float] = time.monotonic,
-        max_clients: int = 10_000,
-    ) -> None:
+    def __init__(self, free_attempts: int = 5, base_lock: float = 30.0, max_lock: float = 900.0,
+                 window: float = 900.0, clock: Callable[[], float] = time.monotonic, max_clients: int = 10_000) -> None:
         if free_attempts < 1 or base_lock <= 0 or max_lock < base_lock or window <= 0:
-            raise ValueError(
-                f"bad lock-out policy: free_attempts={free_attempts}, base_lock={base_lock}, "
-                f"max_lock={max_lock}, window={window}"
-            )
+            raise ValueError(f"bad lock-out policy: free_attempts={free_attempts}, base_lock={base_lock}, "
+                             f"max_lock={max_lock}, window={window}")
         self.free_attempts = free_attempts
         self.base_lock = base_lock
         self.max_lock = max_lock
@@ -473,21 +464,8 @@ def body_limit(path: str) -> int:
     return MAX_GRADIO_BODY_BYTES
 
 
-_CLOSED_GRADIO = (
-    "run/",
-    "api/",
-    "proxy=",
-    "run-history",
-    "runs",
-    "vibe-",
-    "undo-vibe-edit",
-    "dev/",
-    "profiling/",
-    "process_recording",
-    "stream/",
-    "mcp",
-    "custom_component/",
-)
+_CLOSED_GRADIO = ("run/", "api/", "proxy=", "run-history", "runs", "vibe-", "undo-vibe-edit", "dev/", "profiling/",
+                  "process_recording", "stream/", "mcp", "custom_component/")
 
 
 def closed_route(path: str) -> bool:
@@ -509,9 +487,8 @@ def closed_route(path: str) -> bool:
 class UploadQuota:
     """Bytes each client may upload through Gradio's anonymous upload route per ``window`` seconds."""
 
-    def __init__(
-        self, limit: int = 100 * 1024 * 1024, window: float = 600.0, clock: Callable[[], float] = time.monotonic
-    ) -> None:
+    def __init__(self, limit: int = 100 * 1024 * 1024, window: float = 600.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.limit = limit
         self.window = window
         self.clock = clock

@@ -27,46 +27,18 @@ def slim(answer: Answer, keep_passages: bool = True) -> dict[str, Any]:
         rel = max(0, c.start - c.passage_start)
         lo = max(0, rel - WINDOW) if keep_passages else rel
         hi = min(len(c.text), rel + len(c.quote) + WINDOW) if keep_passages else rel + len(c.quote)
-        cits.append(
-            {
-                "n": c.n,
-                "doc_id": c.doc_id,
-                "chunk_id": c.chunk_id,
-                "title": c.title,
-                "outlet": c.outlet,
-                "date": c.date,
-                "source": c.source,
-                "text": c.text[lo:hi],
-                "passage_start": c.passage_start + lo,
-                "passage_end": c.passage_start + hi,
-                "quote": c.quote,
-                "start": c.start,
-                "end": c.end,
-                "page": c.page,
-            }
-        )
-    related = [
-        {
-            "doc_id": p.doc_id,
-            "title": p.title,
-            "text": p.text[:300] if keep_passages else "",
-            "outlet": str(p.metadata.get("outlet", "")),
-            "date": str(p.metadata.get("date", "")),
-        }
-        for p in answer.related
-    ]
-    return {
-        "question": answer.question,
-        "standalone_question": answer.standalone_question,
-        "answer": answer.answer,
-        "abstained": answer.abstained,
-        "language": answer.language,
-        "sentences": [
-            {"text": s.text, "citations": list(s.citations), "supported": s.supported} for s in answer.sentences
-        ],
-        "citations": cits,
-        "related": related,
-    }
+        cits.append({"n": c.n, "doc_id": c.doc_id, "chunk_id": c.chunk_id, "title": c.title, "outlet": c.outlet,
+                     "date": c.date, "source": c.source, "text": c.text[lo:hi], "passage_start": c.passage_start + lo,
+                     "passage_end": c.passage_start + hi, "quote": c.quote, "start": c.start, "end": c.end,
+                     "page": c.page})
+    related = [{"doc_id": p.doc_id, "title": p.title, "text": p.text[:300] if keep_passages else "",
+                "outlet": str(p.metadata.get("outlet", "")), "date": str(p.metadata.get("date", ""))}
+               for p in answer.related]
+    return {"question": answer.question, "standalone_question": answer.standalone_question,
+            "answer": answer.answer, "abstained": answer.abstained, "language": answer.language,
+            "sentences": [{"text": s.text, "citations": list(s.citations), "supported": s.supported}
+                          for s in answer.sentences],
+            "citations": cits, "related": related}
 
 
 def _text(value: Any, limit: int = MAX_TEXT) -> str:
@@ -93,59 +65,27 @@ def restore(data: Any) -> Answer | None:
         if not isinstance(data, dict):
             return None
         citations = [
-            Citation(
-                n=_int(c["n"]),
-                doc_id=_text(c["doc_id"], 500),
-                chunk_id=_text(c.get("chunk_id", ""), 600),
-                title=_text(c.get("title", "")),
-                outlet=_text(c.get("outlet", ""), 500),
-                date=_text(c.get("date", ""), 50),
-                source=_text(c.get("source", ""), 500),
-                text=_text(c["text"]),
-                passage_start=_int(c["passage_start"]),
-                passage_end=_int(c["passage_end"]),
-                quote=_text(c["quote"]),
-                start=_int(c["start"]),
-                end=_int(c["end"]),
-                page=None if c.get("page") is None else _int(c["page"]),
-            )
+            Citation(n=_int(c["n"]), doc_id=_text(c["doc_id"], 500), chunk_id=_text(c.get("chunk_id", ""), 600),
+                     title=_text(c.get("title", "")), outlet=_text(c.get("outlet", ""), 500),
+                     date=_text(c.get("date", ""), 50), source=_text(c.get("source", ""), 500), text=_text(c["text"]),
+                     passage_start=_int(c["passage_start"]), passage_end=_int(c["passage_end"]),
+                     quote=_text(c["quote"]), start=_int(c["start"]), end=_int(c["end"]),
+                     page=None if c.get("page") is None else _int(c["page"]))
             for c in _items(data.get("citations", []))
         ]
-        sentences = [
-            AnswerSentence(
-                text=_text(s["text"]),
-                citations=[_int(n) for n in _items(s.get("citations", []))],
-                supported=bool(s.get("supported", True)),
-            )
-            for s in _items(data.get("sentences", []))
-        ]
-        related = [
-            Passage(
-                chunk_id="",
-                doc_id=_text(p["doc_id"], 500),
-                text=_text(p.get("text", "")),
-                start=0,
-                end=0,
-                score=0.0,
-                metadata={
-                    "title": _text(p.get("title", "")),
-                    "outlet": _text(p.get("outlet", ""), 500),
-                    "date": _text(p.get("date", ""), 50),
-                },
-            )
-            for p in _items(data.get("related", []))
-        ]
+        sentences = [AnswerSentence(text=_text(s["text"]), citations=[_int(n) for n in _items(s.get("citations", []))],
+                                    supported=bool(s.get("supported", True)))
+                     for s in _items(data.get("sentences", []))]
+        related = [Passage(chunk_id="", doc_id=_text(p["doc_id"], 500), text=_text(p.get("text", "")), start=0,
+                           end=0, score=0.0, metadata={"title": _text(p.get("title", "")),
+                                                       "outlet": _text(p.get("outlet", ""), 500),
+                                                       "date": _text(p.get("date", ""), 50)})
+                   for p in _items(data.get("related", []))]
         language = data.get("language", "en")
-        return Answer(
-            question=_text(data["question"]),
-            standalone_question=_text(data["standalone_question"]),
-            answer=_text(data["answer"], 20_000),
-            abstained=bool(data["abstained"]),
-            language=language if language in ("en", "zh", "mixed") else "en",
-            citations=citations,
-            sentences=sentences,
-            related=related,
-        )
+        return Answer(question=_text(data["question"]), standalone_question=_text(data["standalone_question"]),
+                      answer=_text(data["answer"], 20_000), abstained=bool(data["abstained"]),
+                      language=language if language in ("en", "zh", "mixed") else "en",
+                      citations=citations, sentences=sentences, related=related)
     except (KeyError, TypeError, ValueError):
         return None
 
