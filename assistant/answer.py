@@ -309,6 +309,9 @@ _CJK_CHAR = re.compile(r"[\u3400-\u9fff]")
 _QUESTION_CHARS = frozenset(str(lexicon("zh")["question_chars"]))
 
 
+_AT = {name: i for i, name in enumerate(FEATURE_NAMES)}  # a feature's column in the rows
+
+
 def score_candidates(
     passages: Sequence[Passage],
     query: Query,
@@ -454,17 +457,14 @@ def score_candidates(
     if not out:
         return out
     features = np.asarray(rows, dtype=float)
-    best_cov, best_focused, best_score = features[:, 0].max(), features[:, 1].max(), features[:, 18].max()
-    features[:, 16] -= best_cov
-    features[:, 17] -= best_focused
-    features[:, 18] = features[:, 18] / best_score if best_score > 0 else 0.0
-    features[int(np.argmax([c.score for c in out])), 19] = 1.0
-    features[:, 23] = best_cov
-    best_sim = features[:, 32].max()
-    features[:, 33] -= best_sim
-    features[:, 34] = best_sim
-    gap = FEATURE_NAMES.index("referent_gap")
-    features[:, gap] -= features[:, gap].max()
+    # The columns filled with a candidate's own value above become relative to all candidates here.
+    for name in ("coverage_gap", "focused_gap", "sentence_dense_gap", "referent_gap"):
+        features[:, _AT[name]] -= features[:, _AT[name]].max()
+    best_score = features[:, _AT["hand_score_ratio"]].max()
+    features[:, _AT["hand_score_ratio"]] = features[:, _AT["hand_score_ratio"]] / best_score if best_score > 0 else 0.0
+    features[int(np.argmax([c.score for c in out])), _AT["hand_best"]] = 1.0
+    features[:, _AT["best_coverage"]] = features[:, _AT["coverage"]].max()
+    features[:, _AT["best_sentence_dense"]] = features[:, _AT["sentence_dense"]].max()
     # The probability is computed whenever a model ships (abstention reads it); it ranks only with
     # ``settings.learned``.
     model = shipped_scorer() if settings.learned or settings.learned_abstention else None

@@ -273,11 +273,11 @@ def out_of_fold(
             scorer = fit(train, seed, names, known)
             predict = scorer.probabilities
         else:
-            x, y, _ = _matrix(train, names)
+            x, y, _ = _matrix(train, names, known)
             gb = HistGradientBoostingClassifier(max_iter=200, learning_rate=0.1, random_state=seed).fit(x, y)
 
             def predict(features: np.ndarray, gb: Any = gb) -> np.ndarray:
-                return np.asarray(gb.predict_proba(features[:, [FEATURE_NAMES.index(n) for n in names]])[:, 1])
+                return np.asarray(gb.predict_proba(features[:, [known.index(n) for n in names]])[:, 1])
 
         for i, (r, f) in enumerate(zip(rows, folds, strict=True)):
             if f == k:
@@ -390,10 +390,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.compare_gb:  # slow on 2 cores; it did not beat the logistic regression (docs/experiments.md)
         meta["top1_supporting_gradient_boosting_out_of_fold"] = top1(rows, out_of_fold(rows, args.seed, "gb", used))
     model = SentenceScorer(scorer.names, scorer.mean, scorer.scale, scorer.weights, scorer.intercept, t, meta)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(model.to_dict(), ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
-    print(json.dumps({k: v for k, v in meta.items() if k not in ("model", "label")}, indent=1))
-    return 0
+    return _write_model(model, args.out)
 
 
 def answerability_matrix(rows: Sequence[QuestionRows], scorer: SentenceScorer) -> tuple[np.ndarray, np.ndarray]:
@@ -445,10 +442,14 @@ def fit_answerability_main(rows: Sequence[QuestionRows], args: argparse.Namespac
         "thresholds_out_of_fold": {f"{r:g}": round(threshold_for(rows, per_question, r), 4) for r in RATES},
     }
     final = model(np.ones(len(rows), dtype=bool), t, meta)
-    out = args.out if args.out != model_path() else answerability_path()
+    return _write_model(final, args.out if args.out != model_path() else answerability_path())
+
+
+def _write_model(model: SentenceScorer, out: Path) -> int:
+    """Write a fitted model as the package's JSON and print its figures; the exit status."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(final.to_dict(), ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
-    print(json.dumps({k: v for k, v in meta.items() if k not in ("model", "label")}, indent=1))
+    out.write_text(json.dumps(model.to_dict(), ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    print(json.dumps({k: v for k, v in model.meta.items() if k not in ("model", "label")}, indent=1))
     return 0
 
 
@@ -477,11 +478,7 @@ def fit_passages_main(rows: Sequence[QuestionRows], args: argparse.Namespace) ->
     }
     ranker = fit(rows, args.seed, names, names)
     final = SentenceScorer(names, ranker.mean, ranker.scale, ranker.weights, ranker.intercept, 0.5, meta, names)
-    out = args.out if args.out != model_path() else passage_ranker_path()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(final.to_dict(), ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
-    print(json.dumps({k: v for k, v in meta.items() if k not in ("model", "label")}, indent=1))
-    return 0
+    return _write_model(final, args.out if args.out != model_path() else passage_ranker_path())
 
 
 def corpus_texts(corpus: Path) -> list[str]:
