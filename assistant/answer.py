@@ -294,8 +294,8 @@ def names_new_org(sentence: str, known: frozenset[str]) -> bool:
 
 
 def answer_kind(question: str) -> str | None:
-    """ "year", "when", "why", "number" or "org" when the question asks for a year, a date, a cause,
-    a quantity or an organization, else None."""
+    """ "year", "when", "why", "number", "purpose" or "org" when the question asks for a year, a date,
+    a cause, a quantity, an aim or an organization, else None."""
     for kind, (asks, _) in ANSWER_KINDS.items():
         if asks.search(question):
             return kind

@@ -388,6 +388,15 @@ def test_answer_kind() -> None:
     why = ANSWER_KINDS["why"][1]
     assert why.search("由于元亲实行「一领具足」制度，因此集结约7300名士兵") and why.search("because of the floods")
     assert not why.search("此战奠定了长宗我部元亲在土佐的霸权。")
+    # the aim, asked for ("what is the goal", "想把…办成什么样"), not a plan or a count
+    for question in ("What is the purpose of the alliance?", "What role does the association want to play?",
+                     "無錫技師學院想把學校辦成什麼樣？", "A-135反弹道导弹系统设计目的是什么？"):
+        assert answer_kind(question) == "purpose", question
+    assert answer_kind("How does the alliance plan to speed up training?") is None
+    assert answer_kind("How many people was the module designed to carry?") == "number"
+    purpose = ANSWER_KINDS["purpose"][1]
+    assert purpose.search("It aims to establish a multi-level model") and purpose.search("旨在研究加拿大与亚洲关系")
+    assert not purpose.search("The alliance was established on October 26.")
 
 
 def test_answer_kind_org() -> None:
