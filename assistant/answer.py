@@ -419,7 +419,7 @@ def score_candidates(
                 float(typed),
                 float(wanted is not None and not typed),
                 float(counting),
-                float(bool(role & toks)),
+                float(names_role(text, toks, role)),
                 float(any(t.search(shown) for t in types)),
                 1.0 / (1 + rank),
                 relative,
@@ -726,6 +726,26 @@ _ROLES_EN = _alternatives("en", "roles")
 _ROLE_EN = re.compile(_PATTERNS["role_en"].replace("{roles}", _ROLES_EN), re.I)
 _ROLE_ZH = re.compile(f"({_alternatives('zh', 'roles')})")
 _ASKS_WHO_ZH = re.compile(_PATTERNS["asks_who_zh"])
+# "Vice President Tian Zhongbao" names a vice president, not the president a question asks about:
+# a role after one of the lexicons' ``role_modifiers`` is another role.
+_MODIFIED_ROLE = re.compile(
+    rf"\b({_alternatives('en', 'role_modifiers')})[\s-]+(?:{_ROLES_EN})\b"
+    rf"|({_alternatives('zh', 'role_modifiers')})(?:{_alternatives('zh', 'roles')})",
+    re.I,
+)
+_MODIFIERS = frozenset(str(w).lower() for language in ("en", "zh") for w in lexicon(language)["role_modifiers"])
+
+
+def names_role(text: str, tokens: Collection[str], role: frozenset[str]) -> bool:
+    """Whether a sentence (``tokens`` its tokens) names the role asked about (``asked_role``), not
+    only a deputy's or a former holder's, unless the question asks for that (its role holds the
+    modifier)."""
+    if not role or role.isdisjoint(tokens):
+        return False
+    if not role.isdisjoint(_MODIFIERS):
+        return True
+    plain = _MODIFIED_ROLE.sub(" ", to_simplified(text))
+    return not role.isdisjoint(cached_tokens(plain))
 _ROLE_VERBS: dict[str, list[str]] = lexicon("en")["role_verbs"]
 _ROLE_VERB_EN = re.compile(_PATTERNS["role_verb_en"].replace("{verbs}", "|".join(_ROLE_VERBS)), re.I)
 
@@ -734,11 +754,13 @@ def asked_role(question: str) -> frozenset[str]:
     """Tokens (both languages) of the role whose holder a "who" question asks for; empty if none."""
     from .translate import translate_en_to_zh, translate_zh_to_en
 
+    # a question asking for a deputy keeps the modifier with the role, and every mention counts
+    modifiers = frozenset((m.group(1) or m.group(2)).lower() for m in _MODIFIED_ROLE.finditer(to_simplified(question)))
     m = _ROLE_EN.search(question)
     if m:
         role = m.group(1)
         tokens = set(tokenize(role)) | {t for t, _ in translate_en_to_zh(role)[:3]}
-        return frozenset(tokens)
+        return frozenset(tokens) | modifiers
     m = _ROLE_VERB_EN.search(question)
     if m:
         role_words = _ROLE_VERBS[m.group(1).lower()]
@@ -749,7 +771,7 @@ def asked_role(question: str) -> frozenset[str]:
         mz = _ROLE_ZH.search(question)
         if mz:
             role = mz.group(1)
-            return frozenset(set(tokenize(role)) | {t for t, _ in translate_zh_to_en(role)[:6]})
+            return frozenset(set(tokenize(role)) | {t for t, _ in translate_zh_to_en(role)[:6]}) | modifiers
     return frozenset()
 
 
@@ -766,7 +788,7 @@ def role_missing(
     """``missing_role`` for the role a question asks about, already found (``Query.role``)."""
     if not role or not candidates:
         return False
-    return not any(role & c.tokens for c in best_matching(candidates, cutoff, sentences))
+    return not any(names_role(c.text, c.tokens, role) for c in best_matching(candidates, cutoff, sentences))
 
 
 def unknown_names(names: Sequence[str], lexical: CorpusStats) -> list[str]:

@@ -26,6 +26,7 @@ from assistant.answer import (
     is_heading,
     missing_types,
     names_new_org,
+    names_role,
     score_candidates,
     select,
     weighted_share,
@@ -346,6 +347,23 @@ def test_asked_role_names_the_role_a_who_question_asks_about() -> None:
     assert "chair" in asked_role("Who was elected chair of the alliance?")
     assert {"校长", "presid"} <= asked_role("江苏科技大学现任校长叫什么？")
     assert asked_role("Who attended the forum?") == frozenset()
+
+
+def test_a_deputy_does_not_name_the_role_asked_about() -> None:
+    def named(question: str, sentence: str) -> bool:
+        return names_role(sentence, frozenset(tokenize(sentence)), asked_role(question))
+
+    vice = "College Vice President Tian Zhongbao said that the alliance helps the school."
+    assert not named("江苏科技大学现任校长叫什么？", vice)
+    assert not named("Who is the president of the college?", vice)
+    assert named("Who is the president of the college?", "The president of the college, Wang Li, spoke first.")
+    assert named("Who is the vice president of the college?", vice)  # asked for: every mention counts
+    assert not named("校长是谁？", "该校副校长张三出席了仪式。")
+    assert named("校长是谁？", "校长李四在仪式上致辞。")
+    assert named("副校长是谁？", "该校副校长张三出席了仪式。")
+    # one plain mention is enough, beside a deputy's
+    assert named("Who is the chairman?", "Deputy chairman Li Wei and chairman Zhao Gang signed it.")
+    assert not named("Who attended the forum?", vice)  # no role asked
 
 
 def test_expected_answer_types() -> None:
