@@ -270,6 +270,12 @@ def _topics(
     return topics
 
 
+# A negation in either language (lexicon ``negations``; English "n't" too).
+_NEGATION = re.compile(
+    rf"\b(?:{_alternatives('en', 'negations')})\b|n['\u2019]t\b|{_alternatives('zh', 'negations')}", re.I
+)
+
+
 # What kind of answer a question wants, and what a sentence holding one looks like. Unlike
 # ``ANSWER_TYPES`` (which decides abstention) this only breaks ties between sentences (and gives the
 # learned scorer its "typed" features).
@@ -336,6 +342,7 @@ def score_candidates(
     of answer asked for (a number, a date), weighted as in ``AnswerSettings``.
     """
     terms, question = query.answer_terms, query.asks
+    negated = _NEGATION.search(question) is not None
     sentences = []
     for rank, passage in enumerate(passages[: settings.passages]):
         spans = passage.sentences or [Span(passage.start, passage.end)]
@@ -451,6 +458,7 @@ def score_candidates(
                 weighted_share(free_chars, text_chars),
                 referent,
                 referent,  # referent_gap: below
+                float(negated and _NEGATION.search(text) is None),
             ]
         )
         out.append(Candidate(passage, rank, span, text, cov, score, toks, topics[passage.doc_id]))

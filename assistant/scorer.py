@@ -75,6 +75,8 @@ FEATURE_NAMES: tuple[str, ...] = (
     # before it names ("It aims to establish a multi-level talent model", "它首先由莫瓦桑制得").
     "referent_coverage",  # coverage with the previous sentence's words when it opens so, else its own
     "referent_gap",  # referent_coverage minus the best among the candidates
+    # "What did X not do?" answered by a sentence that negates nothing (``answer._NEGATION``).
+    "negation_missing",  # the question holds a negation and the sentence none
 )
 
 # The passage ranker's features, one row per fused passage (``retrieval.passage_features``): what

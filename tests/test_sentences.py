@@ -189,3 +189,21 @@ def test_a_sentence_that_refers_back_is_covered_with_the_one_before() -> None:
     for plain in (first, third):
         assert by_text[plain][at["referent_coverage"]] == by_text[plain][at["coverage"]]
         assert by_text[plain][at["referent_gap"]] < 0
+
+
+def test_a_negated_question_marks_the_sentences_that_negate_nothing() -> None:
+    first = "Tesla did not want to sell his patents."
+    second = "Westinghouse bought the patents in 1888."
+    text = f"{first} {second}"
+    lexical = LexicalIndex(["c"], [text], [{}], [tokenize(text)], "g")
+    spans = [Span(0, len(first)), Span(len(first) + 1, len(text))]
+    passage = Passage("c", "d", text, 0, len(text), 1.0, sentences=spans)
+    at = FEATURE_NAMES.index("negation_missing")
+
+    def missing(question: str) -> dict[str, float]:
+        cands = score_candidates([passage], analyse_query(question), lexical, AnswerSettings())
+        return {c.text: c.features[at] for c in cands}
+
+    assert missing("What didn't Tesla want to sell?") == {first: 0.0, second: 1.0}
+    assert missing("Who bought the patents?") == {first: 0.0, second: 0.0}  # nothing negated
+    assert missing("特斯拉没有卖掉什么？") == {first: 0.0, second: 1.0}  # across languages
