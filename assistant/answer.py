@@ -734,6 +734,8 @@ _ROLES_EN = _alternatives("en", "roles")
 _ROLE_EN = re.compile(_PATTERNS["role_en"].replace("{roles}", _ROLES_EN), re.I)
 _ROLE_ZH = re.compile(f"({_alternatives('zh', 'roles')})")
 _ASKS_WHO_ZH = re.compile(_PATTERNS["asks_who_zh"])
+_ROLE_VERBS: dict[str, list[str]] = lexicon("en")["role_verbs"]
+_ROLE_VERB_EN = re.compile(_PATTERNS["role_verb_en"].replace("{verbs}", "|".join(_ROLE_VERBS)), re.I)
 # "Vice President Tian Zhongbao" names a vice president, not the president a question asks about:
 # a role after one of the lexicons' ``role_modifiers`` is another role.
 _MODIFIED_ROLE = re.compile(
@@ -754,8 +756,6 @@ def names_role(text: str, tokens: Collection[str], role: frozenset[str]) -> bool
         return True
     plain = _MODIFIED_ROLE.sub(" ", to_simplified(text))
     return not role.isdisjoint(cached_tokens(plain))
-_ROLE_VERBS: dict[str, list[str]] = lexicon("en")["role_verbs"]
-_ROLE_VERB_EN = re.compile(_PATTERNS["role_verb_en"].replace("{verbs}", "|".join(_ROLE_VERBS)), re.I)
 
 
 def asked_role(question: str) -> frozenset[str]:

@@ -146,13 +146,22 @@ def test_the_last_questions_similarities_are_served_without_a_second_lookup(tmp_
     assert looked_up == [2, 1, 2]
 
 
+def _passage(*sentences: str) -> tuple[Passage, LexicalIndex]:
+    """One passage of ``sentences`` (joined by a space, each its own span) and its index."""
+    text = " ".join(sentences)
+    spans, start = [], 0
+    for sentence in sentences:
+        spans.append(Span(start, start + len(sentence)))
+        start += len(sentence) + 1
+    lexical = LexicalIndex(["c"], [text], [{}], [tokenize(text)], "g")
+    return Passage("c", "d", text, 0, len(text), 1.0, sentences=spans), lexical
+
+
 def test_the_sentence_features_come_from_the_similarities() -> None:
     first = "The alliance was founded in March 2021 in Changzhou."
     second = "It brings together colleges and enterprises."
     text = f"{first} {second}"
-    lexical = LexicalIndex(["c"], [text], [{}], [tokenize(text)], "g")
-    spans = [Span(0, len(first)), Span(len(first) + 1, len(text))]
-    passage = Passage("c", "d", text, 0, len(text), 1.0, sentences=spans)
+    passage, lexical = _passage(first, second)
     question = "When was the alliance founded?"
     sims = {("d", 0, len(first)): 0.25, ("d", len(first) + 1, len(text)): 0.75}
     cands = score_candidates([passage], analyse_query(question), lexical, AnswerSettings(), sentence_dense=sims)
@@ -173,11 +182,7 @@ def test_a_sentence_that_refers_back_is_covered_with_the_one_before() -> None:
     first = "Nitrosyl fluoride is a common nitrosyl compound."
     second = "It was first made by Moissan in 1905."
     third = "Moissan also isolated fluorine."
-    text = f"{first} {second} {third}"
-    lexical = LexicalIndex(["c"], [text], [{}], [tokenize(text)], "g")
-    a, b = len(first), len(first) + 1 + len(second)
-    spans = [Span(0, a), Span(a + 1, b), Span(b + 1, len(text))]
-    passage = Passage("c", "d", text, 0, len(text), 1.0, sentences=spans)
+    passage, lexical = _passage(first, second, third)
     cands = score_candidates([passage], analyse_query("Who first made nitrosyl fluoride?"), lexical, AnswerSettings())
     at = {name: FEATURE_NAMES.index(name) for name in FEATURE_NAMES}
     by_text = {c.text: c.features for c in cands}
@@ -194,10 +199,7 @@ def test_a_sentence_that_refers_back_is_covered_with_the_one_before() -> None:
 def test_a_negated_question_marks_the_sentences_that_negate_nothing() -> None:
     first = "Tesla did not want to sell his patents."
     second = "Westinghouse bought the patents in 1888."
-    text = f"{first} {second}"
-    lexical = LexicalIndex(["c"], [text], [{}], [tokenize(text)], "g")
-    spans = [Span(0, len(first)), Span(len(first) + 1, len(text))]
-    passage = Passage("c", "d", text, 0, len(text), 1.0, sentences=spans)
+    passage, lexical = _passage(first, second)
     at = FEATURE_NAMES.index("negation_missing")
 
     def missing(question: str) -> dict[str, float]:
