@@ -26,7 +26,8 @@ from .lexicons import lexicon, words
 from .recorder import Recorder
 from .retrieval import analyse, bigrams, term_coverage, top_idf
 from .schema import Answer, AnswerSentence, Citation, CorpusStats, Passage, Query, QueryTerms, Retrieved, Span
-from .scorer import FEATURE_NAMES, answerability_row, shipped_answerability, shipped_scorer
+from .scorer import FEATURE_INDEX as _AT
+from .scorer import answerability_row, shipped_answerability, shipped_scorer
 from .text import EN_STOPWORDS, cached_tokens, has_cjk, segment_zh, to_simplified, tokenize
 
 
@@ -313,9 +314,6 @@ def answer_kind(question: str) -> str | None:
 _CJK_CHAR = re.compile(r"[\u3400-\u9fff]")
 # Characters of question words and particles: they say what is asked, not what the answer is about.
 _QUESTION_CHARS = frozenset(str(lexicon("zh")["question_chars"]))
-
-
-_AT = {name: i for i, name in enumerate(FEATURE_NAMES)}  # a feature's column in the rows
 
 
 def score_candidates(

@@ -79,6 +79,8 @@ FEATURE_NAMES: tuple[str, ...] = (
     "negation_missing",  # the question holds a negation and the sentence none
 )
 
+FEATURE_INDEX: dict[str, int] = {name: i for i, name in enumerate(FEATURE_NAMES)}  # a feature's column
+
 # The passage ranker's features, one row per fused passage (``retrieval.passage_features``): what
 # each search found, the best sentence's similarity, and how the passage compares with the best one.
 PASSAGE_FEATURE_NAMES: tuple[str, ...] = (
@@ -211,7 +213,7 @@ def _logit(p: float) -> float:
     return math.log(p / (1.0 - p))
 
 
-_COVERAGE, _SENTENCE_DENSE, _MISSING = (FEATURE_NAMES.index(n) for n in ("coverage", "sentence_dense", "missing_idf"))
+_COVERAGE, _SENTENCE_DENSE, _MISSING = (FEATURE_INDEX[n] for n in ("coverage", "sentence_dense", "missing_idf"))
 
 
 def answerability_row(features: np.ndarray, probabilities: np.ndarray, checks: tuple[float, ...]) -> np.ndarray:

@@ -47,6 +47,7 @@ from .evaluation.metrics import supports
 from .evaluation.squad import convert, evidence_span, locate_answer, read_squad, squad_questions
 from .scorer import (
     ANSWERABILITY_NAMES,
+    FEATURE_INDEX,
     FEATURE_NAMES,
     PASSAGE_FEATURE_NAMES,
     SentenceScorer,
@@ -378,7 +379,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     used = [n for n in FEATURE_NAMES if n not in args.without]
     scorer = fit(rows, args.seed, used)
     oof = out_of_fold(rows, args.seed, names=used)
-    hand = [np.asarray(r.features, dtype=float)[:, FEATURE_NAMES.index("hand_score_ratio")] for r in rows]
+    hand = [np.asarray(r.features, dtype=float)[:, FEATURE_INDEX["hand_score_ratio"]] for r in rows]
     t = threshold_for(rows, oof, FALSE_ABSTENTION)
     meta = {
         **_fit_meta(rows, "the sentence supports the gold evidence (evaluation.metrics.supports)", args.seed),
