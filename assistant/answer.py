@@ -596,7 +596,7 @@ _AMOUNT_CUE = re.compile(_PATTERNS["amount_cue"], re.I)
 
 
 def expected_types(question: str) -> list[str]:
-    """Answer types the question asks for (phone, email, money, date); usually none."""
+    """Answer types the question asks for (phone, email, money, date, year); usually none."""
     found = [name for name, (asks, _) in ANSWER_TYPES.items() if asks.search(question)]
     if "money" in found and not _AMOUNT_CUE.search(question):
         found.remove("money")
@@ -656,6 +656,8 @@ _COUNT_ZH_BEFORE = re.compile(_PATTERNS["count_zh_before"])
 _MEASURE_WORDS = words("zh", "count_measure_words")
 _NUMBER = _PATTERNS["number"]
 _NUMBER_RE = re.compile(_NUMBER, re.I)
+# Not brackets: "68,511 (43.3%) had children", "4 kg (8.8 lb) of steam".
+_PHRASE_END = re.compile(r"[,;:!?，；：。！？、]|\.(?:\s|$)")
 _COUNT_WINDOW = int(_LIMITS["count_window"])  # words (or 8 Chinese characters) between a number and what it counts
 
 
@@ -694,7 +696,9 @@ def counts(sentence: str, counted: frozenset[str]) -> bool:
     (not a source's own reference mark: "[2] Students")."""
     sentence = display_text(sentence)
     for m in _NUMBER_RE.finditer(sentence):
-        after = sentence[m.end() : m.end() + 80]
+        # A count and its noun stand in one phrase: "founded in 1920, with multiple campuses" counts
+        # no campuses.
+        after = _PHRASE_END.split(sentence[m.end() : m.end() + 80], maxsplit=1)[0]
         words = re.findall(r"[A-Za-z][A-Za-z'-]*", after)[:_COUNT_WINDOW]
         if any(t in counted for w in words for t in tokenize(w)):
             return True
@@ -837,7 +841,7 @@ def _weak_match(candidates: Sequence[Candidate], best_dense: float, settings: An
 @dataclass(frozen=True)
 class Checks:
     """What the hand checks find for a question: names the corpus never mentions, asked-for types
-    (fee, phone, e-mail, date) no matching passage holds, "how many X" with nothing counting X, "who
+    (fee, phone, e-mail, date, year) no matching passage holds, "how many X" with nothing counting X, "who
     is the ROLE" with no sentence naming the role."""
 
     unknown: tuple[str, ...]

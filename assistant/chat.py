@@ -16,7 +16,7 @@ from typing import Any
 
 from .lexicons import lexicon
 from .schema import Answer
-from .text import content_words, detect_language, to_simplified
+from .text import EN_STOPWORDS, content_words, detect_language, to_simplified
 
 # Follow-up, name and "respectively" patterns, as data (assistant/lexicon/chat.toml).
 _PATTERNS: dict[str, str] = lexicon("chat")["patterns"]
@@ -61,7 +61,8 @@ def entities(text: str) -> list[str]:
     for m in _CAPITALIZED.finditer(text):
         # "Is Huawei a member…": the question word is dropped, the name after it kept.
         words = m.group(1).split(" ")
-        while words and words[0] in _NOT_NAMES:
+        # a capitalized stop word opens a question, it names nothing ("Beyond X, how...")
+        while words and (words[0] in _NOT_NAMES or (words[0].istitle() and words[0].lower() in EN_STOPWORDS)):
             words.pop(0)
         if words:
             found.append(" ".join(words))

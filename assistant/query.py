@@ -7,6 +7,7 @@ from .answer import answer_kind, asked_role, counted_tokens, expected_types
 from .chat import Rewrite, entities, is_elliptical
 from .retrieval import CONTEXT_WEIGHT, analyse, focus_text
 from .schema import Query, QueryTerms
+from .text import to_simplified
 
 
 def analyse_query(
@@ -36,9 +37,11 @@ def analyse_query(
         answer_terms = analyse(standalone, focus_weight)
     else:
         answer_terms = search_terms  # without focus words this would repeat the search's terms
+    # The lexicons' question patterns are written in simplified characters: "幾所", "哪個" as "几所", "哪个".
+    plain = to_simplified(question)
     # An elliptical follow-up ("What about Nanhai?") asks what the previous question asked.
-    elliptical = bool(rw.context) and is_elliptical(question) and answer_kind(question) is None
-    asks = standalone if elliptical else question
+    elliptical = bool(rw.context) and is_elliptical(question) and answer_kind(plain) is None
+    asks = to_simplified(standalone) if elliptical else plain
     kind = answer_kind(asks)
     return Query(
         text=question,

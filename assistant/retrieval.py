@@ -555,7 +555,7 @@ def focus_text(question: str) -> str:
     precision and gained nothing on eval/gold.jsonl.
     """
     if has_cjk(question):
-        question = _mark_coverbs(question)
+        question = _mark_coverbs(to_simplified(question))  # "哪個產業體系" as "哪个产业体系"
     return " ".join(g for m in _FOCUS_ZH.finditer(question) for g in m.groups() if g)
 
 

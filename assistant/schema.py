@@ -242,11 +242,12 @@ class Query:
 
     ``text`` is the question as asked; ``standalone`` what is searched for (a follow-up rewritten with
     the earlier turns, ``chat.rewrite``); ``asks`` the question whose answer kind and expected types
-    apply (the standalone question of an elliptical follow-up, "What about Nanhai?"; else ``text``).
+    apply (the standalone question of an elliptical follow-up, "What about Nanhai?"; else ``text``),
+    in simplified characters.
     ``terms`` are the weighted search terms of ``standalone`` with their dictionary translations;
     ``answer_terms`` those that choose the answer's sentences (focus words weighted up; a follow-up's
     carried-over context at half weight). ``kind`` is the kind of answer asked for ("year", "when",
-    "why", "number", "org" or None), ``types`` the asked-for fact types (phone, email, money, date),
+    "why", "number", "org" or None), ``types`` the asked-for fact types (phone, email, money, date, year),
     ``focus`` the words next to the question word, ``names`` the names the question mentions (which
     the corpus must mention too), ``role`` and ``counted`` the tokens of a "who is the ROLE" role
     and of what a "how many X" counts.

@@ -103,6 +103,9 @@ def test_entities() -> None:
     # A word that opens the question is no name.
     assert entities("Roughly how many students are in Shandong?") == ["Shandong"]
     assert entities("According to its director, what is special about Yifang?") == ["Yifang"]
+    assert entities("Beyond its products, how has Ice Wheel grown?") == ["Ice Wheel"]
+    assert entities("Until when is Huawei a member?") == ["Huawei"]  # a capitalized stop word
+    assert entities("Is IT taught in Suzhou?") == ["IT", "Suzhou"]  # an acronym stays
     # Traditional Chinese is tagged in simplified characters (jieba knows no traditional ones) and
     # the names come back as the question wrote them.
     assert entities("蔣中正與毛澤東在重慶會談的結果是什麼？") == ["蔣中正", "毛澤東", "重慶"]

@@ -35,6 +35,14 @@ def test_kinds_types_roles_and_counted_words() -> None:
     phone = analyse_query("What is the phone number of the office?")
     assert (phone.types, phone.kind) == (("phone",), "number")
     assert analyse_query("Tell me about the alliance", subject="Suzhou").names == ("Suzhou",)
+    # Traditional characters are analysed as simplified ones: the lexicons' patterns are written so.
+    traditional = analyse_query("廣西總共有幾所技工院校？")
+    simplified = analyse_query("广西总共有几所技工院校？")
+    assert traditional.kind == simplified.kind == "number"
+    assert traditional.counted == simplified.counted and "院校" in simplified.counted
+    assert traditional.asks == "广西总共有几所技工院校？" and traditional.text == "廣西總共有幾所技工院校？"
+    focus = analyse_query("苏州联盟的龙头企业来自哪个产业体系？").focus
+    assert focus and analyse_query("蘇州聯盟的龍頭企業來自哪個產業體系？").focus == focus
 
 
 def test_focus_words_weigh_more_only_when_choosing_sentences() -> None:

@@ -287,6 +287,12 @@ def test_counts_needs_a_number_before_the_counted_thing() -> None:
     # numbers that count something else, or nothing
     assert not counts("It has a 70-year history and a graduate employment rate exceeding 98%.", students)
     assert not counts("Students praised the 2024 programme.", students)
+    # a count and its noun stand in one phrase; brackets do not end it
+    campuses = counted_tokens("那哈工大一共有几个校区？")
+    assert not counts("It is a university established in 1920, with multiple campuses and 35 colleges.", campuses)
+    assert counts("It is a university with 3 campuses and 35 colleges.", campuses)
+    couples = counted_tokens("How many married couples were there?")
+    assert counts("There were 68,511 (43.3%) married couples.", couples)
     members = counted_tokens("校友会有多少名会员？")
     assert counts("校友会共有120名会员。", members)
     assert not counts("校友会成立于2019年。", members)
@@ -371,6 +377,12 @@ def test_expected_answer_types() -> None:
     assert expected_types("What is the membership fee of the Changzhou alliance?") == ["money"]
     assert expected_types("How have the starting salaries changed?") == []  # no amount asked
     assert expected_types("Who leads the alliance?") == []
+    # a year is asked for, which a day of the month is not
+    assert expected_types("What year was the alliance set up?") == expected_types("联盟是哪一年成立的？") == ["year"]
+    assert expected_types("When is the application deadline?") == ["date"]
+    march = Passage("c", "d", "On March 21, Changzhou unveiled its alliance.", 0, 45, 1.0)
+    assert missing_types("What year was the alliance set up?", [march]) == ["year"]
+    assert missing_types("When is the deadline?", [march]) == []
     p = Passage("c", "d", "Call 0757-86228888 for details.", 0, 31, 1.0)
     assert missing_types("联系电话是多少？", [p]) == []
     assert missing_types("What is the e-mail address?", [p]) == ["email"]
