@@ -300,6 +300,30 @@ def names_new_org(sentence: str, known: frozenset[str]) -> bool:
     return False
 
 
+# "When was the article about X published?", "那篇报道是哪家媒体发的？": a question about the document
+# itself. Its source line ("Zhong Guo Xin Wen Wang· 2025-10-28 05:25", which the loader reads into the
+# document's outlet and date) answers it; the sentences that match the question's words only say
+# what the article is about, and the learned scorer, trained on questions about what texts say,
+# has never seen such a question.
+_ASKS_SOURCE = re.compile(_PATTERNS["asks_source"], re.I)
+
+
+def asks_source(question: str) -> bool:
+    """Whether ``question`` asks when or where the document itself was published."""
+    return _ASKS_SOURCE.search(question) is not None
+
+
+def source_line(candidates: Sequence[Candidate], doc_id: str) -> Candidate | None:
+    """The candidate sentence of document ``doc_id`` that is its source line: it holds the outlet and
+    the date the loader read for the document (None when no candidate does)."""
+    for cand in candidates:
+        meta = cand.passage.metadata
+        outlet, date = str(meta.get("outlet") or ""), str(meta.get("date") or "")
+        if cand.passage.doc_id == doc_id and outlet and date and outlet in cand.text and date in cand.text:
+            return cand
+    return None
+
+
 def answer_kind(question: str) -> str | None:
     """ "year", "when", "why", "number", "purpose" or "org" when the question asks for a year, a date,
     a cause, a quantity, an aim or an organization, else None."""
@@ -1011,6 +1035,10 @@ def extractive_answer(
     confidence = candidates[0].coverage if candidates else 0.0
     reason = abstain_reason(query, candidates, passages, best_dense, lexical, settings, checks)
     chosen = select(candidates, settings, terms, lexical) if reason is None else []
+    if reason is None and query.source:
+        # The best sentence finds the article; its source line says when and where it was published.
+        line = source_line(candidates, (chosen or candidates)[0].passage.doc_id)
+        chosen = [line] if line is not None else chosen
     if reason is None and not chosen:
         # The best sentences share no term with the question ("?!?!"): nothing to quote.
         reason = "no sentence shares a term with the question"

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from .answer import answer_kind, asked_role, counted_tokens, expected_types
+from .answer import answer_kind, asked_role, asks_source, counted_tokens, expected_types
 from .chat import Rewrite, entities, is_elliptical
 from .retrieval import CONTEXT_WEIGHT, analyse, focus_text
 from .schema import Query, QueryTerms
@@ -57,4 +57,5 @@ def analyse_query(
         role=asked_role(asks),
         counted=counted_tokens(asks) if kind == "number" else frozenset(),
         followup=bool(rw.context),
+        source=asks_source(asks),
     )

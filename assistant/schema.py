@@ -250,7 +250,8 @@ class Query:
     "why", "number", "org" or None), ``types`` the asked-for fact types (phone, email, money, date, year),
     ``focus`` the words next to the question word, ``names`` the names the question mentions (which
     the corpus must mention too), ``role`` and ``counted`` the tokens of a "who is the ROLE" role
-    and of what a "how many X" counts.
+    and of what a "how many X" counts; ``source`` whether it asks when or where the document itself
+    was published ("Which outlet reported on X?"), which its source line answers.
     """
 
     text: str
@@ -266,6 +267,7 @@ class Query:
     role: frozenset[str] = frozenset()
     counted: frozenset[str] = frozenset()
     followup: bool = False
+    source: bool = False
 
 
 class Retrieved(list[Passage]):

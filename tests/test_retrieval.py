@@ -17,6 +17,7 @@ from assistant.answer import (
     Candidate,
     answer_kind,
     asked_role,
+    asks_source,
     cited_first,
     combine_answers,
     counted_tokens,
@@ -29,6 +30,7 @@ from assistant.answer import (
     names_role,
     score_candidates,
     select,
+    source_line,
     weighted_share,
     with_continuation,
 )
@@ -527,6 +529,37 @@ def test_english_answer_with_exact_citations(assistant: Assistant) -> None:
         assert text[c.passage_start : c.passage_end] == c.text
         assert c.quote in c.text
     assert "[0]" not in answer.answer
+
+
+@pytest.mark.slow
+def test_a_question_about_the_article_itself_quotes_its_source_line(assistant: Assistant) -> None:
+    # The digest's articles open with "Outlet· YYYY-MM-DD HH:MM", which the loader reads as metadata.
+    for question, line in (
+        ("Which outlet reported on the Wuxi forum about AI and education?", "Yang Zi Wan Bao Wang· 2025-10-27"),
+        ("山东职教赋能区域经济那篇报道是哪家媒体发的？", "Zhong Guo Xin Wen Wang· 2025-10-28"),
+    ):
+        answer = assistant.ask(question)
+        assert not answer.abstained and len(answer.citations) == 1, question
+        assert answer.citations[0].quote.startswith(line), question
+    # A question about what the article says is answered from its text as before.
+    answer = assistant.ask("Who hosted the forum in Wuxi on AI and industry-education integration?")
+    assert "Wu Jing" in answer.answer and "Yang Zi Wan Bao Wang" not in answer.answer
+
+
+def test_asks_source() -> None:
+    assert asks_source("When was the article about the Guangxi technical schools published?")
+    assert asks_source("Which news outlet reported on the Suzhou alliance?")
+    assert asks_source("那篇報道是哪家媒體發的？") and asks_source("这篇新闻是什么时候发布的？")
+    assert not asks_source("Who reported that the plague had spread?")
+    assert not asks_source("What did the report recommend?") and not asks_source("该报告提出了什么建议？")
+    text = "Guang Xi Ri Bao· 2025-10-27 01:13"
+    meta = {"outlet": "Guang Xi Ri Bao", "date": "2025-10-27"}
+    p = Passage("c", "d", text + " Technical schools grew.", 0, len(text) + 24, 1.0, metadata=meta)
+    line = Candidate(p, 0, Span(0, len(text)), text, 0.1, 0.1)
+    other = Candidate(p, 0, Span(len(text) + 1, len(text) + 24), "Technical schools grew.", 0.9, 0.9)
+    assert source_line([other, line], "d") is line
+    assert source_line([other, line], "elsewhere") is None
+    assert source_line([other], "d") is None
 
 
 @pytest.mark.slow
