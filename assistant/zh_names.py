@@ -113,8 +113,10 @@ def _write(cache_file: Path, data: Any) -> None:
     """Atomically (temp file + rename): a concurrent reader never sees half a file."""
     try:
         write_atomic(cache_file, marshal.dumps(data))
-        for old in cache_file.parent.glob("jieba-names-v*.marshal"):  # other dictionaries or versions
-            if old != cache_file:
+        # Files of earlier formats go; another dictionary's file stays: two installs on one machine
+        # (each with its own jieba) would otherwise delete each other's and rebuild on every start.
+        for old in cache_file.parent.glob("jieba-names-v*.marshal"):
+            if not old.name.startswith(f"jieba-names-v{_FORMAT}-"):
                 old.unlink(missing_ok=True)
     except OSError:
         pass  # a read-only cache directory only costs the build on each start

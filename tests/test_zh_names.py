@@ -121,6 +121,19 @@ def test_cache_key_follows_the_dictionary_file(tmp_path: Path) -> None:
     assert default.parent == tmp_path / "cache"
 
 
+def test_another_installs_cache_stays_an_old_formats_goes(tmp_path: Path) -> None:
+    """Two installs on one machine (each with its own jieba, so its own key) keep their own files."""
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    other = cache / f"jieba-names-v{zh_names._FORMAT}-0123456789abcdef.marshal"
+    old = cache / f"jieba-names-v{zh_names._FORMAT - 1}-0123456789abcdef.marshal"
+    other.write_bytes(b"another install's table")
+    old.write_bytes(b"an earlier format's table")
+    zh_names.warm_up()
+    files = {p.name for p in cache.glob("jieba-names-v*.marshal")}
+    assert other.name in files and old.name not in files and len(files) == 2
+
+
 def test_unwritable_cache_still_answers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
