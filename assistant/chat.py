@@ -61,7 +61,7 @@ def entities(text: str) -> list[str]:
     for m in _CAPITALIZED.finditer(text):
         # "Is Huawei a member…": the question word is dropped, the name after it kept.
         words = m.group(1).split(" ")
-        # a capitalized stop word opens a question, it names nothing ("Beyond X, how...")
+        # a capitalized stop word or opener names nothing ("Beyond X, how...", "Between A and B...")
         while words and (words[0] in _NOT_NAMES or (words[0].istitle() and words[0].lower() in EN_STOPWORDS)):
             words.pop(0)
         if words:
