@@ -203,10 +203,14 @@ def _title_label(title: str) -> str:
     return _label(title)  # cached: every sentence of a passage is compared with the same title
 
 
+_HEADLINE_CJK = int(_LIMITS["headline_chinese_chars"])
+_HEADLINE_WORDS = int(_LIMITS["headline_words"])
+
+
 def is_heading(sentence: str, title: str = "") -> bool:
     """Whether a sentence is only a heading: a Markdown heading line, or the document's title again
     without a sentence's closing stop (a plain-text file's title may be its first sentence, which
-    stays quotable).
+    stays quotable), unless the title is a headline as long as a sentence.
 
     A heading names what follows and states nothing, so it is never quoted as an answer ("# 青石巷"
     would otherwise "answer" 青石巷在哪里, covering the question's one content word).
@@ -215,6 +219,8 @@ def is_heading(sentence: str, title: str = "") -> bool:
         return True
     if sentence.rstrip().endswith(_SENTENCE_STOPS):
         return False
+    if len(_CJK_CHAR.findall(sentence)) >= _HEADLINE_CJK or len(sentence.split()) >= _HEADLINE_WORDS:
+        return False  # a headline: it states something
     label = _label(sentence)
     return bool(label) and label == _title_label(title)
 

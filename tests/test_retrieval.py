@@ -167,6 +167,11 @@ def test_is_heading() -> None:
     assert not is_heading("# 青石巷\n青石巷是临江市老城区的一条古街。")  # a heading and a sentence
     assert not is_heading("青石巷是临江市老城区的一条古街。", "青石巷")
     assert not is_heading("", "")
+    # a news headline as long as a sentence states something, and stays quotable
+    headline = "人工智能重塑技工教育新图景——全国百所院校无锡共话产教融合新路径"
+    assert not is_heading(headline, headline)
+    english = "Suzhou sets up the first standardized industry-education alliance in China"
+    assert not is_heading(english, english) and is_heading("Suzhou alliance", "Suzhou alliance")
 
 
 def test_char_document_frequency_and_idf() -> None:
