@@ -219,10 +219,11 @@ def is_heading(sentence: str, title: str = "") -> bool:
         return True
     if sentence.rstrip().endswith(_SENTENCE_STOPS):
         return False
-    if len(_CJK_CHAR.findall(sentence)) >= _HEADLINE_CJK or len(sentence.split()) >= _HEADLINE_WORDS:
-        return False  # a headline: it states something
     label = _label(sentence)
-    return bool(label) and label == _title_label(title)
+    if not label or label != _title_label(title):
+        return False
+    # the title again: a heading, unless it is a headline as long as a sentence, which states something
+    return len(_CJK_CHAR.findall(sentence)) < _HEADLINE_CJK and len(sentence.split()) < _HEADLINE_WORDS
 
 
 def passage_items(passage: Passage, sentence: Span) -> list[Span]:
