@@ -31,7 +31,7 @@ import gradio as gr
 from assistant import feedback, strings
 from assistant.core import MAX_QUESTION_CHARS
 from assistant.corpus_files import VERSIONS, inside, move_to_trash, restore, trashed
-from assistant.errors import AssistantError, DocumentError
+from assistant.errors import AssistantError, DocumentError, LinesSkippedError
 from assistant.render import (
     answer_plain_text,
     esc,
@@ -47,6 +47,7 @@ from assistant.schema import Answer
 from assistant.server import (
     MAX_UPLOAD_BYTES,
     UPLOAD_SUFFIXES,
+    ClientQuota,
     LoginThrottle,
     SavedUpload,
     admin_password,
@@ -214,18 +215,25 @@ def bounded_conversation(messages: Any) -> list[dict[str, Any]]:
 FEEDBACK_OPTIONS = ("Like", "Dislike", "Wrong source", "Should have said not found")
 
 
+def answer_pair(kept: Sequence[dict[str, Any]], index: Any) -> int | None:
+    """Which question/answer pair of ``kept`` chat message ``index`` (from the browser) is the answer
+    of, or None when it is no answer's."""
+    if isinstance(index, list | tuple):
+        index = index[0] if index else None
+    if not isinstance(index, int) or isinstance(index, bool) or index % 2 != 1:
+        return None
+    pair = index // 2
+    return pair if 0 <= pair < len(kept) else None
+
+
 def feedback_item(kept: Sequence[dict[str, Any]], index: Any, liked: Any, comment: Any) -> dict[str, Any] | None:
     """The feedback item for the answer at chat message ``index``, or None when it names no answer.
 
     Messages come in pairs (question, answer), so answer ``i`` is message ``2 i + 1``; ``kept`` is the
     server's record of each pair, so the browser's copy of the message is never used.
     """
-    if isinstance(index, list | tuple):
-        index = index[0] if index else None
-    if not isinstance(index, int) or isinstance(index, bool) or index % 2 != 1:
-        return None
-    pair = index // 2
-    if not 0 <= pair < len(kept):
+    pair = answer_pair(kept, index)
+    if pair is None:
         return None
     record = kept[pair]
     if liked is True or liked == "Like":
@@ -399,7 +407,8 @@ def settle_uploads(saved: Sequence[SavedUpload], errors: Sequence[Any], corpus_d
     A refused upload left in corpus/ would be reported again at every re-index; the one it replaced is
     put back, so the index and the folder agree again.
     """
-    failed = {Path(str(getattr(e, "path", ""))).name for e in errors}
+    # A file some of whose lines were skipped has its other documents indexed: it stays.
+    failed = {Path(str(getattr(e, "path", ""))).name for e in errors if not isinstance(e, LinesSkippedError)}
     notes = []
     for upload in saved:
         if upload.path.name not in failed or not upload.path.exists():
@@ -417,6 +426,9 @@ def settle_uploads(saved: Sequence[SavedUpload], errors: Sequence[Any], corpus_d
 
 
 MAX_SAVED_TURNS = 20  # turns of the current conversation kept in the browser
+EXPORT_BYTES_PER_WINDOW = 20 * 1024 * 1024  # conversation exports per client address per 10 minutes
+FEEDBACK_BYTES_PER_WINDOW = 2 * 1024 * 1024  # feedback lines per client address per 10 minutes
+MAX_FEEDBACK_PER_ANSWER = 3  # items one answer takes in a session (up, then down with a comment...)
 MAX_SAVED_CONVERSATIONS = 10  # earlier conversations kept in the browser (quotes only)
 
 
@@ -463,12 +475,17 @@ class ReportFiles:
         self._dir: Path | None = None
         self._lock = threading.Lock()
 
-    def write(self, report: str, suffix: str = ".html", prefix: str = "eval-report") -> Path:
+    def write(self, report: str, suffix: str = ".html", prefix: str = "eval-report", by_content: bool = False) -> Path:
+        """Write ``report`` as a new file; ``by_content``: named by its hash, so the same text is the same
+        file (Gradio caches a returned file by its content and name: no new copy for a repeat)."""
         with self._lock:
             if self._dir is None or not self._dir.exists():
                 self._dir = Path(tempfile.mkdtemp(prefix="assistant-eval-"))
                 atexit.register(shutil.rmtree, self._dir, True)
-            out = self._dir / f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}{suffix}"
+            if by_content:
+                out = self._dir / f"{prefix}-{hashlib.sha256(report.encode('utf-8')).hexdigest()[:16]}{suffix}"
+            else:
+                out = self._dir / f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}{suffix}"
             out.write_text(report, encoding="utf-8")
             for old in sorted(self._dir.glob(f"{prefix}-*{suffix}"), key=lambda p: p.stat().st_mtime)[:-self.keep]:
                 old.unlink(missing_ok=True)
@@ -488,6 +505,10 @@ class UIContext:
     throttle: LoginThrottle = field(default_factory=LoginThrottle)  # wrong staff passwords by client address
     reports: ReportFiles = field(default_factory=ReportFiles)
     exports: ReportFiles = field(default_factory=lambda: ReportFiles(keep=50))
+    # Exports and feedback need no login and write to the server's disk (Gradio keeps a returned file
+    # for an hour): bytes per client address per 10 minutes.
+    export_quota: ClientQuota = field(default_factory=lambda: ClientQuota(limit=EXPORT_BYTES_PER_WINDOW))
+    feedback_quota: ClientQuota = field(default_factory=lambda: ClientQuota(limit=FEEDBACK_BYTES_PER_WINDOW))
 
     def __post_init__(self) -> None:
         if self.guard is None:
@@ -683,14 +704,18 @@ def open_earlier(pick: Any, turns: list[Any], earlier: Any, lang: str) -> tuple[
     return (*session_from(chosen, lang), save_current(list(enumerate(chosen, 1))), rest, past_choices(rest))
 
 
-def export_conversation(ctx: UIContext, turns: list[Any], lang: str) -> Any:
-    """The conversation as a Markdown file to download."""
+def export_conversation(ctx: UIContext, turns: list[Any], lang: str, client: str = "unknown") -> Any:
+    """The conversation as a Markdown file to download (the same conversation: the same file)."""
     answers_only = [a for _, a in turns or []]
     if not answers_only:
         gr.Warning(t("msg.nothing_to_export", lang))
         return gr.update(visible=False, value=None)
     markdown = to_markdown(answers_only, title=t("status.conversation_title", lang))
-    return gr.update(visible=True, value=str(ctx.exports.write(markdown, suffix=".md", prefix="conversation")))
+    if not ctx.export_quota.take(client, len(markdown.encode("utf-8"))):
+        gr.Warning(t("msg.too_often", lang))
+        return gr.update()
+    path = ctx.exports.write(markdown, suffix=".md", prefix="conversation", by_content=True)
+    return gr.update(visible=True, value=str(path))
 
 
 def ask_api(ctx: UIContext, text: str) -> dict[str, Any]:
@@ -719,16 +744,26 @@ def open_document(ctx: UIContext, request: str | None, lang: str) -> str:
 
 
 def give_feedback(ctx: UIContext, kept: list[dict[str, Any]], comment: str | None, lang: str, index: Any,
-                  liked: Any) -> tuple[Any, ...]:
-    """Store a thumbs up/down (or flag) on one answer; only the message index comes from the browser."""
+                  liked: Any, client: str = "unknown") -> tuple[Any, ...]:
+    """Store a thumbs up/down (or flag) on one answer; only the message index comes from the browser.
+    An answer takes ``MAX_FEEDBACK_PER_ANSWER`` items a session (a change of mind, a flag with a
+    comment); a client address ``FEEDBACK_BYTES_PER_WINDOW`` bytes per 10 minutes."""
     item = feedback_item(kept, index, liked, comment)
-    if item is None:
+    pair = answer_pair(kept, index)
+    if item is None or pair is None:
         return "", gr.update()
+    record = kept[pair]
+    given = int(record.get("feedback_given", 0))
+    if given >= MAX_FEEDBACK_PER_ANSWER:
+        return render_notice(t("msg.fb_thanks", lang), "ok"), ""
+    if not ctx.feedback_quota.take(client, len(feedback.line_of(item))):
+        return render_notice(t("msg.too_often", lang)), gr.update()
     try:
         feedback.record(ctx.feedback_file, item)
     except OSError:
         log.exception("feedback not stored")
         return render_notice(t("msg.fb_failed", lang)), gr.update()
+    record["feedback_given"] = given + 1
     return render_notice(t("msg.fb_thanks", lang), "ok"), ""
 
 
@@ -1029,8 +1064,8 @@ def build_chat_tab(ctx: UIContext, s: Session, lang: Any, L: Labels) -> dict[str
     c["open"].click(open_earlier, [c["past"], s.answers, s.saved_past, lang],
                     [*session_outputs, s.saved_current, s.saved_past, c["past"]], api_visibility="private")
 
-    def on_export(turns: list[Any], ui_lang: str) -> Any:
-        return export_conversation(ctx, turns, ui_lang)
+    def on_export(turns: list[Any], ui_lang: str, request: gr.Request | None = None) -> Any:
+        return export_conversation(ctx, turns, ui_lang, client_address(request))
 
     c["export"].click(on_export, [s.answers, lang], [c["export_file"]], api_visibility="private")
 
@@ -1040,8 +1075,8 @@ def build_chat_tab(ctx: UIContext, s: Session, lang: Any, L: Labels) -> dict[str
     c["doc_open"].click(on_open_document, [c["doc_request"], lang], [c["doc_view"]], api_visibility="private")
 
     def on_feedback(kept: list[dict[str, Any]], comment: str | None, ui_lang: str,
-                    data: gr.LikeData) -> tuple[Any, ...]:
-        return give_feedback(ctx, kept, comment, ui_lang, data.index, data.liked)
+                    data: gr.LikeData, request: gr.Request | None = None) -> tuple[Any, ...]:
+        return give_feedback(ctx, kept, comment, ui_lang, data.index, data.liked, client_address(request))
 
     c["chatbot"].like(on_feedback, [s.records, c["fb_comment"], lang], [c["fb_status"], c["fb_comment"]],
                       api_visibility="private")

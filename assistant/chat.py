@@ -29,6 +29,7 @@ _CAPITALIZED = re.compile(_PATTERNS["capitalized"])
 # Capitalized words that start questions or are not names.
 _NOT_NAMES = frozenset(str(w) for w in lexicon("chat")["lists"]["not_names"])
 _SHORT_QUESTION = int(_LIMITS["short_question_words"])
+MAX_CONTEXT_CHARS = 2000  # of the earlier question a follow-up carries (a question's own limit)
 
 
 def needs_context(question: str) -> bool:
@@ -169,7 +170,9 @@ def rewrite(question: str, history: list[str] | None) -> Rewrite:
     question = question.strip()
     if not history or not needs_context(question):
         return Rewrite(question)
-    previous = rewrite(history[-1], history[:-1]).standalone
+    # The context is the earlier question as it was read; capped, so that a chain of long follow-ups
+    # (a client's made-up history) cannot make the searched text grow with every turn.
+    previous = rewrite(history[-1], history[:-1]).standalone[:MAX_CONTEXT_CHARS]
     new_names = [e for e in entities(question) if e.lower() not in previous.lower()]
     context = previous
     if new_names:

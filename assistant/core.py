@@ -25,6 +25,7 @@ from .store import DocRecord, Store
 from .text import detect_language, replace_surrogates, warm_up
 
 MAX_QUESTION_CHARS = 2000
+MAX_HISTORY_TURNS = 10  # earlier questions a follow-up is read with (a follow-up needs the last few)
 
 
 @dataclass(frozen=True)
@@ -244,13 +245,16 @@ class Assistant:
         """
         started = time.perf_counter()
         if not isinstance(question, str) or not question.strip():
-            raise QuestionError(messages(detect_language(question or ""))["empty"])
+            raise QuestionError(messages(detect_language(question) if isinstance(question, str) else "en")["empty"])
         notes: list[str] = []
         question = replace_surrogates(question.strip())
         if len(question) > MAX_QUESTION_CHARS:
             question = question[:MAX_QUESTION_CHARS]
             notes.append(f"question truncated to {MAX_QUESTION_CHARS} characters")
-        clean_history = [replace_surrogates(h.strip()) for h in (history or []) if isinstance(h, str) and h.strip()]
+        # Earlier questions come from the client too (the API's ``history``, a browser's saved
+        # conversation): each is cut like a question, and only the last few can shape this one.
+        clean_history = [replace_surrogates(h.strip())[:MAX_QUESTION_CHARS]
+                         for h in (history or []) if isinstance(h, str) and h.strip()][-MAX_HISTORY_TURNS:]
         with read_lock():
             answer, passages = self._answer_from_index(question, clean_history, filters, k)
         if self.config.llm is not None and not answer.abstained:

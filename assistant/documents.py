@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError, DocumentError
+from .errors import ConfigError, DocumentError, LinesSkippedError
 from .schema import Document, Span
 from .text import detect_language, replace_surrogates
 
@@ -736,7 +736,7 @@ def load_file(
     if bad and problems is not None:
         more = f"; and {len(bad) - 3} more" if len(bad) > 3 else ""
         problems.append(
-            DocumentError(
+            LinesSkippedError(
                 rel,
                 f"{len(bad)} line{'s' * (len(bad) > 1)} skipped, the other {len(docs)} indexed: "
                 + "; ".join(bad[:3])

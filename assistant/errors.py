@@ -20,6 +20,10 @@ class DocumentError(AssistantError):
         self.reason = reason
 
 
+class LinesSkippedError(DocumentError):
+    """Some lines of a file gave no document and were skipped; its other documents were indexed."""
+
+
 class StoreError(AssistantError):
     """The index is missing, corrupt, or incompatible with the configured settings."""
 

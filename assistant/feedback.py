@@ -8,6 +8,7 @@ or lose a line. ``draft_gold`` turns thumbs-down items into a gold file for eval
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
@@ -21,6 +22,15 @@ from .errors import ConfigError
 
 FEEDBACK_FILE = "feedback.jsonl"
 MAX_COMMENT_CHARS = 2000
+# What one item keeps of the conversation (a browser's saved conversation may carry long made-up
+# turns): enough for a reviewer, bounded, so that an item stays under ~80 KB.
+MAX_TEXT_CHARS = 4000
+MAX_HISTORY = 5
+MAX_CITATIONS = 10
+# Past this size the file takes no more items (each refused one is logged): an anonymous user can
+# give feedback, and the disk is the server's.
+MAX_FILE_BYTES = 64 * 1024 * 1024
+_ITEM_BYTES = 256 * 1024  # more than any item ``make_item`` makes (read's tail)
 RATINGS = ("up", "down")
 _append_lock = threading.Lock()
 
@@ -40,27 +50,37 @@ def make_item(rating: str, question: str, history: Sequence[str], answer: Mappin
         "rating": rating,
         "option": str(option or "")[:200],
         "comment": str(comment or "")[:MAX_COMMENT_CHARS],
-        "question": str(question),
-        "history": [str(h) for h in history],
+        "question": str(question)[:MAX_TEXT_CHARS],
+        "history": [str(h)[:MAX_TEXT_CHARS] for h in history][-MAX_HISTORY:],
     }
     if answer is not None:
-        item["answer"] = str(answer.get("answer", ""))
+        item["answer"] = str(answer.get("answer", ""))[:MAX_TEXT_CHARS]
         item["abstained"] = bool(answer.get("abstained", False))
-        item["standalone_question"] = str(answer.get("standalone_question", question))
+        item["standalone_question"] = str(answer.get("standalone_question", question))[:MAX_TEXT_CHARS]
         item["citations"] = [
-            {k: c.get(k) for k in ("n", "doc_id", "quote", "start", "end")} for c in answer.get("citations", [])
+            {k: (str(v)[:MAX_TEXT_CHARS] if isinstance(v := c.get(k), str) else v)
+             for k in ("n", "doc_id", "quote", "start", "end")}
+            for c in answer.get("citations", [])[:MAX_CITATIONS]
         ]
     return item
 
 
-def record(path: Path, item: Mapping[str, Any]) -> None:
-    """Append one item as one line; safe under concurrent writers (threads and processes)."""
-    line = (json.dumps(item, ensure_ascii=False) + "\n").encode("utf-8")
+def line_of(item: Mapping[str, Any]) -> bytes:
+    """An item as the line ``record`` appends."""
+    return (json.dumps(item, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+def record(path: Path, item: Mapping[str, Any], max_bytes: int = MAX_FILE_BYTES) -> None:
+    """Append one item as one line; safe under concurrent writers (threads and processes).
+    Raises ``OSError`` (ENOSPC) when the file has reached ``max_bytes``."""
+    line = line_of(item)
     path.parent.mkdir(parents=True, exist_ok=True)
     with _append_lock:
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
+            if os.fstat(fd).st_size + len(line) > max_bytes:
+                raise OSError(errno.ENOSPC, f"the feedback file has reached its limit of {max_bytes} bytes")
             os.write(fd, line)
             os.fsync(fd)
         finally:
@@ -71,15 +91,23 @@ def read(path: Path, limit: int | None = None) -> list[dict[str, Any]]:
     """The items of a feedback file, oldest first (the last ``limit`` only); unreadable lines are skipped."""
     if not path.is_file():
         return []
+    with path.open("rb") as raw:
+        size = raw.seek(0, os.SEEK_END)
+        # The last ``limit`` items lie in the file's tail (``make_item`` bounds an item): a staff login
+        # need not parse a large file from its start.
+        start = max(0, size - limit * _ITEM_BYTES) if limit else 0
+        raw.seek(start)
+        lines = raw.read().split(b"\n")
+    if start:
+        lines = lines[1:]  # the first is probably cut
     items = []
-    with path.open(encoding="utf-8", errors="replace") as fh:
-        for line in fh:
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(obj, dict) and obj.get("rating") in RATINGS:
-                items.append(obj)
+    for line in lines:
+        try:
+            obj = json.loads(line.decode("utf-8", errors="replace"))
+        except json.JSONDecodeError:
+            continue
+        if isinstance(obj, dict) and obj.get("rating") in RATINGS:
+            items.append(obj)
     return items[-limit:] if limit else items
 
 

@@ -59,6 +59,7 @@ log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 64 * 1024  # JSON API requests; uploads go through Gradio with their own limit
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 MAX_FILES_PER_UPLOAD = 10  # files in one upload request (the staff upload takes several at once)
+MAX_FILES_PER_WINDOW = 200  # files one client address may upload per 10 minutes (each is a cache folder)
 MAX_GRADIO_BODY_BYTES = 1024 * 1024  # other Gradio requests: a page load carries the saved conversations
 OPEN_GRADIO_ENDPOINTS = frozenset({"ask"})  # Gradio-client endpoints callable by name (documented)
 UPLOAD_SUFFIXES = (".txt", ".md", ".html", ".htm", ".pdf", ".docx", ".jsonl")
@@ -466,6 +467,11 @@ def body_limit(path: str) -> int:
 
 _CLOSED_GRADIO = ("run/", "api/", "proxy=", "run-history", "runs", "vibe-", "undo-vibe-edit", "dev/", "profiling/",
                   "process_recording", "stream/", "mcp", "custom_component/")
+# Outside /gradio_api/: Gradio's request counts per handler (who logs in, uploads, deletes) for anyone.
+_CLOSED_PATHS = ("/monitoring",)
+# ``file=`` followed by a URL: Gradio fetches any public URL and relays it (an open relay that hides
+# who asks). Our app serves only files it wrote or Gradio cached, which are paths.
+_FILE_URL = re.compile(r"^/(?:gradio_api/)?file=[A-Za-z][A-Za-z0-9+.-]*:")
 
 
 def closed_route(path: str) -> bool:
@@ -473,8 +479,11 @@ def closed_route(path: str) -> bool:
 
     The browser only joins the queue (``/gradio_api/queue/join``); ``run/<name>``, ``api/<name>`` and
     ``call/<name>`` would let a script call any handler directly (23 password guesses a second were
-    measured). Only the documented ``ask`` endpoint of the Gradio client stays callable by name.
+    measured). Only the documented ``ask`` endpoint of the Gradio client stays callable by name. Also
+    closed: ``file=`` with a URL (Gradio would fetch and relay it) and ``/monitoring`` (request counts).
     """
+    if path.startswith(_CLOSED_PATHS) or _FILE_URL.match(path):
+        return True
     if not path.startswith("/gradio_api/"):
         return False
     rest = path.removeprefix("/gradio_api/")
@@ -484,8 +493,9 @@ def closed_route(path: str) -> bool:
     return rest.startswith(_CLOSED_GRADIO)
 
 
-class UploadQuota:
-    """Bytes each client may upload through Gradio's anonymous upload route per ``window`` seconds."""
+class ClientQuota:
+    """How much (bytes, files, items) each client address may use of something anonymous per ``window``
+    seconds: Gradio's upload route, conversation exports, feedback."""
 
     def __init__(self, limit: int = 100 * 1024 * 1024, window: float = 600.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -496,7 +506,7 @@ class UploadQuota:
         self._used: dict[str, list[tuple[float, int]]] = {}
 
     def take(self, client: str, size: int) -> bool:
-        """Count ``size`` bytes for ``client``; False (nothing counted) when that would pass the limit."""
+        """Count ``size`` for ``client``; False (nothing counted) when that would pass the limit."""
         now = self.clock()
         with self._lock:
             if len(self._used) > 10_000:  # bounded under a many-address attack
@@ -510,39 +520,70 @@ class UploadQuota:
             return True
 
 
+def upload_parts(headers: dict[bytes, bytes], body: bytes) -> int:
+    """How many parts (files and fields) a multipart body holds, from its boundary; 0 if it is not one."""
+    kind = headers.get(b"content-type", b"")
+    found = re.search(rb'boundary="?([^";]+)"?', kind)
+    if not kind.lower().startswith(b"multipart/") or found is None:
+        return 0
+    return max(0, body.count(b"--" + found.group(1)) - 1)
+
+
+# Sent with every response: no sniffing a download into HTML, no framing by other sites, no full
+# URLs (with a conversation's question in them) in other sites' Referer.
+SECURITY_HEADERS = ((b"x-content-type-options", b"nosniff"), (b"x-frame-options", b"SAMEORIGIN"),
+                    (b"referrer-policy", b"same-origin"))
+
+
+def same_origin(headers: dict[bytes, bytes]) -> bool:
+    """Whether a request's ``Origin`` (if any) names the host it was sent to (ports aside: a proxy's
+    ``Host`` often has none)."""
+    origin = headers.get(b"origin")
+    if origin is None:
+        return True
+    host = headers.get(b"host", b"").decode("latin-1").rsplit(":", 1)[0].strip("[]").lower()
+    named = origin.decode("latin-1").partition("://")[2].rsplit(":", 1)[0].strip("[]").lower()
+    return bool(host) and named == host
+
+
 class RequestGate:
     """Outermost middleware: closes Gradio's direct-call routes and bounds every request body.
 
     Bodies over ``body_limit(path)`` get 413 before anything parses them (a declared Content-Length is
     refused at once; a chunked body is counted as it arrives). Uploads also count against a per-client
-    quota (``UploadQuota``), since Gradio's upload route needs no login.
+    quota of bytes and one of files (``ClientQuota``), since Gradio's upload route needs no login, and
+    hold at most ``MAX_FILES_PER_UPLOAD`` files. Responses get ``SECURITY_HEADERS``; a request from
+    another site's page gets no CORS permission (Gradio grants any origin once ``Host`` is not
+    localhost, as behind a proxy), so other sites cannot read the API from their visitors' browsers.
     """
 
-    def __init__(self, app: ASGIApp, quota: UploadQuota | None = None) -> None:
+    def __init__(self, app: ASGIApp, quota: ClientQuota | None = None, files: ClientQuota | None = None) -> None:
         self.app = app
-        self.quota = quota or UploadQuota()
+        self.quota = quota or ClientQuota()
+        self.files = files or ClientQuota(limit=MAX_FILES_PER_WINDOW)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         path = str(scope.get("path", ""))
+        headers = dict(scope.get("headers") or [])
+        send = self._guarded(send, same_origin(headers))
         if closed_route(path):
             await self._refuse(scope, receive, send, 404, "no such endpoint")
             return
         limit = body_limit(path)
-        headers = dict(scope.get("headers") or [])
         declared = headers.get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > limit):
             await self._refuse(scope, receive, send, 413, f"request body too large (limit {limit} bytes)")
             return
-        if path.startswith("/gradio_api/upload") and scope.get("method") == "POST":
-            client = (scope.get("client") or ("unknown", 0))[0]
-            if not self.quota.take(str(client), int(declared) if declared else limit):
-                await self._refuse(scope, receive, send, 429, "upload quota exceeded; try again later")
-                return
+        upload = path.startswith("/gradio_api/upload") and scope.get("method") == "POST"
+        client = str((scope.get("client") or ("unknown", 0))[0])
+        if upload and not self.quota.take(client, int(declared) if declared else limit):
+            await self._refuse(scope, receive, send, 429, "upload quota exceeded; try again later")
+            return
         if scope.get("method") in ("GET", "HEAD", "OPTIONS") and declared is None:
-            await self.app(scope, receive, send)  # no body to count (Gradio's SSE streams stay streams)
+            await self._run(scope, receive, send, path)  # no body to count (Gradio's SSE streams stay streams)
             return
         body = bytearray()
         more = True
@@ -555,6 +596,17 @@ class RequestGate:
             if len(body) > limit:
                 await self._refuse(scope, receive, send, 413, f"request body too large (limit {limit} bytes)")
                 return
+        if upload:
+            # Each file is a folder and a file in Gradio's cache for an hour: bytes alone would let a
+            # client make hundreds of thousands of them (inodes) with one-byte files.
+            parts = upload_parts(headers, bytes(body))
+            if parts > MAX_FILES_PER_UPLOAD:
+                refusal = f"too many files in one upload (limit {MAX_FILES_PER_UPLOAD})"
+                await self._refuse(scope, receive, send, 413, refusal)
+                return
+            if not self.files.take(client, parts):
+                await self._refuse(scope, receive, send, 429, "upload quota exceeded; try again later")
+                return
         sent = False
 
         async def replay() -> Message:
@@ -564,7 +616,44 @@ class RequestGate:
                 return {"type": "http.request", "body": bytes(body), "more_body": False}
             return await receive()
 
-        await self.app(scope, replay, send)
+        await self._run(scope, replay, send, path)
+
+    async def _run(self, scope: Scope, receive: Receive, send: Send, path: str) -> None:
+        """The app; an error raised once its response has started (Gradio's result stream of an unknown
+        event raises 404 inside the stream) ends that response with one log line, not two tracebacks
+        per request that anyone could send in a loop."""
+        state = {"started": False, "ended": False}
+
+        async def watched(message: Message) -> None:
+            if message.get("type") == "http.response.start":
+                state["started"] = True
+            elif message.get("type") == "http.response.body" and not message.get("more_body"):
+                state["ended"] = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watched)
+        except Exception as exc:
+            if not state["started"]:
+                raise
+            log.warning("%s %s failed after its response started: %r", scope.get("method"), path, exc)
+            if not state["ended"]:
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    @staticmethod
+    def _guarded(send: Send, same_site: bool) -> Send:
+        """``send`` adding the security headers and, for another site's request, dropping CORS grants."""
+
+        async def guarded(message: Message) -> None:
+            if message.get("type") == "http.response.start":
+                headers = [(k, v) for k, v in message.get("headers", [])
+                           if same_site or not k.lower().startswith(b"access-control-allow-")]
+                present = {k.lower() for k, _ in headers}
+                headers += [(k, v) for k, v in SECURITY_HEADERS if k not in present]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        return guarded
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send, status: int, message: str) -> None:
         response = JSONResponse({"error": message}, status_code=status)

@@ -231,7 +231,7 @@ def test_request_gate_limits_and_quota() -> None:
     from fastapi import FastAPI
     from fastapi.testclient import TestClient
 
-    from assistant.server import MAX_BODY_BYTES, MAX_GRADIO_BODY_BYTES, RequestGate, UploadQuota, closed_route
+    from assistant.server import MAX_BODY_BYTES, MAX_GRADIO_BODY_BYTES, ClientQuota, RequestGate, closed_route
 
     inner = FastAPI()
 
@@ -240,7 +240,7 @@ def test_request_gate_limits_and_quota() -> None:
         return {"ok": rest}
 
     now = [0.0]
-    app = RequestGate(inner, quota=UploadQuota(limit=1000, window=60, clock=lambda: now[0]))
+    app = RequestGate(inner, quota=ClientQuota(limit=1000, window=60, clock=lambda: now[0]))
     client = TestClient(app)  # type: ignore[arg-type]
     assert client.post("/api/ask", content=b"x" * MAX_BODY_BYTES).status_code == 200
     assert client.post("/api/ask", content=b"x" * (MAX_BODY_BYTES + 1)).status_code == 413
