@@ -755,7 +755,7 @@ def give_feedback(ctx: UIContext, kept: list[dict[str, Any]], comment: str | Non
     record = kept[pair]
     given = int(record.get("feedback_given", 0))
     if given >= MAX_FEEDBACK_PER_ANSWER:
-        return render_notice(t("msg.fb_thanks", lang), "ok"), ""
+        return render_notice(t("msg.fb_already", lang), "info"), ""
     if not ctx.feedback_quota.take(client, len(feedback.line_of(item))):
         return render_notice(t("msg.too_often", lang)), gr.update()
     try:
