@@ -23,14 +23,14 @@ from .errors import ConfigError
 FEEDBACK_FILE = "feedback.jsonl"
 MAX_COMMENT_CHARS = 2000
 # What one item keeps of the conversation (a browser's saved conversation may carry long made-up
-# turns): enough for a reviewer, bounded, so that an item stays under ~80 KB.
+# turns): enough for a reviewer, and bounded (under 80,000 characters an item).
 MAX_TEXT_CHARS = 4000
 MAX_HISTORY = 5
 MAX_CITATIONS = 10
 # Past this size the file takes no more items (each refused one is logged): an anonymous user can
 # give feedback, and the disk is the server's.
 MAX_FILE_BYTES = 64 * 1024 * 1024
-_ITEM_BYTES = 256 * 1024  # more than any item ``make_item`` makes (read's tail)
+_ITEM_BYTES = 64 * 1024  # what ``read`` reads first per item wanted (most items are a few KB)
 RATINGS = ("up", "down")
 _append_lock = threading.Lock()
 
@@ -88,27 +88,30 @@ def record(path: Path, item: Mapping[str, Any], max_bytes: int = MAX_FILE_BYTES)
 
 
 def read(path: Path, limit: int | None = None) -> list[dict[str, Any]]:
-    """The items of a feedback file, oldest first (the last ``limit`` only); unreadable lines are skipped."""
+    """The items of a feedback file, oldest first (the last ``limit`` only); unreadable lines are skipped.
+    With ``limit``, only the file's tail is read (a staff login need not parse a large file from its
+    start): enough of it for ``limit`` items, read again four times longer while it is not."""
     if not path.is_file():
         return []
     with path.open("rb") as raw:
         size = raw.seek(0, os.SEEK_END)
-        # The last ``limit`` items lie in the file's tail (``make_item`` bounds an item): a staff login
-        # need not parse a large file from its start.
-        start = max(0, size - limit * _ITEM_BYTES) if limit else 0
-        raw.seek(start)
-        lines = raw.read().split(b"\n")
-    if start:
-        lines = lines[1:]  # the first is probably cut
-    items = []
-    for line in lines:
-        try:
-            obj = json.loads(line.decode("utf-8", errors="replace"))
-        except json.JSONDecodeError:
-            continue
-        if isinstance(obj, dict) and obj.get("rating") in RATINGS:
-            items.append(obj)
-    return items[-limit:] if limit else items
+        window = limit * _ITEM_BYTES if limit else size
+        while True:
+            start = max(0, size - window)
+            raw.seek(start)
+            lines = raw.read().split(b"\n")[1 if start else 0:]  # a tail's first line is probably cut
+            items = [obj for obj in map(_item, lines) if obj is not None]
+            if start == 0 or (limit and len(items) >= limit):
+                return items[-limit:] if limit else items
+            window *= 4
+
+
+def _item(line: bytes) -> dict[str, Any] | None:
+    try:
+        obj = json.loads(line.decode("utf-8", errors="replace"))
+    except json.JSONDecodeError:
+        return None
+    return obj if isinstance(obj, dict) and obj.get("rating") in RATINGS else None
 
 
 def draft_gold(items: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:

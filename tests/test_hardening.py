@@ -106,7 +106,7 @@ def test_finding3_feedback_is_bounded_per_answer_per_client_and_in_size(ctx: ui.
     # An item keeps bounded text whatever the conversation carried.
     huge = {"answer": "a" * 100_000, "citations": [{"n": i, "quote": "q" * 100_000} for i in range(50)]}
     item = feedback.make_item("up", "q" * 100_000, ["h" * 100_000] * 40, huge, "", "c" * 100_000)
-    assert len(feedback.line_of(item)) < feedback._ITEM_BYTES
+    assert len(feedback.line_of(item)) < 100_000
     # A full file takes no more items, and says why.
     path = tmp_path / "feedback.jsonl"
     feedback.record(path, item, max_bytes=10 * len(feedback.line_of(item)))
@@ -124,8 +124,10 @@ def test_feedback_read_of_the_last_items_reads_the_tail_only(tmp_path: Path, mon
     everything = feedback.read(path)
     assert [i["question"].split()[1] for i in everything] == [str(n) for n in range(40)]
     line = len(feedback.line_of(everything[0]))
-    monkeypatch.setattr(feedback, "_ITEM_BYTES", line + 20)  # items stay under it; a limit of 5 reads a short tail
+    monkeypatch.setattr(feedback, "_ITEM_BYTES", line + 20)  # a limit of 5 reads a short tail
     assert feedback.read(path, 5) == everything[-5:]
+    monkeypatch.setattr(feedback, "_ITEM_BYTES", 10)  # a tail too short at first is read again, longer
+    assert feedback.read(path, 5) == everything[-5:] and feedback.read(path, 100) == everything
 
 
 # --------------------------------------------------------------------------- findings 4-6, 9: the request gate
