@@ -58,7 +58,7 @@ def make_item(rating: str, question: str, history: Sequence[str], answer: Mappin
         item["abstained"] = bool(answer.get("abstained", False))
         item["standalone_question"] = str(answer.get("standalone_question", question))[:MAX_TEXT_CHARS]
         item["citations"] = [
-            {k: (str(v)[:MAX_TEXT_CHARS] if isinstance(v := c.get(k), str) else v)
+            {k: (str(v)[: 500 if k == "doc_id" else MAX_TEXT_CHARS] if isinstance(v := c.get(k), str) else v)
              for k in ("n", "doc_id", "quote", "start", "end")}
             for c in answer.get("citations", [])[:MAX_CITATIONS]
         ]

@@ -104,9 +104,10 @@ def test_finding3_feedback_is_bounded_per_answer_per_client_and_in_size(ctx: ui.
     ctx.feedback_quota = ClientQuota(limit=1, window=600)
     assert "Too many" in ui.give_feedback(ctx, kept, "x", "en", 1, True, "10.2.2.3")[0]
     # An item keeps bounded text whatever the conversation carried.
-    huge = {"answer": "a" * 100_000, "citations": [{"n": i, "quote": "q" * 100_000} for i in range(50)]}
+    huge = {"answer": "a" * 100_000,
+            "citations": [{"n": i, "doc_id": "d" * 100_000, "quote": "q" * 100_000} for i in range(50)]}
     item = feedback.make_item("up", "q" * 100_000, ["h" * 100_000] * 40, huge, "", "c" * 100_000)
-    assert len(feedback.line_of(item)) < 100_000
+    assert len(json.dumps(item, ensure_ascii=False)) < 80_000
     # A full file takes no more items, and says why.
     path = tmp_path / "feedback.jsonl"
     feedback.record(path, item, max_bytes=10 * len(feedback.line_of(item)))
