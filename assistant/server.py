@@ -520,7 +520,7 @@ class ClientQuota:
             return True
 
 
-def upload_parts(headers: dict[bytes, bytes], body: bytes) -> int:
+def upload_parts(headers: dict[bytes, bytes], body: bytes | bytearray) -> int:
     """How many parts (files and fields) a multipart body holds, from its boundary; 0 if it is not one."""
     kind = headers.get(b"content-type", b"")
     found = re.search(rb'boundary="?([^";]+)"?', kind)
@@ -599,7 +599,7 @@ class RequestGate:
         if upload:
             # Each file is a folder and a file in Gradio's cache for an hour: bytes alone would let a
             # client make hundreds of thousands of them (inodes) with one-byte files.
-            parts = upload_parts(headers, bytes(body))
+            parts = upload_parts(headers, body)  # counted in place: an upload body is up to 200 MB
             if parts > MAX_FILES_PER_UPLOAD:
                 refusal = f"too many files in one upload (limit {MAX_FILES_PER_UPLOAD})"
                 await self._refuse(scope, receive, send, 413, refusal)
