@@ -1251,8 +1251,12 @@ def build_app(assistant: Any, admin_password: str | None = None) -> gr.Blocks:
 # never imports the UI.
 
 
-def create_app(assistant: Any, admin_password: str | None = None, *, ui: bool = True) -> Any:
-    """The JSON API plus the Gradio UI at ``/``; ``admin_password`` None reads ``ASSISTANT_ADMIN_PASSWORD``."""
+def create_app(assistant: Any, admin_password: str | None = None, *, ui: bool = True,
+               allowed_hosts: Sequence[str] = ()) -> Any:
+    """The JSON API plus the Gradio UI at ``/``; ``admin_password`` None reads ``ASSISTANT_ADMIN_PASSWORD``.
+
+    ``allowed_hosts``: host names besides localhost and IP addresses that requests may be addressed to
+    (``RequestGate``)."""
     from assistant.server import MAX_UPLOAD_BYTES as upload_limit
     from assistant.server import QUEUE_CONCURRENCY, RequestGate, create_api
 
@@ -1284,20 +1288,28 @@ def create_app(assistant: Any, admin_password: str | None = None, *, ui: bool = 
         blocks.has_launched = True
         threading.Thread(target=_sweep_sessions, args=(weakref.ref(blocks), SESSION_IDLE_SECONDS, 60.0),
                          name="forget-idle-sessions", daemon=True).start()
-    app.add_middleware(RequestGate)
+    app.add_middleware(RequestGate, allowed_hosts=allowed_hosts)
     return app
 
 
-def serve(assistant: Any, host: str = "127.0.0.1", port: int = 7860, admin_password: str | None = None) -> None:
-    """Warm the models up, then serve the UI and the API with uvicorn until interrupted."""
+def serve(assistant: Any, host: str = "127.0.0.1", port: int = 7860, admin_password: str | None = None,
+          allowed_hosts: Sequence[str] = (), trusted_proxies: Sequence[str] = ()) -> None:
+    """Warm the models up, then serve the UI and the API with uvicorn until interrupted.
+
+    ``allowed_hosts``: names clients may address the server by (besides localhost and IP addresses; a
+    bound host name is one); ``trusted_proxies``: addresses whose ``X-Forwarded-For`` is believed."""
     import uvicorn
+
+    from assistant.server import host_allowed, proxy_options
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     import bm25s  # noqa: F401 - it sets its logger to DEBUG on import; quiet it afterwards
 
     logging.getLogger("bm25s").setLevel(logging.WARNING)
     assistant.warm_up()
-    app = create_app(assistant, admin_password=admin_password)
+    if not host_allowed(host, allowed_hosts):
+        allowed_hosts = (*allowed_hosts, host.lower().rstrip("."))
+    app = create_app(assistant, admin_password=admin_password, allowed_hosts=allowed_hosts)
     # An upgraded index (another chunker or reading; sentence vectors of another
     # version) is brought up to date after the start, not before it: at 100k chunks that takes hours.
     start_upgrade(assistant, say=lambda line: print(line, flush=True))
@@ -1306,9 +1318,13 @@ def serve(assistant: Any, host: str = "127.0.0.1", port: int = 7860, admin_passw
           flush=True)
     if host not in ("127.0.0.1", "localhost", "::1"):
         print(f"Warning: bound to {host}: the UI and API are reachable from the network.", flush=True)
+        if "*" not in allowed_hosts:
+            print("Requests addressed to a host name other than localhost are refused unless "
+                  "ASSISTANT_ALLOWED_HOSTS names it.", flush=True)
     # Keep idle connections well past a client's own idle expiry (httpx: 5 s, like uvicorn's default): with
     # equal timeouts a request sent on a connection about to close was reset under load (soak finding).
-    uvicorn.run(app, host=host, port=port, log_level="warning", timeout_keep_alive=75)
+    uvicorn.run(app, host=host, port=port, log_level="warning", timeout_keep_alive=75,
+                **proxy_options(trusted_proxies))
 
 
 if __name__ == "__main__":

@@ -457,7 +457,10 @@ def load_ui() -> Any:
 def cmd_serve(args: argparse.Namespace) -> int:
     ui = load_ui()
     settings: Settings = args.settings
-    ui.serve(_assistant(args), host=settings.host, port=settings.port, admin_password=settings.admin_password)
+    from .server import names
+
+    ui.serve(_assistant(args), host=settings.host, port=settings.port, admin_password=settings.admin_password,
+             allowed_hosts=names(settings.allowed_hosts), trusted_proxies=names(settings.trusted_proxies))
     return EXIT_OK
 
 

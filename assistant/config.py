@@ -156,6 +156,31 @@ def host_name(raw: str) -> str:
     return raw
 
 
+def host_names(raw: str) -> str:
+    """Host names clients may address the server by, comma-separated: ``*`` (any), a name, or
+    ``.example.edu`` (that name and its subdomains). Given back normalized (lower case, no spaces)."""
+    names = [n for n in (n.strip().lower().rstrip(".") for n in raw.split(",")) if n]
+    for name in names:
+        if name != "*":
+            try:
+                host_name(name[1:] if name.startswith(".") else name)
+            except ValueError:
+                raise ValueError("must be host names separated by commas, e.g. assistant.example.edu, "
+                                 "or *") from None
+    return ",".join(names)
+
+
+def ip_networks(raw: str) -> str:
+    """IP addresses or networks, comma-separated (``127.0.0.1``, ``10.0.0.0/8``). Given back normalized."""
+    items = [n.strip() for n in raw.split(",") if n.strip()]
+    try:
+        return ",".join(str(ipaddress.ip_network(n, strict=False)) if "/" in n else str(ipaddress.ip_address(n))
+                        for n in items)
+    except ValueError:
+        raise ValueError("must be IP addresses or networks separated by commas, e.g. 127.0.0.1 or "
+                         "10.0.0.0/8") from None
+
+
 def directory(raw: str) -> Path:
     """A directory, existing or to be created (the file system is not looked at: the index and
     corpus may not exist yet, and ``Store`` reports a file where a directory should be)."""
@@ -246,6 +271,8 @@ class Settings:
     llm_timeout: float = _setting("ASSISTANT_LLM_TIMEOUT", "30", number(600, "seconds"))
     host: str = _setting("ASSISTANT_HOST", "127.0.0.1", host_name, "--host")
     port: int = _setting("ASSISTANT_PORT", "7860", integer(1, 65535), "--port")
+    allowed_hosts: str | None = _setting("ASSISTANT_ALLOWED_HOSTS", None, host_names)
+    trusted_proxies: str | None = _setting("ASSISTANT_TRUSTED_PROXIES", None, ip_networks)
     admin_password: str | None = _setting("ASSISTANT_ADMIN_PASSWORD", None, password, secret=True)
     max_file_mb: float = _setting("ASSISTANT_MAX_FILE_MB", "20", number(1024, "megabytes"))
     cache_dir: Path = _setting("ASSISTANT_CACHE_DIR", "~/.cache/assistant", directory)

@@ -18,6 +18,7 @@ and the lexical index that questions read.
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import json
 import logging
 import os
@@ -26,7 +27,7 @@ import threading
 import time
 import unicodedata
 import weakref
-from collections.abc import Awaitable, Callable, Iterator, MutableMapping
+from collections.abc import Awaitable, Callable, Collection, Iterator, MutableMapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import date
@@ -546,6 +547,51 @@ def same_origin(headers: dict[bytes, bytes]) -> bool:
     return bool(host) and named == host
 
 
+def host_of(value: str) -> str:
+    """The host name of a ``Host`` header's value (port, brackets, case and a final dot dropped)."""
+    value = value.strip().lower()
+    if value.startswith("["):
+        return value[1:].partition("]")[0]
+    name, colon, port = value.rpartition(":")
+    return (name if colon and port.isdigit() else value).rstrip(".")
+
+
+def host_allowed(value: str, allowed: Collection[str]) -> bool:
+    """Whether a request addressed to ``value`` (a ``Host`` header) may be served.
+
+    ``localhost`` and IP addresses always may: a page of another site cannot make its visitors'
+    browsers send those (DNS rebinding needs a name of the attacker's). Any other name must be in
+    ``allowed``, as ``*`` (any name), itself, or ``.parent`` (the parent and its subdomains).
+    """
+    name = host_of(value)
+    if not name:
+        return False
+    if name == "localhost" or "*" in allowed or name in allowed:
+        return True
+    try:
+        ipaddress.ip_address(name)
+        return True
+    except ValueError:
+        pass
+    return any(a.startswith(".") and (name == a[1:] or name.endswith(a)) for a in allowed)
+
+
+def names(setting: str | None) -> tuple[str, ...]:
+    """A comma-separated setting (``Settings.allowed_hosts``, ``trusted_proxies``) as a tuple."""
+    return tuple(n for n in (setting or "").split(",") if n)
+
+
+def proxy_options(trusted_proxies: Collection[str]) -> dict[str, Any]:
+    """uvicorn's options for ``X-Forwarded-For``: read only from the listed proxies' addresses.
+
+    uvicorn's own default trusts 127.0.0.1, so any local process (or a browser page that reached the
+    server by a rebound name) could give itself any client address and step around the per-address
+    limits. With no proxy listed the header is ignored."""
+    if not trusted_proxies:
+        return {"proxy_headers": False}
+    return {"proxy_headers": True, "forwarded_allow_ips": list(trusted_proxies)}
+
+
 class RequestGate:
     """Outermost middleware: closes Gradio's direct-call routes and bounds every request body.
 
@@ -555,20 +601,34 @@ class RequestGate:
     hold at most ``MAX_FILES_PER_UPLOAD`` files. Responses get ``SECURITY_HEADERS``; a request from
     another site's page gets no CORS permission (Gradio grants any origin once ``Host`` is not
     localhost, as behind a proxy), so other sites cannot read the API from their visitors' browsers.
+    A request addressed to a host name that is not allowed (``host_allowed``) gets 400.
     """
 
-    def __init__(self, app: ASGIApp, quota: ClientQuota | None = None, files: ClientQuota | None = None) -> None:
+    def __init__(self, app: ASGIApp, quota: ClientQuota | None = None, files: ClientQuota | None = None,
+                 allowed_hosts: Collection[str] = ()) -> None:
         self.app = app
         self.quota = quota or ClientQuota()
         self.files = files or ClientQuota(limit=MAX_FILES_PER_WINDOW)
+        self.allowed_hosts = frozenset(allowed_hosts)
+        self._reported: set[str] = set()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
         path = str(scope.get("path", ""))
         headers = dict(scope.get("headers") or [])
+        refused = self._unknown_host(headers)
+        if scope["type"] == "websocket":
+            if refused:
+                await send({"type": "websocket.close", "code": 1008})
+            else:
+                await self.app(scope, receive, send)
+            return
         send = self._guarded(send, same_origin(headers))
+        if refused:
+            await self._refuse(scope, receive, send, 400, "this server does not answer to that host name")
+            return
         if closed_route(path):
             await self._refuse(scope, receive, send, 404, "no such endpoint")
             return
@@ -639,6 +699,25 @@ class RequestGate:
             log.warning("%s %s failed after its response started: %r", scope.get("method"), path, exc)
             if not state["ended"]:
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    def _unknown_host(self, headers: dict[bytes, bytes]) -> str:
+        """The ``Host`` (or a proxy's ``X-Forwarded-Host``) that is not allowed, or "" when all are.
+
+        Checked on every request, since Gradio builds its links from these headers and caches the
+        first it sees (``/gradio_api/info``), and a rebound name would let another site's page read
+        the server. No ``Host`` at all (HTTP/1.0) comes from no browser."""
+        values = [headers.get(b"host", b"").decode("latin-1")] if b"host" in headers else []
+        if b"x-forwarded-host" in headers:
+            values += headers[b"x-forwarded-host"].decode("latin-1").split(",")
+        for value in values:
+            if not host_allowed(value, self.allowed_hosts):
+                name = host_of(value)[:100]
+                if name not in self._reported and len(self._reported) < 100:  # one line per name, not per request
+                    self._reported.add(name)
+                    log.warning("refused a request for host %r: add it to ASSISTANT_ALLOWED_HOSTS if clients "
+                                "use that name", name)
+                return name or "(blank)"
+        return ""
 
     @staticmethod
     def _guarded(send: Send, same_site: bool) -> Send:

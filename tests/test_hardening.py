@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import Request, WebSocket
 from ui_fixtures import LiveServer, clone_index, open_assistant, sample_index, serve_app  # noqa: F401
 
 import ui
@@ -27,6 +28,9 @@ from assistant.server import (
     ClientQuota,
     RequestGate,
     closed_route,
+    host_allowed,
+    host_of,
+    proxy_options,
     same_origin,
     upload_parts,
 )
@@ -47,7 +51,7 @@ def test_finding1_a_chain_of_long_follow_ups_is_read_with_a_bounded_context() ->
 @pytest.fixture(scope="module")
 def server(sample_index: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:  # noqa: F811
     paths = clone_index(sample_index, tmp_path_factory.mktemp("hardening"))
-    yield from serve_app(open_assistant(paths))
+    yield from serve_app(open_assistant(paths), allowed_hosts=("assistant.example.org",))
 
 
 pytestmark = pytest.mark.slow
@@ -145,6 +149,13 @@ def _gate(**kwargs: Any) -> Any:
         return Response("ok", headers={"access-control-allow-origin": "https://evil.example",
                                        "access-control-allow-credentials": "true"})
 
+    @inner.websocket("/ws")
+    async def ws(socket: WebSocket) -> None:
+        await socket.accept()
+        await socket.send_text("ok")
+        await socket.close()
+
+    kwargs.setdefault("allowed_hosts", ("assistant.example.org",))
     return TestClient(RequestGate(inner, **kwargs), base_url="http://assistant.example.org")  # type: ignore[arg-type]
 
 
@@ -250,3 +261,99 @@ def test_finding8_bad_gradio_calls_end_cleanly_with_one_log_line(server: LiveSer
         # A value of the wrong type for the documented endpoint: our message, not a TypeError's null.
         event = http.post("/gradio_api/call/ask", json={"data": [12345]}).json()["event_id"]
         assert "Please ask a question." in http.get(f"/gradio_api/call/ask/{event}").text
+
+
+# --------------------------------------------------------------------------- third review: names and addresses
+
+
+def test_host_names_exact() -> None:
+    values = ("A.Example.org:7860", "[::1]:7860", "127.0.0.1", "example.org.", "x:y", " localhost ")
+    assert [host_of(v) for v in values] == ["a.example.org", "::1", "127.0.0.1", "example.org", "x:y", "localhost"]
+    allowed = ("assistant.example.edu", ".uni.example")
+    cases = {"localhost:7860": True, "127.0.0.1:7860": True, "[::1]:7860": True, "10.1.2.3": True,
+             "assistant.example.edu": True, "ASSISTANT.example.edu:443": True, "uni.example": True,
+             "a.b.uni.example": True, "evil.example": False, "assistant.example.edu.evil.example": False,
+             "xuni.example": False, "": False, "localhost.evil.example": False, "127.0.0.1.evil.example": False}
+    assert {v: host_allowed(v, allowed) for v in cases} == cases
+    assert host_allowed("evil.example", ("*",)) and not host_allowed("evil.example", ())
+
+
+def test_requests_for_another_host_name_are_refused(caplog: pytest.LogCaptureFixture) -> None:
+    """A page of another site that reached the server by a rebound name of its own (DNS rebinding) sends
+    that name as Host: it is refused, and so is a forwarded host Gradio would build its links from."""
+    from starlette.websockets import WebSocketDisconnect
+
+    client = _gate()  # allows assistant.example.org
+    assert client.get("/api/health").text == "ok"
+    caplog.set_level("WARNING", logger="assistant.server")
+    for headers in ({"Host": "evil.example"}, {"Host": "evil.example:7860"}, {"X-Forwarded-Host": "evil.example"},
+                    {"X-Forwarded-Host": "assistant.example.org, evil.example"}):
+        r = client.get("/api/health", headers=headers)
+        assert r.status_code == 400 and r.json() == {"error": "this server does not answer to that host name"}
+        assert all(r.headers.get(k.decode()) == v.decode() for k, v in SECURITY_HEADERS), r.headers
+    logged = [rec.getMessage() for rec in caplog.records if rec.name == "assistant.server"]
+    assert logged == ["refused a request for host 'evil.example': add it to ASSISTANT_ALLOWED_HOSTS if clients "
+                      "use that name"]  # once per name, not per request
+    for host in ("127.0.0.1:7860", "localhost", "[::1]:7860", "assistant.example.org:443"):
+        assert client.get("/", headers={"Host": host}).text == "ok", host
+    assert _gate(allowed_hosts=("*",)).get("/", headers={"Host": "evil.example"}).text == "ok"
+    assert _gate(allowed_hosts=()).get("/").status_code == 400
+    with client.websocket_connect("/ws", headers={"Host": "assistant.example.org"}) as socket:
+        assert socket.receive_text() == "ok"
+    with pytest.raises(WebSocketDisconnect) as refused:
+        with client.websocket_connect("/ws", headers={"Host": "evil.example"}) as socket:
+            socket.receive_text()
+    assert refused.value.code == 1008
+
+
+def test_a_foreign_host_name_is_refused_by_the_live_server(server: LiveServer) -> None:
+    with httpx.Client(base_url=server.url, timeout=30) as http:
+        for path in ("/gradio_api/info", "/api/health", "/"):
+            assert http.get(path, headers={"Host": "evil.example"}).status_code == 400, path
+        assert http.get("/gradio_api/info", headers={"X-Forwarded-Host": "evil.example"}).status_code == 400
+        info = http.get("/gradio_api/info")  # Gradio keeps the first root it saw: not the refused one
+        assert info.status_code == 200 and "evil.example" not in info.text
+        assert http.get("/api/health", headers={"Host": f"localhost:{server.port}"}).status_code == 200
+
+
+def test_forwarded_addresses_are_read_from_named_proxies_only() -> None:
+    """uvicorn's default believes X-Forwarded-For from 127.0.0.1; the server believes nobody unless told."""
+    from fastapi import FastAPI
+
+    inner = FastAPI()
+
+    @inner.get("/who")
+    def who(request: Request) -> dict[str, str]:
+        return {"client": request.client.host if request.client else ""}
+
+    seen = {}
+    for trusted in ((), ("127.0.0.1",), ("10.0.0.0/8",)):
+        live = LiveServer(inner, trusted_proxies=trusted).start()
+        try:
+            seen[trusted] = httpx.get(live.url + "/who", headers={"X-Forwarded-For": "203.0.113.9"}).json()["client"]
+        finally:
+            live.stop()
+    assert seen == {(): "127.0.0.1", ("127.0.0.1",): "203.0.113.9", ("10.0.0.0/8",): "127.0.0.1"}
+    assert proxy_options(()) == {"proxy_headers": False}
+    assert proxy_options(("127.0.0.1",)) == {"proxy_headers": True, "forwarded_allow_ips": ["127.0.0.1"]}
+
+
+def test_serve_passes_host_names_and_proxies_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``assistant serve``'s settings reach the gate and uvicorn; a bound host name is allowed by itself."""
+    import uvicorn
+
+    seen: dict[str, Any] = {}
+    monkeypatch.setattr(ui, "create_app", lambda assistant, **kw: seen.setdefault("app", kw))
+    monkeypatch.setattr(ui, "start_upgrade", lambda *a, **kw: None)
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: seen.setdefault("run", kw))
+
+    class Warm:
+        def warm_up(self) -> None:
+            seen["warm"] = True
+
+    ui.serve(Warm(), host="Lab.Example.edu", allowed_hosts=("a.example",), trusted_proxies=("127.0.0.1",))
+    assert seen["app"]["allowed_hosts"] == ("a.example", "lab.example.edu")
+    assert seen["run"]["proxy_headers"] is True and seen["run"]["forwarded_allow_ips"] == ["127.0.0.1"]
+    seen.clear()
+    ui.serve(Warm(), host="0.0.0.0")
+    assert seen["app"]["allowed_hosts"] == () and seen["run"]["proxy_headers"] is False

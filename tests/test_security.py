@@ -171,6 +171,12 @@ def test_finding2_guessing_locks_out_the_guesser_only(staff_server: LiveServer) 
             assert "Too many" in _login(spoofer, PASSWORD)
         finally:
             spoofer.close()
+        # Not even from 127.0.0.1 (uvicorn's own default trusts it): no proxy is trusted unless named.
+        local = RawGradio(staff_server.url, source="127.0.0.1", headers={"X-Forwarded-For": "127.0.0.3"})
+        try:
+            assert "Logged in" in _login(local, PASSWORD)
+        finally:
+            local.close()
         assert "Logged in" in _login(staff, PASSWORD)
     finally:
         attacker.close()
@@ -240,7 +246,8 @@ def test_request_gate_limits_and_quota() -> None:
         return {"ok": rest}
 
     now = [0.0]
-    app = RequestGate(inner, quota=ClientQuota(limit=1000, window=60, clock=lambda: now[0]))
+    quota = ClientQuota(limit=1000, window=60, clock=lambda: now[0])
+    app = RequestGate(inner, quota=quota, allowed_hosts=("testserver",))  # TestClient's host name
     client = TestClient(app)  # type: ignore[arg-type]
     assert client.post("/api/ask", content=b"x" * MAX_BODY_BYTES).status_code == 200
     assert client.post("/api/ask", content=b"x" * (MAX_BODY_BYTES + 1)).status_code == 413

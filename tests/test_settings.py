@@ -64,6 +64,14 @@ BAD_ENV: list[tuple[str, str, str]] = [
     ("ASSISTANT_LLM_TIMEOUT", "inf", TIMEOUT_RULE),
     ("ASSISTANT_HOST", "not a host", HOST_RULE),
     ("ASSISTANT_HOST", "-bad-.example", HOST_RULE),
+    ("ASSISTANT_ALLOWED_HOSTS", "assistant.example.edu evil", "must be host names separated by commas, e.g. "
+     "assistant.example.edu, or *"),
+    ("ASSISTANT_ALLOWED_HOSTS", "https://assistant.example.edu", "must be host names separated by commas, e.g. "
+     "assistant.example.edu, or *"),
+    ("ASSISTANT_TRUSTED_PROXIES", "nginx", "must be IP addresses or networks separated by commas, e.g. "
+     "127.0.0.1 or 10.0.0.0/8"),
+    ("ASSISTANT_TRUSTED_PROXIES", "10.0.0.0/33", "must be IP addresses or networks separated by commas, e.g. "
+     "127.0.0.1 or 10.0.0.0/8"),
     ("ASSISTANT_PORT", "abc", PORT_RULE),
     ("ASSISTANT_PORT", "0", PORT_RULE),
     ("ASSISTANT_PORT", "99999", PORT_RULE),
@@ -447,3 +455,14 @@ def test_answerability_threshold_reaches_the_answer_settings() -> None:
     s = config.Settings.from_env({"ASSISTANT_ANSWERABILITY_THRESHOLD": " 0.38 "})
     assert s.config().answer.answerability_threshold == 0.38
     assert config.Settings.from_env({}).config().answer.answerability_threshold is None  # the model's own
+
+
+def test_host_names_and_proxies_are_read_normalized() -> None:
+    from assistant.server import names
+
+    s = config.Settings.from_env({"ASSISTANT_ALLOWED_HOSTS": " Assistant.Example.edu., .uni.example ,",
+                                  "ASSISTANT_TRUSTED_PROXIES": "127.0.0.1, 10.0.0.0/8 ,::1"})
+    assert names(s.allowed_hosts) == ("assistant.example.edu", ".uni.example")
+    assert names(s.trusted_proxies) == ("127.0.0.1", "10.0.0.0/8", "::1")
+    unset = config.Settings.from_env({})
+    assert names(unset.allowed_hosts) == () and names(unset.trusted_proxies) == ()

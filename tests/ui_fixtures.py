@@ -78,13 +78,16 @@ def free_port() -> int:
 class LiveServer:
     """uvicorn serving ``app`` in a daemon thread; ``url`` ends without a slash."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, trusted_proxies: tuple[str, ...] = ()) -> None:
         import uvicorn
+
+        from assistant.server import proxy_options
 
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        # The proxy options `assistant serve` uses (by default: X-Forwarded-For is read from nobody).
         config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on",
-                                timeout_graceful_shutdown=1)
+                                timeout_graceful_shutdown=1, **proxy_options(trusted_proxies))
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, name=f"uvicorn-{self.port}", daemon=True)
 
@@ -105,11 +108,12 @@ class LiveServer:
             self.thread.join(timeout=5)
 
 
-def serve_app(assistant: Any, admin_password: str = "") -> Iterator[LiveServer]:
+def serve_app(assistant: Any, admin_password: str = "", allowed_hosts: tuple[str, ...] = ()) -> Iterator[LiveServer]:
     """Start the full app (API + UI) for ``assistant``; yields the running server, stops it after."""
     from assistant.cli import load_ui
 
-    server = LiveServer(load_ui().create_app(assistant, admin_password=admin_password)).start()
+    app = load_ui().create_app(assistant, admin_password=admin_password, allowed_hosts=allowed_hosts)
+    server = LiveServer(app).start()
     try:
         yield server
     finally:
