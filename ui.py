@@ -11,10 +11,12 @@ from __future__ import annotations
 import atexit
 import datetime
 import hashlib
+import hmac
 import html
 import json
 import logging
 import shutil
+import sys
 import tempfile
 import threading
 import time
@@ -53,6 +55,7 @@ from assistant.server import (
     admin_password,
     check_not_upgrading,
     check_password,
+    client_key,
     friendly_error,
     guard_for,
     start_upgrade,
@@ -395,10 +398,11 @@ def _remove_file(path: str, corpus_dir: Path, others: Sequence[Any], lang: str) 
 
 
 def client_address(request: Any) -> str:
-    """The client's address as the server sees it (behind a trusted proxy: the forwarded one)."""
+    """The client as per-client limits count it (``client_key``: its address, behind a trusted proxy the
+    forwarded one; an IPv6 client's /64 network)."""
     client = getattr(request, "client", None)
     host = getattr(client, "host", None)
-    return str(host) if host else "unknown"
+    return client_key(str(host)) if host else "unknown"
 
 
 def settle_uploads(saved: Sequence[SavedUpload], errors: Sequence[Any], corpus_dir: Path, lang: str) -> list[str]:
@@ -797,11 +801,20 @@ def staff_login(ctx: UIContext, given: Any, lang: str, client: str) -> tuple[Any
     if check_password(given, ctx.password):
         ctx.throttle.succeeded(client)
         recent = render_feedback(feedback.read(ctx.feedback_file, 20), lang)
-        return (True, gr.update(visible=True), render_notice(t("msg.logged_in", lang), "ok"), "",
+        # The session's staff flag is the address that logged in (``staff_granted``).
+        return (client, gr.update(visible=True), render_notice(t("msg.logged_in", lang), "ok"), "",
                 ctx.delete_choices(), ctx.trash_choices(), gr.update(visible=True, value=recent))
     lock = ctx.throttle.failed(client)
     message = t("msg.bad_password", lang) + (" " + t("msg.locked", lang, s=ceil(lock)) if lock else "")
     return (*refused[:2], render_notice(message), *refused[3:])
+
+
+def staff_granted(admin: Any, request: Any) -> bool:
+    """Whether a staff action comes from the address its session logged in from.
+
+    Gradio's session hash is a bearer token the browser makes up and sends in URLs (proxy logs keep
+    them): whoever holds it *is* the session. Held from another address, it grants nothing."""
+    return isinstance(admin, str) and admin != "" and hmac.compare_digest(admin, client_address(request))
 
 
 def staff_logout(lang: str) -> tuple[Any, ...]:
@@ -976,7 +989,7 @@ class Session:
     records: Any  # one per question/answer message pair: what feedback on that answer refers to
     saved_current: Any  # the current conversation with its sources, in the browser's localStorage
     saved_past: Any  # earlier conversations with their quotes, in the browser's localStorage
-    is_admin: Any  # set only by a correct password, checked by every staff handler
+    is_admin: Any  # the address that logged in, set only by a correct password; checked by every staff handler
 
     @classmethod
     def create(cls, secret: str) -> Session:
@@ -1140,30 +1153,31 @@ def wire_staff(ctx: UIContext, s: Session, lang: Any, d: dict[str, Any], refresh
     d["logout"].click(staff_logout, [lang], [s.is_admin, d["controls"], d["status"], d["del_doc"], d["trash"],
                                        d["feedback"]], api_visibility="private")
 
-    def upload(files: list[str] | None, admin: bool, ui_lang: str,
-                  progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:  # noqa: B008 - Gradio's idiom
-        return staff_upload(ctx, files, admin, ui_lang, progress)
+    def upload(files: list[str] | None, admin: str | bool, ui_lang: str, request: gr.Request | None = None,
+               progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:  # noqa: B008 - Gradio's idiom
+        return staff_upload(ctx, files, staff_granted(admin, request), ui_lang, progress)
 
     refresh(d["upload"].click(upload, [d["uploads"], s.is_admin, lang],
                               [d["status"], d["uploads"], d["del_doc"], d["trash"]],
                               api_visibility="private", concurrency_limit=1))
 
-    def delete(doc_id: str | None, remove_file: bool, admin: bool, ui_lang: str) -> tuple[Any, ...]:
-        return staff_delete(ctx, doc_id, remove_file, admin, ui_lang)
+    def delete(doc_id: str | None, remove_file: bool, admin: str | bool, ui_lang: str,
+               request: gr.Request | None = None) -> tuple[Any, ...]:
+        return staff_delete(ctx, doc_id, remove_file, staff_granted(admin, request), ui_lang)
 
     refresh(d["delete"].click(delete, [d["del_doc"], d["del_file"], s.is_admin, lang],
                               [d["status"], d["del_doc"], d["trash"]], api_visibility="private", concurrency_limit=1))
 
-    def restore_file(name: str | None, admin: bool, ui_lang: str,
-                   progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:  # noqa: B008
-        return staff_restore_file(ctx, name, admin, ui_lang, progress)
+    def restore_file(name: str | None, admin: str | bool, ui_lang: str, request: gr.Request | None = None,
+                     progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:  # noqa: B008
+        return staff_restore_file(ctx, name, staff_granted(admin, request), ui_lang, progress)
 
     refresh(d["restore"].click(restore_file, [d["trash"], s.is_admin, lang], [d["status"], d["del_doc"], d["trash"]],
                                api_visibility="private", concurrency_limit=1))
 
-    def reindex(full: bool, admin: bool, ui_lang: str,
-                   progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:  # noqa: B008
-        return staff_reindex(ctx, full, admin, ui_lang, progress)
+    def reindex(full: bool, admin: str | bool, ui_lang: str, request: gr.Request | None = None,
+                progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:  # noqa: B008
+        return staff_reindex(ctx, full, staff_granted(admin, request), ui_lang, progress)
 
     refresh(d["reindex"].click(reindex, [d["rebuild"], s.is_admin, lang], [d["status"], d["del_doc"]],
                                api_visibility="private", concurrency_limit=1))
@@ -1186,9 +1200,9 @@ def build_eval_tab(ctx: UIContext, s: Session, lang: Any, L: Labels) -> None:  #
                         "ui.report_file")
         report_view = gr.HTML(elem_id="eval-report")
 
-    def run_evaluation(path: str | None, k: float, admin: bool, ui_lang: str,
-               progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:  # noqa: B008
-        return staff_run_evaluation(ctx, path, k, admin, ui_lang, progress)
+    def run_evaluation(path: str | None, k: float, admin: str | bool, ui_lang: str, request: gr.Request | None = None,
+                       progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:  # noqa: B008
+        return staff_run_evaluation(ctx, path, k, staff_granted(admin, request), ui_lang, progress)
 
     run_btn.click(run_evaluation, [gold, eval_k, s.is_admin, lang], [status, metrics, report_file, report_view],
                   api_visibility="private", concurrency_limit=1)
@@ -1252,19 +1266,20 @@ def build_app(assistant: Any, admin_password: str | None = None) -> gr.Blocks:
 
 
 def create_app(assistant: Any, admin_password: str | None = None, *, ui: bool = True,
-               allowed_hosts: Sequence[str] = ()) -> Any:
+               allowed_hosts: Sequence[str] = (), gate: dict[str, Any] | None = None) -> Any:
     """The JSON API plus the Gradio UI at ``/``; ``admin_password`` None reads ``ASSISTANT_ADMIN_PASSWORD``.
 
-    ``allowed_hosts``: host names besides localhost and IP addresses that requests may be addressed to
-    (``RequestGate``)."""
+    ``allowed_hosts``: host names besides localhost and IP addresses that requests may be addressed to;
+    ``gate``: other options of ``RequestGate`` (its quotas; tests that send hundreds of events use their own)."""
     from assistant.server import MAX_UPLOAD_BYTES as upload_limit
-    from assistant.server import QUEUE_CONCURRENCY, RequestGate, create_api
+    from assistant.server import QUEUE_CONCURRENCY, QUEUE_MAX_SIZE, RequestGate, create_api
 
     app = create_api(assistant)
     if ui:
         blocks = build_app(assistant, admin_password=admin_password)
         # api_open=False: queued handlers run only through the queue (run/predict refuses them too).
-        blocks.queue(default_concurrency_limit=QUEUE_CONCURRENCY, api_open=False)  # see QUEUE_CONCURRENCY
+        blocks.queue(default_concurrency_limit=QUEUE_CONCURRENCY, api_open=False,  # see QUEUE_CONCURRENCY
+                     max_size=QUEUE_MAX_SIZE)
         blocks.state_session_capacity = SESSION_CAPACITY  # read when mounted (StateHolder.set_blocks)
         app = gr.mount_gradio_app(
             app,
@@ -1288,7 +1303,7 @@ def create_app(assistant: Any, admin_password: str | None = None, *, ui: bool = 
         blocks.has_launched = True
         threading.Thread(target=_sweep_sessions, args=(weakref.ref(blocks), SESSION_IDLE_SECONDS, 60.0),
                          name="forget-idle-sessions", daemon=True).start()
-    app.add_middleware(RequestGate, allowed_hosts=allowed_hosts)
+    app.add_middleware(RequestGate, allowed_hosts=allowed_hosts, **(gate or {}))
     return app
 
 
@@ -1300,8 +1315,10 @@ def serve(assistant: Any, host: str = "127.0.0.1", port: int = 7860, admin_passw
     bound host name is one); ``trusted_proxies``: addresses whose ``X-Forwarded-For`` is believed."""
     import uvicorn
 
-    from assistant.server import host_allowed, proxy_options
+    from assistant.server import CappedStream, host_allowed, uvicorn_options
 
+    if not isinstance(sys.stderr, CappedStream):  # before any handler holds the raw stream
+        sys.stderr = CappedStream(sys.stderr)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     import bm25s  # noqa: F401 - it sets its logger to DEBUG on import; quiet it afterwards
 
@@ -1324,7 +1341,7 @@ def serve(assistant: Any, host: str = "127.0.0.1", port: int = 7860, admin_passw
     # Keep idle connections well past a client's own idle expiry (httpx: 5 s, like uvicorn's default): with
     # equal timeouts a request sent on a connection about to close was reset under load (soak finding).
     uvicorn.run(app, host=host, port=port, log_level="warning", timeout_keep_alive=75,
-                **proxy_options(trusted_proxies))
+                **uvicorn_options(trusted_proxies))
 
 
 if __name__ == "__main__":

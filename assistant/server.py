@@ -17,6 +17,7 @@ and the lexical index that questions read.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import ipaddress
 import json
@@ -69,6 +70,15 @@ ADMIN_ENV = "ASSISTANT_ADMIN_PASSWORD"
 # scoring: ~0.1 s): more workers would only contend for the same cores and the GIL, while 4 keeps a
 # slow request from blocking everyone else. Management handlers run one at a time (limit 1).
 QUEUE_CONCURRENCY = 4
+# Events waiting in Gradio's queue, all clients together. Each waiting event is told of every change
+# of the queue, so its messages grow with the square of its length: 1,500 queued events from one
+# client took 900 MB (third security review). 64 drain in seconds at 4 at a time.
+QUEUE_MAX_SIZE = 64
+# Per client address a minute: questions and other events (a question is one, a page load three), and
+# per 10 minutes: new browser sessions (each a place in the server's session store, which keeps 1,000
+# and drops the least recently used: a script making sessions would log staff out).
+MAX_EVENTS_PER_MINUTE = 120
+MAX_NEW_SESSIONS_PER_WINDOW = 200
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -467,12 +477,16 @@ def body_limit(path: str) -> int:
 
 
 _CLOSED_GRADIO = ("run/", "api/", "proxy=", "run-history", "runs", "vibe-", "undo-vibe-edit", "dev/", "profiling/",
-                  "process_recording", "stream/", "mcp", "custom_component/")
+                  "process_recording", "stream/", "mcp", "custom_component/",
+                  # Unused here, and open to anyone: a server function of a component (``component_server``
+                  # makes a session for any hash it is sent, evicting real ones, staff's too), and
+                  # ``deep_link``, which writes a session's state to disk, unmetered and never deleted.
+                  "component_server", "deep_link")
 # Outside /gradio_api/: Gradio's request counts per handler (who logs in, uploads, deletes) for anyone.
 _CLOSED_PATHS = ("/monitoring",)
-# ``file=`` followed by a URL: Gradio fetches any public URL and relays it (an open relay that hides
-# who asks). Our app serves only files it wrote or Gradio cached, which are paths.
-_FILE_URL = re.compile(r"^/(?:gradio_api/)?file=[A-Za-z][A-Za-z0-9+.-]*:")
+# ``file=`` (or its alias ``file/``) followed by a URL: Gradio fetches any public URL and relays it (an
+# open relay that hides who asks). Our app serves only files it wrote or Gradio cached, which are paths.
+_FILE_URL = re.compile(r"^/(?:gradio_api/)?file[=/][A-Za-z][A-Za-z0-9+.-]*:")
 
 
 def closed_route(path: str) -> bool:
@@ -481,7 +495,8 @@ def closed_route(path: str) -> bool:
     The browser only joins the queue (``/gradio_api/queue/join``); ``run/<name>``, ``api/<name>`` and
     ``call/<name>`` would let a script call any handler directly (23 password guesses a second were
     measured). Only the documented ``ask`` endpoint of the Gradio client stays callable by name. Also
-    closed: ``file=`` with a URL (Gradio would fetch and relay it) and ``/monitoring`` (request counts).
+    closed: ``file=`` or ``file/`` with a URL (Gradio would fetch and relay it), ``/monitoring`` (request
+    counts), component server functions and deep links.
     """
     if path.startswith(_CLOSED_PATHS) or _FILE_URL.match(path):
         return True
@@ -519,6 +534,56 @@ class ClientQuota:
             recent.append((now, size))
             self._used[client] = recent
             return True
+
+
+def client_key(address: str) -> str:
+    """The client a per-client limit counts: its address, or for IPv6 its /64 network (one host
+    is usually given a whole /64, so single addresses would be free for the asking)."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
+
+
+_EVENT_PATHS = ("/api/ask", "/gradio_api/queue/join", "/gradio_api/call/")
+
+
+def is_event(method: str, path: str) -> bool:
+    """A request that starts work: a question (JSON API, Gradio client) or any Gradio event."""
+    return method == "POST" and path.rstrip("/").startswith(_EVENT_PATHS)
+
+
+def session_of(body: bytes | bytearray) -> str | None:
+    """The ``session_hash`` a Gradio queue join names (None: not a JSON object naming one)."""
+    try:
+        value = json.loads(body).get("session_hash")
+    except (ValueError, AttributeError):
+        return None
+    return value if isinstance(value, str) else None
+
+
+class SeenSessions:
+    """Session hashes seen lately (at most ``capacity``, the oldest forgotten first)."""
+
+    def __init__(self, capacity: int = 20_000) -> None:
+        self.capacity = capacity
+        self._seen: dict[str, None] = {}
+        self._lock = threading.Lock()
+
+    def is_new(self, session: str) -> bool:
+        """Whether ``session`` was not seen lately; it is remembered from now on."""
+        with self._lock:
+            new = session not in self._seen
+            self._seen.pop(session, None)
+            self._seen[session] = None  # most recent last
+            if len(self._seen) > self.capacity:
+                del self._seen[next(iter(self._seen))]
+            return new
 
 
 def upload_parts(headers: dict[bytes, bytes], body: bytes | bytearray) -> int:
@@ -581,19 +646,136 @@ def names(setting: str | None) -> tuple[str, ...]:
     return tuple(n for n in (setting or "").split(",") if n)
 
 
-def proxy_options(trusted_proxies: Collection[str]) -> dict[str, Any]:
-    """uvicorn's options for ``X-Forwarded-For``: read only from the listed proxies' addresses.
+MAX_LOG_WRITE = 8192  # characters of one write to the server's stderr
+
+
+class CappedStream:
+    """A text stream whose single writes are cut to ``cap`` characters.
+
+    Gradio prints a traceback for any value a component refuses, the value included: one anonymous
+    event with a 900,000-character dropdown value added 903 KB to the log (third security review)."""
+
+    def __init__(self, stream: Any, cap: int = MAX_LOG_WRITE) -> None:
+        self.stream = stream
+        self.cap = cap
+
+    def write(self, text: str) -> int:
+        if len(text) > self.cap:
+            text = f"{text[: self.cap]}... [{len(text) - self.cap} characters cut]\n"
+        return int(self.stream.write(text))
+
+    def __getattr__(self, name: str) -> Any:  # flush, fileno, isatty, encoding...
+        return getattr(self.stream, name)
+
+
+HEAD_TIMEOUT = 20.0  # seconds a connection may take to send a request's line and headers
+MAX_HEAD_BYTES = 64 * 1024  # a request's line and headers
+MAX_CONNECTIONS_PER_CLIENT = 128  # open connections of one address (a browser uses about 6)
+
+
+def uvicorn_options(trusted_proxies: Collection[str]) -> dict[str, Any]:
+    """uvicorn's options: ``X-Forwarded-For`` read only from the listed proxies' addresses, and the
+    connection guards of ``guarded_http``.
 
     uvicorn's own default trusts 127.0.0.1, so any local process (or a browser page that reached the
     server by a rebound name) could give itself any client address and step around the per-address
     limits. With no proxy listed the header is ignored."""
+    http = guarded_http(trusted_proxies)
     if not trusted_proxies:
-        return {"proxy_headers": False}
-    return {"proxy_headers": True, "forwarded_allow_ips": list(trusted_proxies)}
+        return {"proxy_headers": False, "http": http}
+    return {"proxy_headers": True, "forwarded_allow_ips": list(trusted_proxies), "http": http}
+
+
+def guarded_http(trusted_proxies: Collection[str] = (), head_timeout: float = HEAD_TIMEOUT,
+                 max_head: int = MAX_HEAD_BYTES, max_connections: int = MAX_CONNECTIONS_PER_CLIENT) -> type:
+    """uvicorn's httptools protocol with what it lacks when the server faces clients itself (no proxy
+    in front): a connection that has not sent its request's head within ``head_timeout`` seconds is
+    closed, a head over ``max_head`` bytes gets 431 (uvicorn kept 25 MB of unfinished headers per
+    connection), and one address holds at most ``max_connections`` connections (a proxy's any number).
+    Without them a few thousand idle sockets from one client took the server's file descriptors."""
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    proxies = {client_key(p) for p in trusted_proxies if "/" not in p}
+    networks = [ipaddress.ip_network(p) for p in trusted_proxies if "/" in p]
+    open_by_client: dict[str, int] = {}
+
+    def is_proxy(address: str) -> bool:
+        if address in proxies:
+            return True
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in n for n in networks)
+
+    class GuardedHttp(HttpToolsProtocol):
+        _in_head = True
+        _head_bytes = 0
+        _head_timer: asyncio.TimerHandle | None = None
+        _counted: str | None = None
+
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(transport)
+            address = client_key(str(self.client[0])) if self.client else ""
+            if address and not is_proxy(address):
+                if open_by_client.get(address, 0) >= max_connections:
+                    transport.close()
+                    return
+                open_by_client[address] = open_by_client.get(address, 0) + 1
+                self._counted = address
+            self._arm()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm()
+            if self._counted is not None:
+                left = open_by_client.get(self._counted, 1) - 1
+                if left > 0:
+                    open_by_client[self._counted] = left
+                else:
+                    open_by_client.pop(self._counted, None)
+                self._counted = None
+            super().connection_lost(exc)
+
+        def data_received(self, data: bytes) -> None:
+            super().data_received(data)
+            if self._in_head and not self.transport.is_closing():
+                self._head_bytes += len(data)  # only bytes of a head still unfinished
+                if self._head_bytes > max_head:
+                    self.transport.write(b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+                                         b"content-length: 0\r\nconnection: close\r\n\r\n")
+                    self.transport.close()
+                elif self._head_timer is None:
+                    self._arm()
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            self._in_head, self._head_bytes = True, 0
+
+        def on_headers_complete(self) -> None:
+            self._in_head = False
+            self._disarm()
+            super().on_headers_complete()
+
+        def _arm(self) -> None:
+            self._disarm()
+            self._head_timer = self.loop.call_later(head_timeout, self._too_slow)
+
+        def _disarm(self) -> None:
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+                self._head_timer = None
+
+        def _too_slow(self) -> None:
+            self._head_timer = None
+            if self._in_head and not self.transport.is_closing():
+                self.transport.close()
+
+    return GuardedHttp
 
 
 class RequestGate:
-    """Outermost middleware: closes Gradio's direct-call routes and bounds every request body.
+    """Outermost middleware: closes Gradio's direct-call routes, bounds every request body, and meters
+    what an anonymous client may start (events a minute, new sessions per 10 minutes: 429 past them).
 
     Bodies over ``body_limit(path)`` get 413 before anything parses them (a declared Content-Length is
     refused at once; a chunked body is counted as it arrives). Uploads also count against a per-client
@@ -605,10 +787,14 @@ class RequestGate:
     """
 
     def __init__(self, app: ASGIApp, quota: ClientQuota | None = None, files: ClientQuota | None = None,
-                 allowed_hosts: Collection[str] = ()) -> None:
+                 allowed_hosts: Collection[str] = (), events: ClientQuota | None = None,
+                 sessions: ClientQuota | None = None) -> None:
         self.app = app
         self.quota = quota or ClientQuota()
         self.files = files or ClientQuota(limit=MAX_FILES_PER_WINDOW)
+        self.events = events or ClientQuota(limit=MAX_EVENTS_PER_MINUTE, window=60.0)
+        self.sessions = sessions or ClientQuota(limit=MAX_NEW_SESSIONS_PER_WINDOW)
+        self.seen = SeenSessions()
         self.allowed_hosts = frozenset(allowed_hosts)
         self._reported: set[str] = set()
 
@@ -638,7 +824,11 @@ class RequestGate:
             await self._refuse(scope, receive, send, 413, f"request body too large (limit {limit} bytes)")
             return
         upload = path.startswith("/gradio_api/upload") and scope.get("method") == "POST"
-        client = str((scope.get("client") or ("unknown", 0))[0])
+        client = client_key(str((scope.get("client") or ("unknown", 0))[0]))
+        event = is_event(str(scope.get("method")), path)
+        if event and not self.events.take(client, 1):
+            await self._refuse(scope, receive, send, 429, "too many requests; try again in a minute")
+            return
         if upload and not self.quota.take(client, int(declared) if declared else limit):
             await self._refuse(scope, receive, send, 429, "upload quota exceeded; try again later")
             return
@@ -666,6 +856,11 @@ class RequestGate:
                 return
             if not self.files.take(client, parts):
                 await self._refuse(scope, receive, send, 429, "upload quota exceeded; try again later")
+                return
+        if event and path.startswith("/gradio_api/queue/join"):
+            session = session_of(body)
+            if session is not None and self.seen.is_new(session) and not self.sessions.take(client, 1):
+                await self._refuse(scope, receive, send, 429, "too many new sessions; try again later")
                 return
         sent = False
 

@@ -37,6 +37,10 @@ _FORMAT = 1
 # jieba.posseg's block patterns (HMM mode).
 _HAN_INTERNAL = re.compile("([\u4e00-\u9fd5a-zA-Z0-9+#&\\._]+)")
 _HAN_DETAIL = re.compile("([\u4e00-\u9fd5]+)")
+# Characters of a text that go through the HMM at most: each costs the HMM's states squared (~4 ms
+# for a character outside its table), so 2,000 rare characters took 7.7 s. A question's unknown runs
+# are names of a few characters; past the budget, runs are left untagged (no names).
+MAX_HMM_CHARS = 64
 _MIN_FLOAT = -3.14e100
 _MIN_INF = float("-inf")
 
@@ -136,17 +140,21 @@ def warm_up() -> None:
     _get_tables()
 
 
-def name_words(text: str) -> list[str]:
+def name_words(text: str, hmm_chars: int | None = None) -> list[str]:
     """The words of ``text`` that ``jieba.posseg.lcut`` tags ns, nr, nt, nz or nrt, two characters or
-    longer, in order: ``[w for w, f in jieba.posseg.lcut(text) if f in NAME_FLAGS and len(w) >= 2]``."""
+    longer, in order: ``[w for w, f in jieba.posseg.lcut(text) if f in NAME_FLAGS and len(w) >= 2]``,
+    as long as the HMM reads at most ``hmm_chars`` characters (default ``MAX_HMM_CHARS``); past that, runs
+    of characters outside the dictionary give no names."""
     tokenizer = _get_jieba().dt
     tables = _get_tables()
     if tokenizer.user_word_tag_tab:  # posseg moves these into its table on each cut; so do we
         _user_tags.update(tokenizer.user_word_tag_tab)
     found: list[str] = []
+    budget = [MAX_HMM_CHARS if hmm_chars is None else hmm_chars]
     for block in _HAN_INTERNAL.split(text):
         if _HAN_INTERNAL.match(block):  # anything else gets tags x, m or eng: never a name
-            found.extend(w for w, f in _cut_dag(block, tokenizer, tables) if f in NAME_FLAGS and len(w) >= 2)
+            found.extend(w for w, f in _cut_dag(block, tokenizer, tables, budget)
+                         if f in NAME_FLAGS and len(w) >= 2)
     return found
 
 
@@ -156,9 +164,9 @@ def _is_name(word: str, tables: _Tables) -> bool:
     return word in tables.names
 
 
-def _cut_dag(sentence: str, tokenizer: Any, tables: _Tables) -> Iterator[tuple[str, str]]:
+def _cut_dag(sentence: str, tokenizer: Any, tables: _Tables, budget: list[int]) -> Iterator[tuple[str, str]]:
     """``POSTokenizer.__cut_DAG`` for words of two characters or more: (word, "name" or "") pairs,
-    except HMM words, which carry their own tag."""
+    except HMM words, which carry their own tag (within ``budget[0]`` HMM characters; spent here)."""
     dag = tokenizer.get_DAG(sentence)
     route: dict[int, tuple[float, int]] = {}
     tokenizer.calc(sentence, dag, route)
@@ -170,17 +178,22 @@ def _cut_dag(sentence: str, tokenizer: Any, tables: _Tables) -> Iterator[tuple[s
             buf += word
         else:
             if len(buf) > 1 and not tokenizer.FREQ.get(buf):
-                yield from _cut_detail(buf, tables)
+                yield from _cut_detail(buf, tables, budget)
             buf = ""  # one character, or known characters tagged one by one: never a name here
             yield word, ("nr" if _is_name(word, tables) else "")  # any name flag: only membership counts
         x = y
     if len(buf) > 1 and not tokenizer.FREQ.get(buf):
-        yield from _cut_detail(buf, tables)
+        yield from _cut_detail(buf, tables, budget)
 
 
-def _cut_detail(sentence: str, tables: _Tables) -> Iterator[tuple[str, str]]:
+def _cut_detail(sentence: str, tables: _Tables, budget: list[int]) -> Iterator[tuple[str, str]]:
     for block in _HAN_DETAIL.split(sentence):
         if _HAN_DETAIL.match(block):  # the rest are numbers (m), Latin (eng) or other (x)
+            if len(block) > budget[0]:
+                budget[0] = 0
+                yield block, "x"
+                continue
+            budget[0] -= len(block)
             yield from _cut_hmm(block, tables)
 
 

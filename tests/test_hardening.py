@@ -27,12 +27,17 @@ from assistant.server import (
     SECURITY_HEADERS,
     ClientQuota,
     RequestGate,
+    SeenSessions,
+    client_key,
     closed_route,
+    guarded_http,
     host_allowed,
     host_of,
-    proxy_options,
+    is_event,
     same_origin,
+    session_of,
     upload_parts,
+    uvicorn_options,
 )
 
 # --------------------------------------------------------------------------- finding 1: made-up history
@@ -51,7 +56,7 @@ def test_finding1_a_chain_of_long_follow_ups_is_read_with_a_bounded_context() ->
 @pytest.fixture(scope="module")
 def server(sample_index: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:  # noqa: F811
     paths = clone_index(sample_index, tmp_path_factory.mktemp("hardening"))
-    yield from serve_app(open_assistant(paths), allowed_hosts=("assistant.example.org",))
+    yield from serve_app(open_assistant(paths), allowed_hosts=("assistant.example.org",), metered=True)
 
 
 pytestmark = pytest.mark.slow
@@ -178,9 +183,11 @@ def test_finding4_uploads_are_limited_in_files_per_request_and_per_client() -> N
 def test_finding5_and_9_relay_and_monitoring_routes_are_closed() -> None:
     for path in ("/gradio_api/file=http://public.example/x.txt", "/gradio_api/file=HTTPS://public.example/x",
                  "/file=http://public.example/x", "/gradio_api/file=ftp://x/y", "/monitoring",
-                 "/monitoring/summary"):
+                 "/monitoring/summary", "/gradio_api/file/https://public.example/", "/file/http://public.example/x",
+                 "/gradio_api/component_server", "/gradio_api/component_server/", "/gradio_api/deep_link"):
         assert closed_route(path), path
-    for path in ("/gradio_api/file=/tmp/gradio/abc/conversation.md", "/gradio_api/upload", "/api/ask", "/"):
+    for path in ("/gradio_api/file=/tmp/gradio/abc/conversation.md", "/gradio_api/file/tmp/gradio/abc/x.md",
+                 "/gradio_api/upload", "/api/ask", "/"):
         assert not closed_route(path), path
     assert _gate().get("/gradio_api/file=http://public.example/x.txt").status_code == 404
 
@@ -205,6 +212,11 @@ def test_findings_on_the_live_server(server: LiveServer) -> None:
     with httpx.Client(base_url=server.url, timeout=30) as http:
         assert http.get("/monitoring/summary").status_code == 404
         assert http.get("/gradio_api/file=http://127.0.0.1:1/x").status_code == 404
+        ours = {"error": "no such endpoint"}  # refused by the gate, before Gradio makes a session
+        assert http.get("/gradio_api/file/https://1.1.1.1/").json() == ours  # its alias (third review)
+        assert http.get("/gradio_api/deep_link", params={"session_hash": "abc"}).json() == ours
+        assert http.post("/gradio_api/component_server", json={"session_hash": "s1", "component_id": 1,
+                                                                "fn_name": "x", "data": None}).json() == ours
         page = http.get("/")
         assert page.headers.get("x-frame-options") == "SAMEORIGIN"
         assert page.headers.get("x-content-type-options") == "nosniff"
@@ -334,8 +346,10 @@ def test_forwarded_addresses_are_read_from_named_proxies_only() -> None:
         finally:
             live.stop()
     assert seen == {(): "127.0.0.1", ("127.0.0.1",): "203.0.113.9", ("10.0.0.0/8",): "127.0.0.1"}
-    assert proxy_options(()) == {"proxy_headers": False}
-    assert proxy_options(("127.0.0.1",)) == {"proxy_headers": True, "forwarded_allow_ips": ["127.0.0.1"]}
+    plain, proxied = uvicorn_options(()), uvicorn_options(("127.0.0.1",))
+    assert plain["proxy_headers"] is False and "forwarded_allow_ips" not in plain
+    assert proxied["proxy_headers"] is True and proxied["forwarded_allow_ips"] == ["127.0.0.1"]
+    assert plain["http"].__name__ == proxied["http"].__name__ == "GuardedHttp"
 
 
 def test_serve_passes_host_names_and_proxies_on(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -351,9 +365,152 @@ def test_serve_passes_host_names_and_proxies_on(monkeypatch: pytest.MonkeyPatch)
         def warm_up(self) -> None:
             seen["warm"] = True
 
+    import io
+    import sys
+
+    from assistant.server import CappedStream
+
+    raw = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", raw)  # serve() wraps it; the test puts it back
     ui.serve(Warm(), host="Lab.Example.edu", allowed_hosts=("a.example",), trusted_proxies=("127.0.0.1",))
+    assert isinstance(sys.stderr, CappedStream) and sys.stderr.stream is raw
     assert seen["app"]["allowed_hosts"] == ("a.example", "lab.example.edu")
     assert seen["run"]["proxy_headers"] is True and seen["run"]["forwarded_allow_ips"] == ["127.0.0.1"]
     seen.clear()
     ui.serve(Warm(), host="0.0.0.0")
     assert seen["app"]["allowed_hosts"] == () and seen["run"]["proxy_headers"] is False
+
+
+# --------------------------------------------------------------------------- third review: what one client may start
+
+
+def test_clients_and_events_exact() -> None:
+    assert [client_key(a) for a in ("10.1.2.3", "2001:db8:1:2::99", "2001:db8:1:2:ffff::1", "::ffff:10.1.2.3",
+                                    "unknown")] == ["10.1.2.3", "2001:db8:1:2::/64", "2001:db8:1:2::/64", "10.1.2.3",
+                                                    "unknown"]
+    assert [is_event(m, p) for m, p in (("POST", "/api/ask"), ("POST", "/api/ask/"), ("POST", "/gradio_api/queue/join"),
+                                        ("POST", "/gradio_api/call/ask"), ("GET", "/api/ask"),
+                                        ("POST", "/gradio_api/upload"), ("GET", "/gradio_api/queue/data"))] == [
+        True, True, True, True, False, False, False]
+    assert session_of(b'{"data": [], "session_hash": "abc"}') == "abc"
+    assert [session_of(b) for b in (b"[1]", b"not json", b'{"session_hash": 5}', b"{}")] == [None] * 4
+    seen = SeenSessions(capacity=2)
+    assert [seen.is_new(h) for h in ("a", "b", "a", "c", "b", "a")] == [True, True, False, True, True, True]
+
+
+def test_events_and_new_sessions_are_metered_per_client() -> None:
+    now = [0.0]
+    client = _gate(events=ClientQuota(limit=5, window=60, clock=lambda: now[0]),
+                   sessions=ClientQuota(limit=3, window=600, clock=lambda: now[0]))
+    statuses = [client.post("/api/ask", json={"question": "q"}).status_code for _ in range(6)]
+    assert statuses == [200] * 5 + [429]
+    assert client.get("/api/health").status_code == 200  # reading is not starting work
+    now[0] += 61
+    joins = [client.post("/gradio_api/queue/join", json={"session_hash": h}).status_code for h in ("s1", "s1", "s2")]
+    joins += [client.post("/gradio_api/queue/join", json={"session_hash": h}).status_code for h in ("s3", "s4")]
+    assert joins == [200, 200, 200, 200, 429]  # s4 is a fourth new session within 10 minutes
+    assert client.post("/gradio_api/queue/join", json={"session_hash": "s4"}).status_code == 429  # not counted
+    now[0] += 601
+    assert client.post("/gradio_api/queue/join", json={"session_hash": "s4"}).status_code == 200
+
+
+def test_the_live_server_meters_events(server: LiveServer) -> None:
+    """The metered server, from an address of its own (the module's other tests keep their budget)."""
+    from assistant.server import MAX_EVENTS_PER_MINUTE
+
+    transport = httpx.HTTPTransport(local_address="127.0.0.7")
+    with httpx.Client(base_url=server.url, timeout=30, transport=transport) as http:
+        codes = [http.post("/api/ask", content=b"{").status_code for _ in range(MAX_EVENTS_PER_MINUTE + 1)]
+        assert codes[:-1] == [400] * MAX_EVENTS_PER_MINUTE and codes[-1] == 429  # counted before the body is read
+        assert http.get("/api/health").status_code == 200
+    with httpx.Client(base_url=server.url, timeout=30) as other:  # another address is not held back
+        assert other.post("/api/ask", content=b"{").status_code == 400
+
+
+def _raw(port: int, source: str = "127.0.0.1") -> Any:
+    import socket
+
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5, source_address=(source, 0))
+    return sock
+
+
+def _closed(sock: Any) -> bytes | None:
+    """What the server sent before closing the connection; None if it is still open after 3 s."""
+
+    sock.settimeout(3)
+    got = b""
+    try:
+        while chunk := sock.recv(65536):
+            got += chunk
+    except TimeoutError:
+        return None
+    except ConnectionResetError:
+        pass
+    return got
+
+
+def test_connections_are_guarded_without_a_proxy_in_front() -> None:
+    """Slow or huge request heads and piles of idle sockets (third security review), on real uvicorn."""
+    import threading
+
+    import uvicorn
+    from fastapi import FastAPI
+
+    inner = FastAPI()
+
+    @inner.get("/ok")
+    def ok() -> dict[str, bool]:
+        return {"ok": True}
+
+    port = __import__("ui_fixtures").free_port()
+    config = uvicorn.Config(inner, host="127.0.0.1", port=port, log_level="warning", proxy_headers=False,
+                            http=guarded_http(("127.0.0.9",), head_timeout=1.0, max_head=4096, max_connections=3))
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    try:
+        slow = _raw(port)
+        slow.sendall(b"GET /ok HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")  # never finishes its head
+        assert _closed(slow) == b""  # closed after the head timeout, nothing sent
+        huge = _raw(port)
+        huge.sendall(b"GET /ok HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"a" * 8000)
+        assert (_closed(huge) or b"").startswith(b"HTTP/1.1 431")
+        idle = [_raw(port, "127.0.0.3") for _ in range(3)]
+        extra = _raw(port, "127.0.0.3")
+        assert _closed(extra) == b""  # a fourth connection of one address is closed at once
+        assert httpx.get(f"http://127.0.0.1:{port}/ok").json() == {"ok": True}  # others are served
+        proxy = [_raw(port, "127.0.0.9") for _ in range(5)]  # a trusted proxy carries many clients
+        for sock in proxy:
+            sock.sendall(b"GET /ok HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            assert (_closed(sock) or b"").startswith(b"HTTP/1.1 200")
+        for sock in idle:
+            sock.close()
+        time.sleep(0.2)
+        again = _raw(port, "127.0.0.3")  # closed connections are counted out
+        again.sendall(b"GET /ok HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        assert (_closed(again) or b"").startswith(b"HTTP/1.1 200")
+        keep = _raw(port)  # a kept-alive connection: the second request's head is timed too
+        keep.sendall(b"GET /ok HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        keep.settimeout(3)
+        assert keep.recv(65536).startswith(b"HTTP/1.1 200")
+        keep.sendall(b"GET /ok HTTP/1.1\r\nHost: 127")
+        assert _closed(keep) == b""
+    finally:
+        server.should_exit = True
+        thread.join(timeout=5)
+
+
+def test_one_write_to_the_log_is_capped() -> None:
+    """Gradio prints a refused value whole in its traceback (900 KB from one event, third review)."""
+    import io
+
+    from assistant.server import CappedStream
+
+    raw = io.StringIO()
+    log = CappedStream(raw, cap=10)
+    log.write("short\n")
+    log.write("x" * 25)
+    assert raw.getvalue() == "short\n" + "x" * 10 + "... [15 characters cut]\n"
+    assert log.getvalue() == raw.getvalue()  # everything else is the stream's own

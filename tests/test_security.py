@@ -183,6 +183,25 @@ def test_finding2_guessing_locks_out_the_guesser_only(staff_server: LiveServer) 
         staff.close()
 
 
+def test_a_staff_session_id_used_from_another_address_grants_nothing(staff_server: LiveServer) -> None:
+    """Gradio's session id is a bearer token that travels in URLs (third security review): a client at
+    another address presenting a logged-in staff session's id cannot act as staff."""
+    staff = RawGradio(staff_server.url, source="127.0.0.1")
+    thief = RawGradio(staff_server.url, source="127.0.0.6")
+    try:
+        assert "Logged in" in _login(staff, PASSWORD)
+        thief.session_hash = staff.session_hash
+        event = staff.event("reindex-btn", "click")
+        data = [False if staff.types[i] == "checkbox" else None if staff.types[i] == "state" else "en"
+                for i in event.inputs]
+        status = event.outputs.index(staff.component("staff-status"))
+        assert "Staff login required" in str(thief.outputs(event, data)[status])
+        assert "Staff login required" not in str(staff.outputs(event, data)[status])  # the staff's own address
+    finally:
+        staff.close()
+        thief.close()
+
+
 def test_login_throttle_policy_exact() -> None:
     from assistant.server import LoginThrottle
 

@@ -56,7 +56,22 @@ def test_staff_handlers_refuse_without_login_and_lock_out_guessers(ctx: ui.UICon
         assert ui.staff_login(ctx, "wrong", "en", "10.9.9.9")[0] is False
     locked = ui.staff_login(ctx, "pw", "en", "10.9.9.9")
     assert locked[0] is False and "Too many" in locked[2]
-    assert ui.staff_login(ctx, "pw", "zh", "10.9.9.8")[0] is True
+    assert ui.staff_login(ctx, "pw", "zh", "10.9.9.8")[0] == "10.9.9.8"  # the flag is the address that logged in
+
+
+def test_a_staff_session_acts_only_from_the_address_that_logged_in() -> None:
+    """A session hash is a bearer token in URLs (third security review): held elsewhere it grants nothing."""
+    from types import SimpleNamespace
+
+    def from_(host: str) -> Any:
+        return SimpleNamespace(client=SimpleNamespace(host=host))
+
+    assert ui.staff_granted("10.9.9.8", from_("10.9.9.8"))
+    assert not ui.staff_granted("10.9.9.8", from_("10.9.9.9"))
+    assert not ui.staff_granted(True, from_("10.9.9.8")) and not ui.staff_granted("", SimpleNamespace(client=None))
+    assert not ui.staff_granted(False, from_("10.9.9.8"))
+    net = "2001:db8:1:2::/64"  # an IPv6 client is its /64, as the per-client limits count it
+    assert ui.staff_granted(net, from_("2001:db8:1:2::99")) and not ui.staff_granted(net, from_("2001:db8:1:3::1"))
 
 
 def test_feedback_handler_writes_one_line(ctx: ui.UIContext) -> None:
@@ -96,8 +111,12 @@ def test_idle_sessions_are_forgotten_and_their_number_is_bounded(ctx: ui.UIConte
     import datetime
 
     app = ui.create_app(ctx.assistant, admin_password="")
-    holder = next(r.app.state_holder for r in app.routes if getattr(getattr(r, "app", None), "state_holder", None))
+    gradio_app = next(r.app for r in app.routes if getattr(getattr(r, "app", None), "state_holder", None))
+    holder = gradio_app.state_holder
     assert holder.capacity == ui.SESSION_CAPACITY
+    from assistant.server import QUEUE_MAX_SIZE
+
+    assert gradio_app.get_blocks()._queue.max_size == QUEUE_MAX_SIZE  # queued events are bounded too
     for sid in ("old-1", "old-2", "recent"):
         holder[sid]
     now = datetime.datetime.now()

@@ -53,7 +53,7 @@ def own_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def assert_same(items: list[str]) -> int:
-    got = {t: zh_names.name_words(t) for t in items}
+    got = {t: zh_names.name_words(t, hmm_chars=10**9) for t in items}  # the tagger's words, whatever it costs
     want = {t: expected(t) for t in items}
     assert [t for t in items if got[t] != want[t]] == []
     return sum(map(len, want.values()))
@@ -176,3 +176,21 @@ def test_jieba_reads_its_cache_whole() -> None:
     with cache.open("rb") as a, cache.open("rb") as b:
         assert text._MarshalOfBytes.load(a) == marshal.load(b)
     assert len(jieba.dt.FREQ) > 300_000
+
+
+def test_the_hmm_reads_a_bounded_number_of_characters(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each HMM character costs the states squared (2,000 rare characters took 7.7 s of a question,
+    third security review): a text sends at most MAX_HMM_CHARS characters through it, then no more."""
+    import random
+
+    read: list[int] = []
+    real = zh_names._viterbi
+    monkeypatch.setattr(zh_names, "_viterbi", lambda obs, tables: read.append(len(obs)) or real(obs, tables))
+    rng = random.Random(0)
+    rare = "".join(chr(rng.randint(0x9000, 0x9FA5)) for _ in range(2000))
+    zh_names.name_words(rare)
+    assert read == []  # one run longer than the budget: not read at all
+    crafted = "，".join(rare[i : i + 12] for i in range(0, 2000, 12))  # 167 short runs
+    zh_names.name_words(crafted)
+    assert 0 < sum(read) <= zh_names.MAX_HMM_CHARS and max(read) <= 12
+    assert zh_names.name_words("张伟和李娜在北京大学见面。") == expected("张伟和李娜在北京大学见面。")

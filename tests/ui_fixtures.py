@@ -81,13 +81,13 @@ class LiveServer:
     def __init__(self, app: Any, trusted_proxies: tuple[str, ...] = ()) -> None:
         import uvicorn
 
-        from assistant.server import proxy_options
+        from assistant.server import uvicorn_options
 
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         # The proxy options `assistant serve` uses (by default: X-Forwarded-For is read from nobody).
         config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on",
-                                timeout_graceful_shutdown=1, **proxy_options(trusted_proxies))
+                                timeout_graceful_shutdown=1, **uvicorn_options(trusted_proxies))
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, name=f"uvicorn-{self.port}", daemon=True)
 
@@ -108,11 +108,18 @@ class LiveServer:
             self.thread.join(timeout=5)
 
 
-def serve_app(assistant: Any, admin_password: str = "", allowed_hosts: tuple[str, ...] = ()) -> Iterator[LiveServer]:
-    """Start the full app (API + UI) for ``assistant``; yields the running server, stops it after."""
-    from assistant.cli import load_ui
+def serve_app(assistant: Any, admin_password: str = "", allowed_hosts: tuple[str, ...] = (),
+              metered: bool = False) -> Iterator[LiveServer]:
+    """Start the full app (API + UI) for ``assistant``; yields the running server, stops it after.
 
-    app = load_ui().create_app(assistant, admin_password=admin_password, allowed_hosts=allowed_hosts)
+    Unless ``metered``, the per-client event and session limits are lifted: a test module sends hundreds
+    of events from 127.0.0.1 in a minute (``test_hardening`` checks the limits on a metered server)."""
+    from assistant.cli import load_ui
+    from assistant.server import ClientQuota
+
+    lifted = {"events": ClientQuota(limit=10**9, window=60), "sessions": ClientQuota(limit=10**9)}
+    app = load_ui().create_app(assistant, admin_password=admin_password, allowed_hosts=allowed_hosts,
+                               gate=None if metered else lifted)
     server = LiveServer(app).start()
     try:
         yield server
