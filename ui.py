@@ -1150,8 +1150,13 @@ def wire_staff(ctx: UIContext, s: Session, lang: Any, d: dict[str, Any], refresh
     # Instant handlers (no sleep): a guesser's queue place costs nobody else a wait.
     d["login"].click(login, [d["pw"], lang], login_outputs, api_visibility="private")
     d["pw"].submit(login, [d["pw"], lang], login_outputs, api_visibility="private")
-    d["logout"].click(staff_logout, [lang], [s.is_admin, d["controls"], d["status"], d["del_doc"], d["trash"],
-                                       d["feedback"]], api_visibility="private")
+    def logout(ui_lang: str, admin: str | bool, request: gr.Request | None = None) -> tuple[Any, ...]:
+        if admin and not staff_granted(admin, request):  # the session's id, held at another address
+            return (admin, *(gr.update() for _ in range(5)))
+        return staff_logout(ui_lang)
+
+    d["logout"].click(logout, [lang, s.is_admin], [s.is_admin, d["controls"], d["status"], d["del_doc"], d["trash"],
+                                                   d["feedback"]], api_visibility="private")
 
     def upload(files: list[str] | None, admin: str | bool, ui_lang: str, request: gr.Request | None = None,
                progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:  # noqa: B008 - Gradio's idiom
@@ -1308,11 +1313,13 @@ def create_app(assistant: Any, admin_password: str | None = None, *, ui: bool = 
 
 
 def serve(assistant: Any, host: str = "127.0.0.1", port: int = 7860, admin_password: str | None = None,
-          allowed_hosts: Sequence[str] = (), trusted_proxies: Sequence[str] = ()) -> None:
+          allowed_hosts: Sequence[str] = (), trusted_proxies: Sequence[str] = (),
+          gate: dict[str, Any] | None = None) -> None:
     """Warm the models up, then serve the UI and the API with uvicorn until interrupted.
 
     ``allowed_hosts``: names clients may address the server by (besides localhost and IP addresses; a
-    bound host name is one); ``trusted_proxies``: addresses whose ``X-Forwarded-For`` is believed."""
+    bound host name is one); ``trusted_proxies``: addresses whose ``X-Forwarded-For`` is believed;
+    ``gate``: ``RequestGate``'s per-client limits (``server.client_limits``)."""
     import uvicorn
 
     from assistant.server import CappedStream, host_allowed, uvicorn_options
@@ -1326,7 +1333,7 @@ def serve(assistant: Any, host: str = "127.0.0.1", port: int = 7860, admin_passw
     assistant.warm_up()
     if not host_allowed(host, allowed_hosts):
         allowed_hosts = (*allowed_hosts, host.lower().rstrip("."))
-    app = create_app(assistant, admin_password=admin_password, allowed_hosts=allowed_hosts)
+    app = create_app(assistant, admin_password=admin_password, allowed_hosts=allowed_hosts, gate=gate)
     # An upgraded index (another chunker or reading; sentence vectors of another
     # version) is brought up to date after the start, not before it: at 100k chunks that takes hours.
     start_upgrade(assistant, say=lambda line: print(line, flush=True))

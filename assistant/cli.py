@@ -457,10 +457,12 @@ def load_ui() -> Any:
 def cmd_serve(args: argparse.Namespace) -> int:
     ui = load_ui()
     settings: Settings = args.settings
-    from .server import names
+    from .server import client_limits, names
 
+    limits = client_limits(settings.events_per_minute, settings.questions_at_once, settings.new_sessions)
     ui.serve(_assistant(args), host=settings.host, port=settings.port, admin_password=settings.admin_password,
-             allowed_hosts=names(settings.allowed_hosts), trusted_proxies=names(settings.trusted_proxies))
+             allowed_hosts=names(settings.allowed_hosts), trusted_proxies=names(settings.trusted_proxies),
+             gate=limits)
     return EXIT_OK
 
 

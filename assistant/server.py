@@ -77,7 +77,9 @@ QUEUE_MAX_SIZE = 64
 # Per client address a minute: questions and other events (a question is one, a page load three), and
 # per 10 minutes: new browser sessions (each a place in the server's session store, which keeps 1,000
 # and drops the least recently used: a script making sessions would log staff out).
-MAX_EVENTS_PER_MINUTE = 120
+MAX_EVENTS_PER_MINUTE = 60  # below what 2 cores drain of the costliest questions (~0.7 s each)
+MAX_ASKS_IN_FLIGHT = 4  # JSON API questions one address may have running at once
+BODY_TIMEOUT = 20.0  # seconds between the parts of a request body
 MAX_NEW_SESSIONS_PER_WINDOW = 200
 
 Scope = MutableMapping[str, Any]
@@ -612,6 +614,10 @@ def same_origin(headers: dict[bytes, bytes]) -> bool:
     return bool(host) and named == host
 
 
+# Headers a request may carry once: a check reading one copy while the app reads another is bypassed.
+_SINGLE_HEADERS = (b"host", b"x-forwarded-host", b"origin", b"content-length", b"content-type")
+
+
 def host_of(value: str) -> str:
     """The host name of a ``Host`` header's value (port, brackets, case and a final dot dropped)."""
     value = value.strip().lower()
@@ -641,16 +647,24 @@ def host_allowed(value: str, allowed: Collection[str]) -> bool:
     return any(a.startswith(".") and (name == a[1:] or name.endswith(a)) for a in allowed)
 
 
+def client_limits(events_per_minute: int = MAX_EVENTS_PER_MINUTE, questions_at_once: int = MAX_ASKS_IN_FLIGHT,
+                  new_sessions: int = MAX_NEW_SESSIONS_PER_WINDOW) -> dict[str, Any]:
+    """``RequestGate``'s per-client limits (``ASSISTANT_EVENTS_PER_MINUTE``, ``ASSISTANT_QUESTIONS_AT_ONCE``,
+    ``ASSISTANT_NEW_SESSIONS_PER_10_MINUTES``): clients behind one NAT address share them."""
+    return {"events": ClientQuota(limit=events_per_minute, window=60.0),
+            "sessions": ClientQuota(limit=new_sessions), "asks_in_flight": questions_at_once}
+
+
 def names(setting: str | None) -> tuple[str, ...]:
     """A comma-separated setting (``Settings.allowed_hosts``, ``trusted_proxies``) as a tuple."""
     return tuple(n for n in (setting or "").split(",") if n)
 
 
-MAX_LOG_WRITE = 8192  # characters of one write to the server's stderr
+MAX_LOG_WRITE = 8192  # bytes (UTF-8) of one write to the server's stderr
 
 
 class CappedStream:
-    """A text stream whose single writes are cut to ``cap`` characters.
+    """A text stream whose single writes are cut to ``cap`` bytes (UTF-8).
 
     Gradio prints a traceback for any value a component refuses, the value included: one anonymous
     event with a 900,000-character dropdown value added 903 KB to the log (third security review)."""
@@ -660,8 +674,9 @@ class CappedStream:
         self.cap = cap
 
     def write(self, text: str) -> int:
-        if len(text) > self.cap:
-            text = f"{text[: self.cap]}... [{len(text) - self.cap} characters cut]\n"
+        if len(text) * 4 > self.cap and len(encoded := text.encode("utf-8", "replace")) > self.cap:
+            kept = encoded[: self.cap].decode("utf-8", "ignore")  # in bytes: an emoji is four
+            text = f"{kept}... [{len(text) - len(kept)} characters cut]\n"
         return int(self.stream.write(text))
 
     def __getattr__(self, name: str) -> Any:  # flush, fileno, isatty, encoding...
@@ -726,6 +741,15 @@ def guarded_http(trusted_proxies: Collection[str] = (), head_timeout: float = HE
             self._arm()
 
         def connection_lost(self, exc: Exception | None) -> None:
+            self._release()
+            super().connection_lost(exc)
+
+        def handle_websocket_upgrade(self) -> None:
+            # The connection passes to the websocket protocol, and this one never hears it close.
+            self._release()
+            super().handle_websocket_upgrade()
+
+        def _release(self) -> None:
             self._disarm()
             if self._counted is not None:
                 left = open_by_client.get(self._counted, 1) - 1
@@ -734,7 +758,6 @@ def guarded_http(trusted_proxies: Collection[str] = (), head_timeout: float = HE
                 else:
                     open_by_client.pop(self._counted, None)
                 self._counted = None
-            super().connection_lost(exc)
 
         def data_received(self, data: bytes) -> None:
             super().data_received(data)
@@ -788,13 +811,17 @@ class RequestGate:
 
     def __init__(self, app: ASGIApp, quota: ClientQuota | None = None, files: ClientQuota | None = None,
                  allowed_hosts: Collection[str] = (), events: ClientQuota | None = None,
-                 sessions: ClientQuota | None = None) -> None:
+                 sessions: ClientQuota | None = None, asks_in_flight: int = MAX_ASKS_IN_FLIGHT,
+                 body_timeout: float = BODY_TIMEOUT) -> None:
         self.app = app
         self.quota = quota or ClientQuota()
         self.files = files or ClientQuota(limit=MAX_FILES_PER_WINDOW)
         self.events = events or ClientQuota(limit=MAX_EVENTS_PER_MINUTE, window=60.0)
         self.sessions = sessions or ClientQuota(limit=MAX_NEW_SESSIONS_PER_WINDOW)
         self.seen = SeenSessions()
+        self.asks_in_flight = asks_in_flight
+        self.body_timeout = body_timeout
+        self.in_flight: dict[str, int] = {}  # JSON API questions running, by client (event loop only)
         self.allowed_hosts = frozenset(allowed_hosts)
         self._reported: set[str] = set()
 
@@ -803,8 +830,13 @@ class RequestGate:
             await self.app(scope, receive, send)
             return
         path = str(scope.get("path", ""))
-        headers = dict(scope.get("headers") or [])
-        refused = self._unknown_host(headers)
+        raw_headers = list(scope.get("headers") or [])
+        headers = dict(raw_headers)
+        # Two Host headers (RFC 9112: answer 400): the checks below would read one and Gradio the other.
+        repeated = len(raw_headers) != len(headers) and any(
+            sum(1 for k, _ in raw_headers if k == name) > 1 for name in _SINGLE_HEADERS)
+        refused = "a header that may appear once appears twice" if repeated else (
+            "this server does not answer to that host name" if self._unknown_host(headers) else "")
         if scope["type"] == "websocket":
             if refused:
                 await send({"type": "websocket.close", "code": 1008})
@@ -813,22 +845,40 @@ class RequestGate:
             return
         send = self._guarded(send, same_origin(headers))
         if refused:
-            await self._refuse(scope, receive, send, 400, "this server does not answer to that host name")
+            await self._refuse(scope, receive, send, 400, refused)
             return
         if closed_route(path):
             await self._refuse(scope, receive, send, 404, "no such endpoint")
             return
+        client = client_key(str((scope.get("client") or ("unknown", 0))[0]))
+        event = is_event(str(scope.get("method")), path)
+        if event and not self.events.take(client, 1):
+            await self._refuse(scope, receive, send, 429, "too many requests; try again in a minute")
+            return
+        if not (event and path.rstrip("/") == "/api/ask"):
+            await self._admitted(scope, receive, send, path, headers, client, event)
+            return
+        if self.in_flight.get(client, 0) >= self.asks_in_flight:
+            await self._refuse(scope, receive, send, 429, "too many questions at once; wait for an answer")
+            return
+        # Counted until its answer (or stream) ends: it holds a worker thread all that time.
+        self.in_flight[client] = self.in_flight.get(client, 0) + 1
+        try:
+            await self._admitted(scope, receive, send, path, headers, client, event)
+        finally:
+            left = self.in_flight.pop(client, 1) - 1
+            if left > 0:
+                self.in_flight[client] = left
+
+    async def _admitted(self, scope: Scope, receive: Receive, send: Send, path: str, headers: dict[bytes, bytes],
+                        client: str, event: bool) -> None:
+        """A request past the host, route and rate checks: its body is read and checked, then the app runs."""
         limit = body_limit(path)
         declared = headers.get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > limit):
             await self._refuse(scope, receive, send, 413, f"request body too large (limit {limit} bytes)")
             return
         upload = path.startswith("/gradio_api/upload") and scope.get("method") == "POST"
-        client = client_key(str((scope.get("client") or ("unknown", 0))[0]))
-        event = is_event(str(scope.get("method")), path)
-        if event and not self.events.take(client, 1):
-            await self._refuse(scope, receive, send, 429, "too many requests; try again in a minute")
-            return
         if upload and not self.quota.take(client, int(declared) if declared else limit):
             await self._refuse(scope, receive, send, 429, "upload quota exceeded; try again later")
             return
@@ -838,7 +888,11 @@ class RequestGate:
         body = bytearray()
         more = True
         while more:
-            message = await receive()
+            try:  # a body that stops coming would hold the connection (and its memory) for good
+                message = await asyncio.wait_for(receive(), self.body_timeout)
+            except TimeoutError:
+                await self._refuse(scope, receive, send, 408, "the request body stopped arriving")
+                return
             if message["type"] == "http.disconnect":
                 return
             body.extend(message.get("body", b""))
@@ -857,7 +911,7 @@ class RequestGate:
             if not self.files.take(client, parts):
                 await self._refuse(scope, receive, send, 429, "upload quota exceeded; try again later")
                 return
-        if event and path.startswith("/gradio_api/queue/join"):
+        if event and path.startswith("/gradio_api/"):  # queue/join, and call/ask, which takes one too
             session = session_of(body)
             if session is not None and self.seen.is_new(session) and not self.sessions.take(client, 1):
                 await self._refuse(scope, receive, send, 429, "too many new sessions; try again later")

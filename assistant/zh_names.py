@@ -40,7 +40,7 @@ _HAN_DETAIL = re.compile("([\u4e00-\u9fd5]+)")
 # Characters of a text that go through the HMM at most: each costs the HMM's states squared (~4 ms
 # for a character outside its table), so 2,000 rare characters took 7.7 s. A question's unknown runs
 # are names of a few characters; past the budget, runs are left untagged (no names).
-MAX_HMM_CHARS = 64
+MAX_HMM_CHARS = 40  # development questions send at most 38
 _MIN_FLOAT = -3.14e100
 _MIN_INF = float("-inf")
 

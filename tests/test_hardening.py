@@ -410,6 +410,7 @@ def test_events_and_new_sessions_are_metered_per_client() -> None:
     joins += [client.post("/gradio_api/queue/join", json={"session_hash": h}).status_code for h in ("s3", "s4")]
     assert joins == [200, 200, 200, 200, 429]  # s4 is a fourth new session within 10 minutes
     assert client.post("/gradio_api/queue/join", json={"session_hash": "s4"}).status_code == 429  # not counted
+    assert client.post("/gradio_api/call/ask", json={"session_hash": "s5"}).status_code == 429  # a session too
     now[0] += 601
     assert client.post("/gradio_api/queue/join", json={"session_hash": "s4"}).status_code == 200
 
@@ -491,6 +492,16 @@ def test_connections_are_guarded_without_a_proxy_in_front() -> None:
         again = _raw(port, "127.0.0.3")  # closed connections are counted out
         again.sendall(b"GET /ok HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
         assert (_closed(again) or b"").startswith(b"HTTP/1.1 200")
+        upgrade = (b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                   b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+        for _ in range(5):  # a websocket handshake hands the connection on: it is counted out then
+            ws = _raw(port, "127.0.0.4")
+            ws.sendall(upgrade)
+            assert (_closed(ws) or b"").startswith(b"HTTP/1.1 403")
+        time.sleep(0.2)
+        after_ws = _raw(port, "127.0.0.4")
+        after_ws.sendall(b"GET /ok HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        assert (_closed(after_ws) or b"").startswith(b"HTTP/1.1 200")
         keep = _raw(port)  # a kept-alive connection: the second request's head is timed too
         keep.sendall(b"GET /ok HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         keep.settimeout(3)
@@ -514,3 +525,71 @@ def test_one_write_to_the_log_is_capped() -> None:
     log.write("x" * 25)
     assert raw.getvalue() == "short\n" + "x" * 10 + "... [15 characters cut]\n"
     assert log.getvalue() == raw.getvalue()  # everything else is the stream's own
+    raw.truncate(0), raw.seek(0)
+    log.write("😀" * 25)  # counted in bytes: four each (the re-attack's 34 KB per event)
+    assert raw.getvalue() == "😀" * 2 + "... [23 characters cut]\n"
+
+
+def test_repeated_host_headers_are_refused() -> None:
+    """The gate read the last Host, Gradio the first (re-attack of the third review)."""
+    client = _gate()
+    for name in ("Host", "X-Forwarded-Host", "Origin", "Content-Type"):
+        first = "evil.example" if name != "Origin" else "https://evil.example"
+        r = client.get("/api/health", headers=[(name, first), (name, first.replace("evil.example",
+                                                                                     "assistant.example.org"))])
+        assert r.status_code == 400 and r.json() == {"error": "a header that may appear once appears twice"}, name
+    assert client.get("/api/health", headers=[("Accept", "a"), ("Accept", "b")]).text == "ok"  # others may repeat
+
+
+def _asgi(gate: Any, path: str, body_parts: list[bytes], hang: bool = False) -> Any:
+    """Call ``gate`` directly; the response's status. ``hang``: the body stops after its parts."""
+    import asyncio
+
+    async def call() -> int:
+        parts = list(body_parts)
+        sent: list[Any] = []
+
+        async def receive() -> dict[str, Any]:
+            if parts:
+                return {"type": "http.request", "body": parts.pop(0), "more_body": bool(parts) or hang}
+            await asyncio.sleep(3600)
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        scope = {"type": "http", "method": "POST", "path": path, "raw_path": path.encode(), "root_path": "",
+                 "query_string": b"", "headers": [(b"host", b"127.0.0.1"), (b"content-type", b"application/json")],
+                 "client": ("10.0.0.1", 5000), "server": ("127.0.0.1", 7860), "scheme": "http",
+                 "http_version": "1.1", "asgi": {"version": "3.0"}}
+        await gate(scope, receive, send)
+        return int(next(m["status"] for m in sent if m["type"] == "http.response.start"))
+
+    return call()
+
+
+def test_a_body_that_stops_arriving_is_refused_and_questions_in_flight_are_capped() -> None:
+    import asyncio
+
+    from fastapi import FastAPI
+
+    release = asyncio.Event()
+    inner = FastAPI()
+
+    @inner.post("/api/ask")
+    async def ask() -> dict[str, bool]:
+        await release.wait()
+        return {"ok": True}
+
+    async def scenario() -> tuple[int, list[int], int, int]:
+        gate = RequestGate(inner, allowed_hosts=(), asks_in_flight=2, body_timeout=0.3)
+        slow = await _asgi(gate, "/gradio_api/queue/join", [b'{"data": '], hang=True)
+        running = [asyncio.ensure_future(_asgi(gate, "/api/ask", [b"{}"])) for _ in range(2)]
+        await asyncio.sleep(0.2)
+        third = await _asgi(gate, "/api/ask", [b"{}"])  # a third at once from the same address
+        release.set()
+        done = list(await asyncio.gather(*running))
+        return slow, done, third, await _asgi(gate, "/api/ask", [b"{}"])
+
+    slow, done, third, after = asyncio.run(scenario())
+    assert (slow, done, third, after) == (408, [200, 200], 429, 200)

@@ -72,6 +72,9 @@ BAD_ENV: list[tuple[str, str, str]] = [
      "127.0.0.1 or 10.0.0.0/8"),
     ("ASSISTANT_TRUSTED_PROXIES", "10.0.0.0/33", "must be IP addresses or networks separated by commas, e.g. "
      "127.0.0.1 or 10.0.0.0/8"),
+    ("ASSISTANT_EVENTS_PER_MINUTE", "0", "must be an integer between 1 and 1000000"),
+    ("ASSISTANT_QUESTIONS_AT_ONCE", "four", "must be an integer between 1 and 10000"),
+    ("ASSISTANT_NEW_SESSIONS_PER_10_MINUTES", "-5", "must be an integer between 1 and 1000000"),
     ("ASSISTANT_PORT", "abc", PORT_RULE),
     ("ASSISTANT_PORT", "0", PORT_RULE),
     ("ASSISTANT_PORT", "99999", PORT_RULE),
