@@ -273,7 +273,7 @@ class Settings:
     port: int = _setting("ASSISTANT_PORT", "7860", integer(1, 65535), "--port")
     allowed_hosts: str | None = _setting("ASSISTANT_ALLOWED_HOSTS", None, host_names)
     trusted_proxies: str | None = _setting("ASSISTANT_TRUSTED_PROXIES", None, ip_networks)
-    events_per_minute: int = _setting("ASSISTANT_EVENTS_PER_MINUTE", "60", integer(1, 1_000_000))
+    events_per_minute: int = _setting("ASSISTANT_EVENTS_PER_MINUTE", "30", integer(1, 1_000_000))
     questions_at_once: int = _setting("ASSISTANT_QUESTIONS_AT_ONCE", "4", integer(1, 10_000))
     new_sessions: int = _setting("ASSISTANT_NEW_SESSIONS_PER_10_MINUTES", "200", integer(1, 1_000_000))
     admin_password: str | None = _setting("ASSISTANT_ADMIN_PASSWORD", None, password, secret=True)

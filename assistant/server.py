@@ -77,7 +77,9 @@ QUEUE_MAX_SIZE = 64
 # Per client address a minute: questions and other events (a question is one, a page load three), and
 # per 10 minutes: new browser sessions (each a place in the server's session store, which keeps 1,000
 # and drops the least recently used: a script making sessions would log staff out).
-MAX_EVENTS_PER_MINUTE = 60  # below what 2 cores drain of the costliest questions (~0.8 s each)
+# The re-attack kept the shared queue full with about 60 of the costliest questions (~0.8 s each) a
+# minute from one address; 30 leaves twice that margin, and a person asks far fewer.
+MAX_EVENTS_PER_MINUTE = 30
 MAX_ASKS_IN_FLIGHT = 4  # JSON API questions one address may have running at once
 BODY_TIMEOUT = 20.0  # seconds between the parts of a request body
 MAX_NEW_SESSIONS_PER_WINDOW = 200

@@ -231,7 +231,7 @@ def run_load(url: str, questions: Sequence[dict[str, Any]], n: int, clients: int
 
     def worker(k: int) -> None:
         # Each client from an address of its own, as real clients are: the server meters questions
-        # per address (4 at once, 60 a minute), and 127.0.0.0/8 is all this machine's.
+        # per address (4 at once, 30 a minute), and 127.0.0.0/8 is all this machine's.
         local = f"127.0.0.{10 + k % 240}" if httpx.URL(url).host == "127.0.0.1" else None
         transport = httpx.HTTPTransport(local_address=local) if local else None
         with httpx.Client(base_url=url, timeout=timeout, transport=transport) as client:
