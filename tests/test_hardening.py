@@ -401,6 +401,7 @@ def test_clients_and_events_exact() -> None:
 def test_events_and_new_sessions_are_metered_per_client() -> None:
     now = [0.0]
     client = _gate(events=ClientQuota(limit=5, window=60, clock=lambda: now[0]),
+                   burst=ClientQuota(limit=100, window=10, clock=lambda: now[0]),
                    sessions=ClientQuota(limit=3, window=600, clock=lambda: now[0]))
     statuses = [client.post("/api/ask", json={"question": "q"}).status_code for _ in range(6)]
     assert statuses == [200] * 5 + [429]
@@ -419,10 +420,11 @@ def test_the_live_server_meters_events(server: LiveServer) -> None:
     """The metered server, from an address of its own (the module's other tests keep their budget)."""
     from assistant.server import MAX_EVENTS_PER_MINUTE
 
+    burst = MAX_EVENTS_PER_MINUTE // 3  # a third of the minute's events within 10 s
     transport = httpx.HTTPTransport(local_address="127.0.0.7")
     with httpx.Client(base_url=server.url, timeout=30, transport=transport) as http:
-        codes = [http.post("/api/ask", content=b"{").status_code for _ in range(MAX_EVENTS_PER_MINUTE + 1)]
-        assert codes[:-1] == [400] * MAX_EVENTS_PER_MINUTE and codes[-1] == 429  # counted before the body is read
+        codes = [http.post("/api/ask", content=b"{").status_code for _ in range(burst + 1)]
+        assert codes[:-1] == [400] * burst and codes[-1] == 429  # counted before the body is read
         assert http.get("/api/health").status_code == 200
     with httpx.Client(base_url=server.url, timeout=30) as other:  # another address is not held back
         assert other.post("/api/ask", content=b"{").status_code == 400
@@ -593,3 +595,19 @@ def test_a_body_that_stops_arriving_is_refused_and_questions_in_flight_are_cappe
 
     slow, done, third, after = asyncio.run(scenario())
     assert (slow, done, third, after) == (408, [200, 200], 429, 200)
+
+
+def test_a_burst_is_a_third_of_the_minute() -> None:
+    """The whole minute's events at once queued 30 of the costliest questions ahead of everyone."""
+    from assistant.server import burst_quota, client_limits
+
+    now = [0.0]
+    client = _gate(events=ClientQuota(limit=30, window=60, clock=lambda: now[0]),
+                   burst=ClientQuota(limit=10, window=10, clock=lambda: now[0]))
+    codes = []
+    for _ in range(6):  # 8 a 10 s: 10 accepted, then 10 an interval, until the minute's 30 are used
+        codes.append([client.post("/api/ask", json={"question": "q"}).status_code for _ in range(12)].count(200))
+        now[0] += 10.5
+    assert codes == [10, 10, 10, 0, 0, 0]
+    assert burst_quota(30).limit == 10 and burst_quota(2).limit == 1
+    assert client_limits(30)["burst"].limit == 10

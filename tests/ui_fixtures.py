@@ -117,7 +117,8 @@ def serve_app(assistant: Any, admin_password: str = "", allowed_hosts: tuple[str
     from assistant.cli import load_ui
     from assistant.server import ClientQuota
 
-    lifted = {"events": ClientQuota(limit=10**9, window=60), "sessions": ClientQuota(limit=10**9),
+    lifted = {"events": ClientQuota(limit=10**9, window=60), "burst": ClientQuota(limit=10**9, window=10),
+              "sessions": ClientQuota(limit=10**9),
               "asks_in_flight": 10**9}
     app = load_ui().create_app(assistant, admin_password=admin_password, allowed_hosts=allowed_hosts,
                                gate=None if metered else lifted)
