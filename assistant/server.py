@@ -611,9 +611,8 @@ def same_origin(headers: dict[bytes, bytes]) -> bool:
     origin = headers.get(b"origin")
     if origin is None:
         return True
-    host = headers.get(b"host", b"").decode("latin-1").rsplit(":", 1)[0].strip("[]").lower()
-    named = origin.decode("latin-1").partition("://")[2].rsplit(":", 1)[0].strip("[]").lower()
-    return bool(host) and named == host
+    host = host_of(headers.get(b"host", b"").decode("latin-1"))
+    return bool(host) and host_of(origin.decode("latin-1").partition("://")[2]) == host
 
 
 # Headers a request may carry once: a check reading one copy while the app reads another is bypassed.
@@ -647,6 +646,13 @@ def host_allowed(value: str, allowed: Collection[str]) -> bool:
     except ValueError:
         pass
     return any(a.startswith(".") and (name == a[1:] or name.endswith(a)) for a in allowed)
+
+
+def count_down(counts: dict[str, int], key: str) -> None:
+    """One fewer for ``key`` (dropped at zero, so the table holds only clients with something open)."""
+    left = counts.pop(key, 1) - 1
+    if left > 0:
+        counts[key] = left
 
 
 def burst_quota(events_per_minute: int) -> ClientQuota:
@@ -703,10 +709,10 @@ def uvicorn_options(trusted_proxies: Collection[str]) -> dict[str, Any]:
     uvicorn's own default trusts 127.0.0.1, so any local process (or a browser page that reached the
     server by a rebound name) could give itself any client address and step around the per-address
     limits. With no proxy listed the header is ignored."""
-    http = guarded_http(trusted_proxies)
-    if not trusted_proxies:
-        return {"proxy_headers": False, "http": http}
-    return {"proxy_headers": True, "forwarded_allow_ips": list(trusted_proxies), "http": http}
+    options: dict[str, Any] = {"proxy_headers": bool(trusted_proxies), "http": guarded_http(trusted_proxies)}
+    if trusted_proxies:
+        options["forwarded_allow_ips"] = list(trusted_proxies)
+    return options
 
 
 def guarded_http(trusted_proxies: Collection[str] = (), head_timeout: float = HEAD_TIMEOUT,
@@ -760,11 +766,7 @@ def guarded_http(trusted_proxies: Collection[str] = (), head_timeout: float = HE
         def _release(self) -> None:
             self._disarm()
             if self._counted is not None:
-                left = open_by_client.get(self._counted, 1) - 1
-                if left > 0:
-                    open_by_client[self._counted] = left
-                else:
-                    open_by_client.pop(self._counted, None)
+                count_down(open_by_client, self._counted)
                 self._counted = None
 
         def data_received(self, data: bytes) -> None:
@@ -876,9 +878,7 @@ class RequestGate:
         try:
             await self._admitted(scope, receive, send, path, headers, client, event)
         finally:
-            left = self.in_flight.pop(client, 1) - 1
-            if left > 0:
-                self.in_flight[client] = left
+            count_down(self.in_flight, client)
 
     async def _admitted(self, scope: Scope, receive: Receive, send: Send, path: str, headers: dict[bytes, bytes],
                         client: str, event: bool) -> None:

@@ -140,17 +140,17 @@ def warm_up() -> None:
     _get_tables()
 
 
-def name_words(text: str, hmm_chars: int | None = None) -> list[str]:
+def name_words(text: str, hmm_chars: int = MAX_HMM_CHARS) -> list[str]:
     """The words of ``text`` that ``jieba.posseg.lcut`` tags ns, nr, nt, nz or nrt, two characters or
     longer, in order: ``[w for w, f in jieba.posseg.lcut(text) if f in NAME_FLAGS and len(w) >= 2]``,
-    as long as the HMM reads at most ``hmm_chars`` characters (default ``MAX_HMM_CHARS``); past that, runs
+    as long as the HMM reads at most ``hmm_chars`` characters; past that, runs
     of characters outside the dictionary give no names."""
     tokenizer = _get_jieba().dt
     tables = _get_tables()
     if tokenizer.user_word_tag_tab:  # posseg moves these into its table on each cut; so do we
         _user_tags.update(tokenizer.user_word_tag_tab)
     found: list[str] = []
-    budget = [MAX_HMM_CHARS if hmm_chars is None else hmm_chars]
+    budget = [hmm_chars]  # spent by every run the HMM reads
     for block in _HAN_INTERNAL.split(text):
         if _HAN_INTERNAL.match(block):  # anything else gets tags x, m or eng: never a name
             found.extend(w for w, f in _cut_dag(block, tokenizer, tables, budget)
