@@ -11,7 +11,6 @@ from __future__ import annotations
 import atexit
 import datetime
 import hashlib
-import hmac
 import html
 import json
 import logging
@@ -52,6 +51,7 @@ from assistant.server import (
     ClientQuota,
     LoginThrottle,
     SavedUpload,
+    StaffSessions,
     admin_password,
     check_not_upgrading,
     check_password,
@@ -397,6 +397,12 @@ def _remove_file(path: str, corpus_dir: Path, others: Sequence[Any], lang: str) 
     return t("status.file_trashed", lang)
 
 
+def session_id(request: Any) -> str | None:
+    """The Gradio session id (``session_hash``) of an event's request, if any."""
+    value = getattr(request, "session_hash", None)
+    return value if isinstance(value, str) and value else None
+
+
 def client_address(request: Any) -> str:
     """The client as per-client limits count it (``client_key``: its address, behind a trusted proxy the
     forwarded one; an IPv6 client's /64 network)."""
@@ -507,6 +513,7 @@ class UIContext:
     password: str | None = None
     guard: Any = None
     throttle: LoginThrottle = field(default_factory=LoginThrottle)  # wrong staff passwords by client address
+    staff: StaffSessions = field(default_factory=StaffSessions)  # who is logged in, by session id and address
     reports: ReportFiles = field(default_factory=ReportFiles)
     exports: ReportFiles = field(default_factory=lambda: ReportFiles(keep=50))
     # Exports and feedback need no login and write to the server's disk (Gradio keeps a returned file
@@ -791,34 +798,37 @@ def denied(lang: str) -> str:
     return render_notice(t("msg.denied", lang))
 
 
-def staff_login(ctx: UIContext, given: Any, lang: str, client: str) -> tuple[Any, ...]:
-    """(admin flag, staff controls, status, password box, delete choices, trash choices, feedback)."""
+def staff_login(ctx: UIContext, given: Any, lang: str, client: str, session: str | None) -> tuple[Any, ...]:
+    """(staff controls, status, password box, delete choices, trash choices, feedback); a correct
+    password logs ``session`` in from ``client`` (``UIContext.staff``)."""
     wait = ctx.throttle.retry_after(client)
-    refused = (False, gr.update(visible=False), "", "", gr.update(choices=[]), gr.update(choices=[]),
+    refused = (gr.update(visible=False), "", "", gr.update(choices=[]), gr.update(choices=[]),
                gr.update(visible=False, value=""))
     if wait > 0:  # refused at once, without looking at the password: nothing waits in a worker
-        return (*refused[:2], render_notice(t("msg.locked", lang, s=ceil(wait))), *refused[3:])
-    if check_password(given, ctx.password):
+        return (refused[0], render_notice(t("msg.locked", lang, s=ceil(wait))), *refused[2:])
+    if check_password(given, ctx.password) and ctx.staff.grant(session, client):
         ctx.throttle.succeeded(client)
         recent = render_feedback(feedback.read(ctx.feedback_file, 20), lang)
-        # The session's staff flag is the address that logged in (``staff_granted``).
-        return (client, gr.update(visible=True), render_notice(t("msg.logged_in", lang), "ok"), "",
+        return (gr.update(visible=True), render_notice(t("msg.logged_in", lang), "ok"), "",
                 ctx.delete_choices(), ctx.trash_choices(), gr.update(visible=True, value=recent))
     lock = ctx.throttle.failed(client)
     message = t("msg.bad_password", lang) + (" " + t("msg.locked", lang, s=ceil(lock)) if lock else "")
-    return (*refused[:2], render_notice(message), *refused[3:])
+    return (refused[0], render_notice(message), *refused[2:])
 
 
-def staff_granted(admin: Any, request: Any) -> bool:
-    """Whether a staff action comes from the address its session logged in from.
+def staff_granted(ctx: UIContext, request: Any) -> bool:
+    """Whether a staff action comes from a logged-in session, at the address it logged in from.
 
     Gradio's session hash is a bearer token the browser makes up and sends in URLs (proxy logs keep
     them): whoever holds it *is* the session. Held from another address, it grants nothing."""
-    return isinstance(admin, str) and admin != "" and hmac.compare_digest(admin, client_address(request))
+    return ctx.staff.granted(session_id(request), client_address(request))
 
 
-def staff_logout(lang: str) -> tuple[Any, ...]:
-    return (False, gr.update(visible=False), render_notice(t("msg.logged_out", lang), "info"), gr.update(choices=[]),
+def staff_logout(ctx: UIContext, lang: str, request: Any) -> tuple[Any, ...]:
+    """(staff controls, status, delete choices, trash choices, feedback). Only the address that logged
+    in logs its session out: the session's id held elsewhere hides that page's controls, nothing more."""
+    ctx.staff.revoke(session_id(request), client_address(request))
+    return (gr.update(visible=False), render_notice(t("msg.logged_out", lang), "info"), gr.update(choices=[]),
             gr.update(choices=[]), gr.update(visible=False, value=""))
 
 
@@ -989,13 +999,12 @@ class Session:
     records: Any  # one per question/answer message pair: what feedback on that answer refers to
     saved_current: Any  # the current conversation with its sources, in the browser's localStorage
     saved_past: Any  # earlier conversations with their quotes, in the browser's localStorage
-    is_admin: Any  # the address that logged in, set only by a correct password; checked by every staff handler
 
     @classmethod
     def create(cls, secret: str) -> Session:
         return cls(gr.State([]), gr.State([]), gr.State([]), gr.State([]),
                    gr.BrowserState([], storage_key="alliance-assistant-current", secret=secret),
-                   gr.BrowserState([], storage_key="alliance-assistant-past", secret=secret), gr.State(False))
+                   gr.BrowserState([], storage_key="alliance-assistant-past", secret=secret))
 
 
 def build_chat_tab(ctx: UIContext, s: Session, lang: Any, L: Labels) -> dict[str, Any]:  # noqa: N803
@@ -1144,47 +1153,45 @@ def wire_staff(ctx: UIContext, s: Session, lang: Any, d: dict[str, Any], refresh
     """The staff handlers of the Documents tab (management runs one event at a time)."""
 
     def login(given: str, ui_lang: str, request: gr.Request | None = None) -> tuple[Any, ...]:
-        return staff_login(ctx, given, ui_lang, client_address(request))
+        return staff_login(ctx, given, ui_lang, client_address(request), session_id(request))
 
-    login_outputs = [s.is_admin, d["controls"], d["status"], d["pw"], d["del_doc"], d["trash"], d["feedback"]]
+    login_outputs = [d["controls"], d["status"], d["pw"], d["del_doc"], d["trash"], d["feedback"]]
     # Instant handlers (no sleep): a guesser's queue place costs nobody else a wait.
     d["login"].click(login, [d["pw"], lang], login_outputs, api_visibility="private")
     d["pw"].submit(login, [d["pw"], lang], login_outputs, api_visibility="private")
-    def logout(ui_lang: str, admin: str | bool, request: gr.Request | None = None) -> tuple[Any, ...]:
-        if admin and not staff_granted(admin, request):  # the session's id, held at another address
-            return (admin, *(gr.update() for _ in range(5)))
-        return staff_logout(ui_lang)
+    def logout(ui_lang: str, request: gr.Request | None = None) -> tuple[Any, ...]:
+        return staff_logout(ctx, ui_lang, request)
 
-    d["logout"].click(logout, [lang, s.is_admin], [s.is_admin, d["controls"], d["status"], d["del_doc"], d["trash"],
-                                                   d["feedback"]], api_visibility="private")
+    d["logout"].click(logout, [lang], [d["controls"], d["status"], d["del_doc"], d["trash"], d["feedback"]],
+                      api_visibility="private")
 
-    def upload(files: list[str] | None, admin: str | bool, ui_lang: str, request: gr.Request | None = None,
+    def upload(files: list[str] | None, ui_lang: str, request: gr.Request | None = None,
                progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:  # noqa: B008 - Gradio's idiom
-        return staff_upload(ctx, files, staff_granted(admin, request), ui_lang, progress)
+        return staff_upload(ctx, files, staff_granted(ctx, request), ui_lang, progress)
 
-    refresh(d["upload"].click(upload, [d["uploads"], s.is_admin, lang],
+    refresh(d["upload"].click(upload, [d["uploads"], lang],
                               [d["status"], d["uploads"], d["del_doc"], d["trash"]],
                               api_visibility="private", concurrency_limit=1))
 
-    def delete(doc_id: str | None, remove_file: bool, admin: str | bool, ui_lang: str,
+    def delete(doc_id: str | None, remove_file: bool, ui_lang: str,
                request: gr.Request | None = None) -> tuple[Any, ...]:
-        return staff_delete(ctx, doc_id, remove_file, staff_granted(admin, request), ui_lang)
+        return staff_delete(ctx, doc_id, remove_file, staff_granted(ctx, request), ui_lang)
 
-    refresh(d["delete"].click(delete, [d["del_doc"], d["del_file"], s.is_admin, lang],
+    refresh(d["delete"].click(delete, [d["del_doc"], d["del_file"], lang],
                               [d["status"], d["del_doc"], d["trash"]], api_visibility="private", concurrency_limit=1))
 
-    def restore_file(name: str | None, admin: str | bool, ui_lang: str, request: gr.Request | None = None,
+    def restore_file(name: str | None, ui_lang: str, request: gr.Request | None = None,
                      progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:  # noqa: B008
-        return staff_restore_file(ctx, name, staff_granted(admin, request), ui_lang, progress)
+        return staff_restore_file(ctx, name, staff_granted(ctx, request), ui_lang, progress)
 
-    refresh(d["restore"].click(restore_file, [d["trash"], s.is_admin, lang], [d["status"], d["del_doc"], d["trash"]],
+    refresh(d["restore"].click(restore_file, [d["trash"], lang], [d["status"], d["del_doc"], d["trash"]],
                                api_visibility="private", concurrency_limit=1))
 
-    def reindex(full: bool, admin: str | bool, ui_lang: str, request: gr.Request | None = None,
+    def reindex(full: bool, ui_lang: str, request: gr.Request | None = None,
                 progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:  # noqa: B008
-        return staff_reindex(ctx, full, staff_granted(admin, request), ui_lang, progress)
+        return staff_reindex(ctx, full, staff_granted(ctx, request), ui_lang, progress)
 
-    refresh(d["reindex"].click(reindex, [d["rebuild"], s.is_admin, lang], [d["status"], d["del_doc"]],
+    refresh(d["reindex"].click(reindex, [d["rebuild"], lang], [d["status"], d["del_doc"]],
                                api_visibility="private", concurrency_limit=1))
 
 
@@ -1205,11 +1212,11 @@ def build_eval_tab(ctx: UIContext, s: Session, lang: Any, L: Labels) -> None:  #
                         "ui.report_file")
         report_view = gr.HTML(elem_id="eval-report")
 
-    def run_evaluation(path: str | None, k: float, admin: str | bool, ui_lang: str, request: gr.Request | None = None,
+    def run_evaluation(path: str | None, k: float, ui_lang: str, request: gr.Request | None = None,
                        progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:  # noqa: B008
-        return staff_run_evaluation(ctx, path, k, staff_granted(admin, request), ui_lang, progress)
+        return staff_run_evaluation(ctx, path, k, staff_granted(ctx, request), ui_lang, progress)
 
-    run_btn.click(run_evaluation, [gold, eval_k, s.is_admin, lang], [status, metrics, report_file, report_view],
+    run_btn.click(run_evaluation, [gold, eval_k, lang], [status, metrics, report_file, report_view],
                   api_visibility="private", concurrency_limit=1)
 
 

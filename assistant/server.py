@@ -300,6 +300,63 @@ class LoginThrottle:
                 self._locked_until.pop(c, None)
 
 
+class StaffSessions:
+    """Staff logins, by Gradio session id, each bound to the address that logged in.
+
+    Kept apart from Gradio's session store on purpose: that store drops its oldest sessions past its
+    capacity, and anyone can make new sessions (from enough addresses, past the per-client cap), which
+    would log staff out. Only a correct password adds an entry, so this one cannot be flooded. A login
+    lapses after ``idle_seconds`` without a staff action (as an idle browser session is forgotten); past
+    ``capacity`` logins the least recently used goes."""
+
+    def __init__(self, idle_seconds: float = 30 * 60, capacity: int = 256,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        if idle_seconds <= 0 or capacity < 1:
+            raise ValueError(f"bad staff session policy: idle_seconds={idle_seconds}, capacity={capacity}")
+        self.idle_seconds = idle_seconds
+        self.capacity = capacity
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._logins: dict[str, tuple[str, float]] = {}  # session id -> (address, last used)
+
+    def grant(self, session: str | None, address: str) -> bool:
+        """Record a login (after a correct password); False when there is no session id to bind it to."""
+        if not session:
+            return False
+        with self._lock:
+            self._logins.pop(session, None)  # re-inserted last: the dict's order is least recently used first
+            self._logins[session] = (address, self.clock())
+            while len(self._logins) > self.capacity:
+                self._logins.pop(next(iter(self._logins)))
+        return True
+
+    def granted(self, session: str | None, address: str) -> bool:
+        """Whether ``session`` is logged in from ``address``; a use refreshes the login."""
+        if not session:
+            return False
+        now = self.clock()
+        with self._lock:
+            entry = self._logins.get(session)
+            if entry is None:
+                return False
+            if now - entry[1] >= self.idle_seconds:
+                del self._logins[session]
+                return False
+            if not hmac.compare_digest(entry[0], address):
+                return False  # the session's id, held at another address: a bearer token grants nothing
+            del self._logins[session]
+            self._logins[session] = (entry[0], now)
+            return True
+
+    def revoke(self, session: str | None, address: str) -> bool:
+        """Log ``session`` out, only from the address that logged in; whether it was logged in there."""
+        if not self.granted(session, address):
+            return False
+        with self._lock:
+            self._logins.pop(str(session), None)
+        return True
+
+
 def admin_password(env: MutableMapping[str, str] | None = None) -> str | None:
     """The staff password from ``ASSISTANT_ADMIN_PASSWORD`` (read by ``config.Settings`` when called);
     None (management off) when unset or blank; ``ConfigError`` when it is not one printable line."""

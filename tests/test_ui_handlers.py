@@ -53,25 +53,59 @@ def test_staff_handlers_refuse_without_login_and_lock_out_guessers(ctx: ui.UICon
     assert "login" in ui.staff_run_evaluation(ctx, "/etc/passwd", 5, False, "en")[0].lower()
     assert [d.doc_id for d in ctx.assistant.documents()] == before
     for _ in range(ctx.throttle.free_attempts + 1):  # the one past the free attempts starts the lock-out
-        assert ui.staff_login(ctx, "wrong", "en", "10.9.9.9")[0] is False
-    locked = ui.staff_login(ctx, "pw", "en", "10.9.9.9")
-    assert locked[0] is False and "Too many" in locked[2]
-    assert ui.staff_login(ctx, "pw", "zh", "10.9.9.8")[0] == "10.9.9.8"  # the flag is the address that logged in
+        assert "Wrong password" in ui.staff_login(ctx, "wrong", "en", "10.9.9.9", "s-guess")[1]
+    locked = ui.staff_login(ctx, "pw", "en", "10.9.9.9", "s-guess")
+    assert "Too many" in locked[1] and not ctx.staff.granted("s-guess", "10.9.9.9")
+    assert "登录" in ui.staff_login(ctx, "pw", "zh", "10.9.9.8", "s-staff")[1]
+    assert ctx.staff.granted("s-staff", "10.9.9.8")  # the session is logged in from that address only
+    assert not ctx.staff.granted("s-staff", "10.9.9.9") and not ctx.staff.granted("s-guess", "10.9.9.8")
+    assert "Wrong password" in ui.staff_login(ctx, "pw", "en", "10.9.9.7", None)[1]  # no session id: nothing to bind
 
 
-def test_a_staff_session_acts_only_from_the_address_that_logged_in() -> None:
-    """A session hash is a bearer token in URLs (third security review): held elsewhere it grants nothing."""
+def _request(host: str | None, session: str | None) -> Any:
     from types import SimpleNamespace
 
-    def from_(host: str) -> Any:
-        return SimpleNamespace(client=SimpleNamespace(host=host))
+    return SimpleNamespace(client=SimpleNamespace(host=host) if host else None, session_hash=session)
 
-    assert ui.staff_granted("10.9.9.8", from_("10.9.9.8"))
-    assert not ui.staff_granted("10.9.9.8", from_("10.9.9.9"))
-    assert not ui.staff_granted(True, from_("10.9.9.8")) and not ui.staff_granted("", SimpleNamespace(client=None))
-    assert not ui.staff_granted(False, from_("10.9.9.8"))
-    net = "2001:db8:1:2::/64"  # an IPv6 client is its /64, as the per-client limits count it
-    assert ui.staff_granted(net, from_("2001:db8:1:2::99")) and not ui.staff_granted(net, from_("2001:db8:1:3::1"))
+
+def test_a_staff_session_acts_only_from_the_address_that_logged_in(ctx: ui.UIContext) -> None:
+    """A session hash is a bearer token in URLs (third security review): held elsewhere it grants nothing,
+    and logs nobody out."""
+    assert ctx.staff.grant("s1", ui.client_address(_request("10.9.9.8", "s1")))
+    assert ui.staff_granted(ctx, _request("10.9.9.8", "s1"))
+    assert not ui.staff_granted(ctx, _request("10.9.9.9", "s1"))
+    assert not ui.staff_granted(ctx, _request("10.9.9.8", "s2")) and not ui.staff_granted(ctx, _request(None, "s1"))
+    assert not ui.staff_granted(ctx, _request("10.9.9.8", None))
+    ui.staff_logout(ctx, "en", _request("10.9.9.9", "s1"))  # the thief's logout
+    assert ui.staff_granted(ctx, _request("10.9.9.8", "s1"))
+    assert "Logged out" in ui.staff_logout(ctx, "en", _request("10.9.9.8", "s1"))[1]
+    assert not ui.staff_granted(ctx, _request("10.9.9.8", "s1"))
+    # An IPv6 client is its /64, as the per-client limits count it.
+    assert ctx.staff.grant("s6", ui.client_address(_request("2001:db8:1:2::1", "s6")))
+    assert ui.staff_granted(ctx, _request("2001:db8:1:2::99", "s6"))
+    assert not ui.staff_granted(ctx, _request("2001:db8:1:3::1", "s6"))
+
+
+def test_staff_sessions_lapse_when_idle_and_are_bounded() -> None:
+    from assistant.server import StaffSessions
+
+    now = [0.0]
+    staff = StaffSessions(idle_seconds=100, capacity=2, clock=lambda: now[0])
+    assert staff.grant("a", "10.0.0.1") and staff.grant("b", "10.0.0.2")
+    now[0] = 99.0
+    assert staff.granted("a", "10.0.0.1")  # used at 99: its idle time starts again
+    now[0] = 150.0
+    assert not staff.granted("b", "10.0.0.2")  # idle for 150 s
+    assert staff.granted("a", "10.0.0.1")
+    assert staff.grant("c", "10.0.0.3") and staff.grant("d", "10.0.0.4")  # past the capacity: "a" goes
+    assert not staff.granted("a", "10.0.0.1") and staff.granted("c", "10.0.0.3") and staff.granted("d", "10.0.0.4")
+    assert not staff.revoke("c", "10.0.0.4") and staff.granted("c", "10.0.0.3")
+    assert staff.revoke("c", "10.0.0.3") and not staff.granted("c", "10.0.0.3")
+    assert not staff.grant("", "10.0.0.1") and not staff.grant(None, "10.0.0.1")
+    with pytest.raises(ValueError, match="idle_seconds=0, capacity=1"):
+        StaffSessions(idle_seconds=0, capacity=1)
+    with pytest.raises(ValueError, match="capacity=0"):
+        StaffSessions(capacity=0)
 
 
 def test_feedback_handler_writes_one_line(ctx: ui.UIContext) -> None:
