@@ -33,6 +33,7 @@ from assistant import feedback, strings
 from assistant.core import MAX_QUESTION_CHARS
 from assistant.corpus_files import VERSIONS, inside, move_to_trash, restore, trashed
 from assistant.errors import AssistantError, DocumentError, LinesSkippedError
+from assistant.gate import MAX_UPLOAD_BYTES, ClientQuota, client_key
 from assistant.render import (
     answer_plain_text,
     esc,
@@ -46,16 +47,13 @@ from assistant.render import (
 )
 from assistant.schema import Answer
 from assistant.server import (
-    MAX_UPLOAD_BYTES,
     UPLOAD_SUFFIXES,
-    ClientQuota,
     LoginThrottle,
     SavedUpload,
     StaffSessions,
     admin_password,
     check_not_upgrading,
     check_password,
-    client_key,
     friendly_error,
     guard_for,
     start_upgrade,
@@ -1283,8 +1281,9 @@ def create_app(assistant: Any, admin_password: str | None = None, *, ui: bool = 
 
     ``allowed_hosts``: host names besides localhost and IP addresses that requests may be addressed to;
     ``gate``: other options of ``RequestGate`` (its quotas; tests that send hundreds of events use their own)."""
-    from assistant.server import MAX_UPLOAD_BYTES as upload_limit
-    from assistant.server import QUEUE_CONCURRENCY, QUEUE_MAX_SIZE, RequestGate, create_api
+    from assistant.gate import MAX_UPLOAD_BYTES as upload_limit
+    from assistant.gate import RequestGate
+    from assistant.server import QUEUE_CONCURRENCY, QUEUE_MAX_SIZE, create_api
 
     app = create_api(assistant)
     if ui:
@@ -1326,10 +1325,10 @@ def serve(assistant: Any, host: str = "127.0.0.1", port: int = 7860, admin_passw
 
     ``allowed_hosts``: names clients may address the server by (besides localhost and IP addresses; a
     bound host name is one); ``trusted_proxies``: addresses whose ``X-Forwarded-For`` is believed;
-    ``gate``: ``RequestGate``'s per-client limits (``server.client_limits``)."""
+    ``gate``: ``RequestGate``'s per-client limits (``gate.client_limits``)."""
     import uvicorn
 
-    from assistant.server import CappedStream, host_allowed, uvicorn_options
+    from assistant.gate import CappedStream, host_allowed, uvicorn_options
 
     if not isinstance(sys.stderr, CappedStream):  # before any handler holds the raw stream
         sys.stderr = CappedStream(sys.stderr)

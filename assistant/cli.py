@@ -457,7 +457,7 @@ def load_ui() -> Any:
 def cmd_serve(args: argparse.Namespace) -> int:
     ui = load_ui()
     settings: Settings = args.settings
-    from .server import client_limits, names
+    from .gate import client_limits, names
 
     limits = client_limits(settings.events_per_minute, settings.questions_at_once, settings.new_sessions)
     ui.serve(_assistant(args), host=settings.host, port=settings.port, admin_password=settings.admin_password,

@@ -22,7 +22,7 @@ from assistant import feedback
 from assistant.chat import MAX_CONTEXT_CHARS, rewrite
 from assistant.core import MAX_HISTORY_TURNS, MAX_QUESTION_CHARS
 from assistant.errors import DocumentError, LinesSkippedError
-from assistant.server import (
+from assistant.gate import (
     MAX_FILES_PER_UPLOAD,
     SECURITY_HEADERS,
     ClientQuota,
@@ -264,10 +264,10 @@ def test_a_partly_bad_jsonl_file_reports_lines_skipped(tmp_path: Path) -> None:
 def test_finding8_bad_gradio_calls_end_cleanly_with_one_log_line(server: LiveServer,
                                                                   caplog: pytest.LogCaptureFixture) -> None:
     with httpx.Client(base_url=server.url, timeout=30) as http:
-        caplog.set_level("WARNING", logger="assistant.server")
+        caplog.set_level("WARNING", logger="assistant.gate")
         r = http.get("/gradio_api/call/ask/" + "a" * 32)  # an event nobody started
         assert r.status_code == 200 and "404" in r.text  # the stream ends; the connection is not broken
-        [logged] = [rec.getMessage() for rec in caplog.records if rec.name == "assistant.server"]
+        [logged] = [rec.getMessage() for rec in caplog.records if rec.name == "assistant.gate"]
         assert logged.startswith("GET /gradio_api/call/ask/" + "a" * 32 + " failed after its response started")
         assert not any(rec.exc_info for rec in caplog.records)
         # A value of the wrong type for the documented endpoint: our message, not a TypeError's null.
@@ -297,13 +297,13 @@ def test_requests_for_another_host_name_are_refused(caplog: pytest.LogCaptureFix
 
     client = _gate()  # allows assistant.example.org
     assert client.get("/api/health").text == "ok"
-    caplog.set_level("WARNING", logger="assistant.server")
+    caplog.set_level("WARNING", logger="assistant.gate")
     for headers in ({"Host": "evil.example"}, {"Host": "evil.example:7860"}, {"X-Forwarded-Host": "evil.example"},
                     {"X-Forwarded-Host": "assistant.example.org, evil.example"}):
         r = client.get("/api/health", headers=headers)
         assert r.status_code == 400 and r.json() == {"error": "this server does not answer to that host name"}
         assert all(r.headers.get(k.decode()) == v.decode() for k, v in SECURITY_HEADERS), r.headers
-    logged = [rec.getMessage() for rec in caplog.records if rec.name == "assistant.server"]
+    logged = [rec.getMessage() for rec in caplog.records if rec.name == "assistant.gate"]
     assert logged == ["refused a request for host 'evil.example': add it to ASSISTANT_ALLOWED_HOSTS if clients "
                       "use that name"]  # once per name, not per request
     for host in ("127.0.0.1:7860", "localhost", "[::1]:7860", "assistant.example.org:443"):
@@ -368,7 +368,7 @@ def test_serve_passes_host_names_and_proxies_on(monkeypatch: pytest.MonkeyPatch)
     import io
     import sys
 
-    from assistant.server import CappedStream
+    from assistant.gate import CappedStream
 
     raw = io.StringIO()
     monkeypatch.setattr(sys, "stderr", raw)  # serve() wraps it; the test puts it back
@@ -418,7 +418,7 @@ def test_events_and_new_sessions_are_metered_per_client() -> None:
 
 def test_the_live_server_meters_events(server: LiveServer) -> None:
     """The metered server, from an address of its own (the module's other tests keep their budget)."""
-    from assistant.server import MAX_EVENTS_PER_MINUTE
+    from assistant.gate import MAX_EVENTS_PER_MINUTE
 
     burst = MAX_EVENTS_PER_MINUTE // 3  # a third of the minute's events within 10 s
     transport = httpx.HTTPTransport(local_address="127.0.0.7")
@@ -519,7 +519,7 @@ def test_one_write_to_the_log_is_capped() -> None:
     """Gradio prints a refused value whole in its traceback (900 KB from one event, third review)."""
     import io
 
-    from assistant.server import CappedStream
+    from assistant.gate import CappedStream
 
     raw = io.StringIO()
     log = CappedStream(raw, cap=10)
@@ -599,7 +599,7 @@ def test_a_body_that_stops_arriving_is_refused_and_questions_in_flight_are_cappe
 
 def test_a_burst_is_a_third_of_the_minute() -> None:
     """The whole minute's events at once queued 30 of the costliest questions ahead of everyone."""
-    from assistant.server import burst_quota, client_limits
+    from assistant.gate import burst_quota, client_limits
 
     now = [0.0]
     client = _gate(events=ClientQuota(limit=30, window=60, clock=lambda: now[0]),

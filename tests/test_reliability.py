@@ -403,7 +403,7 @@ def test_staff_upload_over_http(restored: Work, embedder: Embedder, monkeypatch:
     import zipfile
 
     from assistant.cli import load_ui
-    from assistant.server import MAX_UPLOAD_BYTES
+    from assistant.gate import MAX_UPLOAD_BYTES
 
     ui = load_ui()
     captured: dict[str, Any] = {}

@@ -290,7 +290,7 @@ def test_request_gate_limits_and_quota() -> None:
     from fastapi import FastAPI
     from fastapi.testclient import TestClient
 
-    from assistant.server import MAX_BODY_BYTES, MAX_GRADIO_BODY_BYTES, ClientQuota, RequestGate, closed_route
+    from assistant.gate import MAX_BODY_BYTES, MAX_GRADIO_BODY_BYTES, ClientQuota, RequestGate, closed_route
 
     inner = FastAPI()
 

@@ -461,7 +461,7 @@ def test_answerability_threshold_reaches_the_answer_settings() -> None:
 
 
 def test_host_names_and_proxies_are_read_normalized() -> None:
-    from assistant.server import names
+    from assistant.gate import names
 
     s = config.Settings.from_env({"ASSISTANT_ALLOWED_HOSTS": " Assistant.Example.edu., .uni.example ,",
                                   "ASSISTANT_TRUSTED_PROXIES": "127.0.0.1, 10.0.0.0/8 ,::1"})

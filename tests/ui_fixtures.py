@@ -81,7 +81,7 @@ class LiveServer:
     def __init__(self, app: Any, trusted_proxies: tuple[str, ...] = ()) -> None:
         import uvicorn
 
-        from assistant.server import uvicorn_options
+        from assistant.gate import uvicorn_options
 
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -115,7 +115,7 @@ def serve_app(assistant: Any, admin_password: str = "", allowed_hosts: tuple[str
     Unless ``metered``, the per-client event and session limits are lifted: a test module sends hundreds
     of events from 127.0.0.1 in a minute (``test_hardening`` checks the limits on a metered server)."""
     from assistant.cli import load_ui
-    from assistant.server import ClientQuota
+    from assistant.gate import ClientQuota
 
     lifted = {"events": ClientQuota(limit=10**9, window=60), "burst": ClientQuota(limit=10**9, window=10),
               "sessions": ClientQuota(limit=10**9),
