@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Collection, MutableMapping
 from typing import Any
+from urllib.parse import parse_qsl
 
 from fastapi.responses import JSONResponse
 
@@ -32,13 +33,14 @@ MAX_GRADIO_BODY_BYTES = 1024 * 1024  # other Gradio requests: a page load carrie
 OPEN_GRADIO_ENDPOINTS = frozenset({"ask"})  # Gradio-client endpoints callable by name (documented)
 # Per client address a minute: questions and other events (a question is one, a page load three), and
 # per 10 minutes: new browser sessions (each a place in the server's session store, which keeps 1,000
-# and drops the least recently used: a script making sessions would log staff out).
+# and drops the least recently used: a script making sessions would push out others' conversations).
 # The re-attack kept the shared queue full with about 60 of the costliest questions (~0.8 s each) a
 # minute from one address; 30 leaves twice that margin, and a person asks far fewer.
 MAX_EVENTS_PER_MINUTE = 30
 MAX_ASKS_IN_FLIGHT = 4  # JSON API questions one address may have running at once
 BODY_TIMEOUT = 20.0  # seconds between the parts of a request body
 MAX_NEW_SESSIONS_PER_WINDOW = 200
+FOREIGN_SESSION = "this page's session was started from another address; reload the page"
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -147,23 +149,48 @@ def session_of(body: bytes | bytearray) -> str | None:
     return value if isinstance(value, str) else None
 
 
+_SESSION_IN_BODY = ("/gradio_api/queue/join", "/gradio_api/cancel", "/gradio_api/call/")
+_HEARTBEAT = "/gradio_api/heartbeat/"
+
+
+def sessions_named(method: str, path: str, query: bytes, body: bytes | bytearray = b"") -> list[str]:
+    """The Gradio sessions a request acts on: a queue join, a cancel or a ``call`` names one in its body,
+    the result stream (``queue/data``) in its query (every copy: the app reads one of them), and the
+    heartbeat, whose end closes the session, in its path."""
+    path = path.rstrip("/")
+    if method in ("GET", "HEAD") and path == "/gradio_api/queue/data":
+        return [v for k, v in parse_qsl(query.decode("latin-1"), keep_blank_values=True) if k == "session_hash"]
+    if method in ("GET", "HEAD") and path.startswith(_HEARTBEAT):
+        return [path.removeprefix(_HEARTBEAT)]
+    if method == "POST" and path.startswith(_SESSION_IN_BODY):
+        session = session_of(body)
+        return [session] if session is not None else []
+    return []
+
+
 class SeenSessions:
-    """Session hashes seen lately (at most ``capacity``, the oldest forgotten first)."""
+    """Session hashes seen lately, each with the client that started it (at most ``capacity``, the
+    least recently used forgotten first)."""
 
     def __init__(self, capacity: int = 20_000) -> None:
         self.capacity = capacity
-        self._seen: dict[str, None] = {}
+        self._seen: dict[str, str] = {}
         self._lock = threading.Lock()
 
-    def is_new(self, session: str) -> bool:
-        """Whether ``session`` was not seen lately; it is remembered from now on."""
+    def is_new(self, session: str, client: str = "") -> bool:
+        """Whether ``session`` was not seen lately; it is remembered from now on, as ``client``'s if new."""
         with self._lock:
-            new = session not in self._seen
-            self._seen.pop(session, None)
-            self._seen[session] = None  # most recent last
+            owner = self._seen.pop(session, None)
+            self._seen[session] = client if owner is None else owner  # most recent last
             if len(self._seen) > self.capacity:
                 del self._seen[next(iter(self._seen))]
-            return new
+            return owner is None
+
+    def elsewhere(self, session: str, client: str) -> bool:
+        """Whether ``session`` was started by a client other than ``client``."""
+        with self._lock:
+            owner = self._seen.get(session)
+        return owner is not None and owner != client
 
 
 def upload_parts(headers: dict[bytes, bytes], body: bytes | bytearray) -> int:
@@ -469,6 +496,9 @@ class RequestGate:
             await self._refuse(scope, receive, send, 429, "upload quota exceeded; try again later")
             return
         if scope.get("method") in ("GET", "HEAD", "OPTIONS") and declared is None:
+            if self._foreign_session(scope, path, b"", client):
+                await self._refuse(scope, receive, send, 403, FOREIGN_SESSION)
+                return
             await self._run(scope, receive, send, path)  # no body to count (Gradio's SSE streams stay streams)
             return
         body = bytearray()
@@ -497,9 +527,12 @@ class RequestGate:
             if not self.files.take(client, parts):
                 await self._refuse(scope, receive, send, 429, "upload quota exceeded; try again later")
                 return
+        if self._foreign_session(scope, path, body, client):
+            await self._refuse(scope, receive, send, 403, FOREIGN_SESSION)
+            return
         if event and path.startswith("/gradio_api/"):  # queue/join, and call/ask, which takes one too
             session = session_of(body)
-            if session is not None and self.seen.is_new(session) and not self.sessions.take(client, 1):
+            if session is not None and self.seen.is_new(session, client) and not self.sessions.take(client, 1):
                 await self._refuse(scope, receive, send, 429, "too many new sessions; try again later")
                 return
         sent = False
@@ -512,6 +545,13 @@ class RequestGate:
             return await receive()
 
         await self._run(scope, replay, send, path)
+
+    def _foreign_session(self, scope: Scope, path: str, body: bytes | bytearray, client: str) -> bool:
+        """Whether the request acts on a Gradio session another client started. A session id is a
+        bearer token the browser makes up and sends in URLs (proxy logs keep them); held at another
+        address it would read that session's answers as they stream, cancel its events, or close it."""
+        named = sessions_named(str(scope.get("method")), path, bytes(scope.get("query_string") or b""), body)
+        return any(self.seen.elsewhere(session, client) for session in named)
 
     async def _run(self, scope: Scope, receive: Receive, send: Send, path: str) -> None:
         """The app; an error raised once its response has started (Gradio's result stream of an unknown

@@ -23,6 +23,7 @@ from assistant.chat import MAX_CONTEXT_CHARS, rewrite
 from assistant.core import MAX_HISTORY_TURNS, MAX_QUESTION_CHARS
 from assistant.errors import DocumentError, LinesSkippedError
 from assistant.gate import (
+    FOREIGN_SESSION,
     MAX_FILES_PER_UPLOAD,
     SECURITY_HEADERS,
     ClientQuota,
@@ -36,6 +37,7 @@ from assistant.gate import (
     is_event,
     same_origin,
     session_of,
+    sessions_named,
     upload_parts,
     uvicorn_options,
 )
@@ -396,6 +398,43 @@ def test_clients_and_events_exact() -> None:
     assert [session_of(b) for b in (b"[1]", b"not json", b'{"session_hash": 5}', b"{}")] == [None] * 4
     seen = SeenSessions(capacity=2)
     assert [seen.is_new(h) for h in ("a", "b", "a", "c", "b", "a")] == [True, True, False, True, True, True]
+    owners = SeenSessions()
+    assert owners.is_new("s", "10.0.0.1") and not owners.is_new("s", "10.0.0.2")  # the first client keeps it
+    assert owners.elsewhere("s", "10.0.0.2") and not owners.elsewhere("s", "10.0.0.1")
+    assert not owners.elsewhere("never-seen", "10.0.0.2")
+    cases = {("GET", "/gradio_api/queue/data", b"session_hash=abc"): ["abc"],
+             ("GET", "/gradio_api/queue/data/", b"session_hash=a&session_hash=b"): ["a", "b"],
+             ("HEAD", "/gradio_api/queue/data", b"x=1"): [],
+             ("GET", "/gradio_api/heartbeat/abc", b""): ["abc"],
+             ("GET", "/gradio_api/heartbeat/abc/", b""): ["abc"],
+             ("POST", "/gradio_api/queue/join", b""): ["j"], ("POST", "/gradio_api/cancel", b""): ["j"],
+             ("POST", "/gradio_api/call/ask", b""): ["j"], ("POST", "/gradio_api/upload", b""): [],
+             ("GET", "/gradio_api/call/ask/abc", b""): [], ("POST", "/api/ask", b""): []}
+    body = b'{"session_hash": "j", "fn_index": 1}'
+    assert {k: sessions_named(*k, body) for k in cases} == cases
+
+
+def test_a_session_acts_only_from_the_address_that_started_it() -> None:
+    """A Gradio session id travels in URLs (third security review): from another address it cannot join,
+    read the session's answer stream, cancel its events or end its heartbeat."""
+    from fastapi.testclient import TestClient
+
+    owner = _gate()
+    other = TestClient(owner.app, base_url="http://assistant.example.org", client=("10.0.0.9", 1))
+    assert owner.post("/gradio_api/queue/join", json={"session_hash": "mine"}).status_code == 200
+    refused = [other.post("/gradio_api/queue/join", json={"session_hash": "mine"}),
+               other.post("/gradio_api/call/ask", json={"session_hash": "mine"}),
+               other.post("/gradio_api/cancel", json={"session_hash": "mine", "event_id": "e"}),
+               other.get("/gradio_api/queue/data", params={"session_hash": "mine"}),
+               other.get("/gradio_api/queue/data?session_hash=theirs&session_hash=mine"),
+               other.get("/gradio_api/heartbeat/mine")]
+    assert [r.status_code for r in refused] == [403] * 6
+    assert refused[0].json() == {"error": FOREIGN_SESSION}
+    assert owner.get("/gradio_api/queue/data", params={"session_hash": "mine"}).status_code == 200
+    assert owner.get("/gradio_api/heartbeat/mine").status_code == 200
+    assert other.get("/gradio_api/heartbeat/theirs").status_code == 200  # not started yet: nobody's
+    assert other.post("/gradio_api/queue/join", json={"session_hash": "theirs"}).status_code == 200
+    assert owner.post("/gradio_api/queue/join", json={"session_hash": "theirs"}).status_code == 403
 
 
 def test_events_and_new_sessions_are_metered_per_client() -> None:

@@ -185,7 +185,8 @@ def test_finding2_guessing_locks_out_the_guesser_only(staff_server: LiveServer) 
 
 def test_a_staff_session_id_used_from_another_address_grants_nothing(staff_server: LiveServer) -> None:
     """Gradio's session id is a bearer token that travels in URLs (third security review): a client at
-    another address presenting a logged-in staff session's id cannot act as staff."""
+    another address presenting a logged-in staff session's id is refused outright, cannot read its
+    answer stream, and cannot act as staff or log staff out."""
     staff = RawGradio(staff_server.url, source="127.0.0.1")
     thief = RawGradio(staff_server.url, source="127.0.0.6")
     try:
@@ -194,10 +195,13 @@ def test_a_staff_session_id_used_from_another_address_grants_nothing(staff_serve
         event = staff.event("reindex-btn", "click")
         data = [False if staff.types[i] == "checkbox" else "en" for i in event.inputs]
         status = event.outputs.index(staff.component("staff-status"))
-        assert "Staff login required" in str(thief.outputs(event, data)[status])
+        refused = thief.run(event, data)
+        assert refused["msg"] == "join_refused" and refused["status"] == 403, refused
+        stream = thief.http.get("/gradio_api/queue/data", params={"session_hash": staff.session_hash})
+        assert stream.status_code == 403
         logout = staff.event("staff-logout", "click")
-        thief.outputs(logout, ["en" for _ in logout.inputs])
-        # Nor log staff out from there: the staff's own address still acts.
+        assert thief.run(logout, ["en" for _ in logout.inputs])["status"] == 403
+        # The staff's own address still acts.
         assert "Staff login required" not in str(staff.outputs(event, data)[status])
     finally:
         staff.close()
