@@ -804,7 +804,9 @@ def staff_login(ctx: UIContext, given: Any, lang: str, client: str, session: str
                gr.update(visible=False, value=""))
     if wait > 0:  # refused at once, without looking at the password: nothing waits in a worker
         return (refused[0], render_notice(t("msg.locked", lang, s=ceil(wait))), *refused[2:])
-    if check_password(given, ctx.password) and ctx.staff.grant(session, client):
+    if check_password(given, ctx.password):
+        if not ctx.staff.grant(session, client):  # no session to hold the login (a direct call)
+            return (refused[0], render_notice(t("msg.denied", lang)), *refused[2:])
         ctx.throttle.succeeded(client)
         recent = render_feedback(feedback.read(ctx.feedback_file, 20), lang)
         return (gr.update(visible=True), render_notice(t("msg.logged_in", lang), "ok"), "",

@@ -227,14 +227,15 @@ def test_management_handlers_recheck_the_session_flag(assistant: Any, tmp_path: 
     upload_file = tmp_path / "new.txt"
     upload_file.write_text("The Omega alliance was founded yesterday.", encoding="utf-8")
     before = [d.doc_id for d in assistant.documents()]
-    assert "login" in fns["upload"]([str(upload_file)], False, "en")[0].lower()
-    assert "login" in fns["delete"](before[0], True, False, "en")[0].lower()
-    assert "login" in fns["reindex"](True, False, "en")[0].lower()
+    assert "login" in fns["upload"]([str(upload_file)], "en")[0].lower()
+    assert "login" in fns["delete"](before[0], True, "en")[0].lower()
+    assert "login" in fns["reindex"](True, "en")[0].lower()
     assert [d.doc_id for d in assistant.documents()] == before
     assert not (Path(assistant.config.corpus_dir) / "new.txt").exists()
-    ok = fns["login"]("s3cret", "en")
-    assert ok[0] == "unknown"  # the flag is the address that logged in (a direct call has none)
-    assert fns["login"]("wrong", "en")[0] is False
+    # A direct call has no session to hold a login: the right password grants nothing either.
+    assert "Staff login required" in fns["login"]("s3cret", "en")[1]
+    assert "Wrong password" in fns["login"]("wrong", "en")[1]
+    assert "login" in fns["reindex"](True, "en")[0].lower()
 
 
 def test_management_controls_absent_without_password(assistant: Any) -> None:

@@ -396,7 +396,8 @@ def gradio_upload(url: str, name: str, content: bytes) -> httpx.Response:
 @pytest.mark.slow
 def test_staff_upload_over_http(restored: Work, embedder: Embedder, monkeypatch: pytest.MonkeyPatch) -> None:
     """The production app (``ui.create_app``) in a live server, driven like the browser drives it: a
-    claimed admin flag is ignored, a wrong password changes nothing, and after a real login the
+    session that has not logged in is refused (there is no flag for a client to claim), a wrong password
+    changes nothing, and after a real login the
     uploads with ``../`` names land in corpus/ under sanitized names, broken ones are reported by name
     and reason, bad types and sizes are refused, and the sample documents are untouched."""
     import io
@@ -446,28 +447,30 @@ def test_staff_upload_over_http(restored: Work, embedder: Embedder, monkeypatch:
                      for p in paths.values()]
 
             forged = uuid.uuid4().hex
-            # The admin flag is server-side session state: a client claiming True is ignored.
-            for fn_name, data in [("upload", [files, True, "en"]), ("delete", [None, True, True, "en"]),
-                                  ("reindex", [True, True, "en"])]:
+            # Logins are kept on the server by session: a session that has not logged in is refused.
+            for fn_name, data in [("upload", [files, "en"]), ("delete", [None, True, "en"]),
+                                  ("reindex", [True, "en"])]:
                 out = gradio_call(server.url, blocks, fn_name, data, forged)
                 assert "Staff login required" in out[0], (fn_name, out)
+            claimed = gradio_call(server.url, blocks, "reindex", [True, True, "en"], forged)[0]  # a flag of its own
+            assert claimed.startswith("gradio error: ") and "Staff login required" not in claimed
             # A document id the session was never offered is refused by the dropdown itself.
-            out = gradio_call(server.url, blocks, "delete", [next(iter(restored.baseline)), True, True, "en"], forged)
+            out = gradio_call(server.url, blocks, "delete", [next(iter(restored.baseline)), True, "en"], forged)
             assert out[0].startswith("gradio error: ") and "not in the list of choices" in out[0]
             out = gradio_call(server.url, blocks, "login", ["wrong password", "en"], forged)
-            assert "Wrong password" in out[2]
-            assert "Staff login required" in gradio_call(server.url, blocks, "upload", [files, False, "en"], forged)[0]
+            assert "Wrong password" in out[1]
+            assert "Staff login required" in gradio_call(server.url, blocks, "upload", [files, "en"], forged)[0]
             assert sorted(p.name for p in restored.corpus.iterdir()) == sorted(
                 p.name for p in (REPO / "corpus").glob("*.txt"))
             assert len(assistant.documents()) == CORPUS_DOCS
 
             staff = uuid.uuid4().hex
             out = gradio_call(server.url, blocks, "login", [ADMIN, "en"], staff)
-            assert "Logged in" in out[2]
+            assert "Logged in" in out[1]
             exe_file = {"path": exe, "orig_name": "evil.exe", "meta": {"_type": "gradio.FileData"}}
-            refused = gradio_call(server.url, blocks, "upload", [[exe_file], False, "en"], staff)[0]
+            refused = gradio_call(server.url, blocks, "upload", [[exe_file], "en"], staff)[0]
             assert refused.startswith("gradio error: Invalid file type")  # the File component's own check
-            message = html.unescape(gradio_call(server.url, blocks, "upload", [files, False, "en"], staff)[0])
+            message = html.unescape(gradio_call(server.url, blocks, "upload", [files, "en"], staff)[0])
         finally:
             server.stop()
         print("\nupload report:", re.sub(r"<[^>]+>", " | ", message))
@@ -495,13 +498,16 @@ def test_staff_upload_over_http(restored: Work, embedder: Embedder, monkeypatch:
         # The same limits when the handler is reached directly: a file elsewhere on the server is refused
         # whatever it is, and files in Gradio's upload folder meet the size and type checks.
         fns = {f.name: f.fn for f in load_ui().build_app(assistant, admin_password=ADMIN).fns.values()}
+        from types import SimpleNamespace
+
         from gradio.utils import get_upload_folder
 
-        staff_flag = fns["login"](ADMIN, "en")[0]  # what a login keeps in the session
+        staff = SimpleNamespace(client=SimpleNamespace(host="127.0.0.1"), session_hash="direct-staff")
+        assert "Logged in" in fns["login"](ADMIN, "en", staff)[1]  # the request Gradio would pass
 
         elsewhere = bad_dir / "elsewhere.txt"
         elsewhere.write_text("The Heron alliance trains pilots.\n")
-        out = html.unescape(fns["upload"]([str(elsewhere)], staff_flag, "en")[0])
+        out = html.unescape(fns["upload"]([str(elsewhere)], "en", staff)[0])
         assert "elsewhere.txt: not an uploaded file" in out and str(bad_dir) not in out
         in_uploads = Path(get_upload_folder()) / uuid.uuid4().hex
         in_uploads.mkdir(parents=True)
@@ -510,7 +516,7 @@ def test_staff_upload_over_http(restored: Work, embedder: Embedder, monkeypatch:
             fh.truncate(MAX_UPLOAD_BYTES + 1)
         exe = in_uploads / "evil.exe"
         exe.write_bytes(b"MZ\x90\x00 not really a program")
-        out = html.unescape(fns["upload"]([str(big), str(exe)], staff_flag, "en")[0])
+        out = html.unescape(fns["upload"]([str(big), str(exe)], "en", staff)[0])
         shutil.rmtree(in_uploads)
         assert "big.txt: file is 20.0 MB; the limit is 20 MB" in out
         assert "evil.exe: unsupported file type '.exe'" in out
@@ -907,10 +913,13 @@ def test_password_check_is_constant_time_and_used_by_the_login(sample_assistant:
     ui = load_ui()
     fns = {f.name: f.fn for f in ui.build_app(sample_assistant, admin_password=ADMIN).fns.values()}
     compared.clear()
-    assert fns["login"]("not it", "en")[0] is False
-    assert fns["login"](ADMIN, "en")[0] == "unknown"  # the address that logged in (a direct call has none)
+    from types import SimpleNamespace
+
+    request = SimpleNamespace(client=SimpleNamespace(host="127.0.0.1"), session_hash="direct")
+    assert "Wrong password" in fns["login"]("not it", "en", request)[1]
+    assert "Logged in" in fns["login"](ADMIN, "en", request)[1]
     assert len(compared) == 2  # both went through hmac.compare_digest
-    assert fns["login"]("", "en")[0] is False and fns["login"](None, "en")[0] is False
+    assert all("Wrong password" in fns["login"](given, "en", request)[1] for given in ("", None))
 
 
 def test_json_api_has_no_management_routes(served: Any) -> None:

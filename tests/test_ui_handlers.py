@@ -59,7 +59,7 @@ def test_staff_handlers_refuse_without_login_and_lock_out_guessers(ctx: ui.UICon
     assert "登录" in ui.staff_login(ctx, "pw", "zh", "10.9.9.8", "s-staff")[1]
     assert ctx.staff.granted("s-staff", "10.9.9.8")  # the session is logged in from that address only
     assert not ctx.staff.granted("s-staff", "10.9.9.9") and not ctx.staff.granted("s-guess", "10.9.9.8")
-    assert "Wrong password" in ui.staff_login(ctx, "pw", "en", "10.9.9.7", None)[1]  # no session id: nothing to bind
+    assert "login required" in ui.staff_login(ctx, "pw", "en", "10.9.9.7", None)[1]  # no session id: nothing to bind
 
 
 def _request(host: str | None, session: str | None) -> Any:
