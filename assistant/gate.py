@@ -140,10 +140,11 @@ def is_event(method: str, path: str) -> bool:
     return method == "POST" and path.rstrip("/").startswith(_EVENT_PATHS)
 
 
-def session_of(body: bytes | bytearray) -> str | None:
-    """The ``session_hash`` a Gradio queue join names (None: not a JSON object naming one)."""
+def session_of(body: bytes | bytearray, key: str = "session_hash") -> str | None:
+    """The ``session_hash`` a Gradio queue join names, or another string ``key`` of a JSON object body
+    (None: not a JSON object naming one)."""
     try:
-        value = json.loads(body).get("session_hash")
+        value = json.loads(body).get(key)
     except (ValueError, AttributeError):
         return None
     return value if isinstance(value, str) else None
@@ -151,17 +152,21 @@ def session_of(body: bytes | bytearray) -> str | None:
 
 _SESSION_IN_BODY = ("/gradio_api/queue/join", "/gradio_api/cancel", "/gradio_api/call/")
 _HEARTBEAT = "/gradio_api/heartbeat/"
+_CALL_RESULT = re.compile(r"^/gradio_api/call/(?:v2/)?[^/]+/([^/]+)$")
 
 
 def sessions_named(method: str, path: str, query: bytes, body: bytes | bytearray = b"") -> list[str]:
     """The Gradio sessions a request acts on: a queue join, a cancel or a ``call`` names one in its body,
-    the result stream (``queue/data``) in its query (every copy: the app reads one of them), and the
-    heartbeat, whose end closes the session, in its path."""
+    the result stream (``queue/data``) in its query (every copy: the app reads one of them), the
+    heartbeat, whose end closes the session, in its path, and so does a ``call`` result stream: its
+    last part is an event id, or, when no event has that id, read by Gradio as a session id."""
     path = path.rstrip("/")
     if method in ("GET", "HEAD") and path == "/gradio_api/queue/data":
         return [v for k, v in parse_qsl(query.decode("latin-1"), keep_blank_values=True) if k == "session_hash"]
     if method in ("GET", "HEAD") and path.startswith(_HEARTBEAT):
         return [path.removeprefix(_HEARTBEAT)]
+    if method in ("GET", "HEAD") and (result := _CALL_RESULT.match(path)):
+        return [result.group(1)]
     if method == "POST" and path.startswith(_SESSION_IN_BODY):
         session = session_of(body)
         return [session] if session is not None else []
@@ -169,27 +174,36 @@ def sessions_named(method: str, path: str, query: bytes, body: bytes | bytearray
 
 
 class SeenSessions:
-    """Session hashes seen lately, each with the client that started it (at most ``capacity``, the
-    least recently used forgotten first)."""
+    """Sessions (and ``call`` event ids) seen lately, each with the client that started it: at most
+    ``capacity``, the least recently used forgotten first. A forgotten record lets anyone holding the
+    id claim it, so records are only made within the new-session quota, and every use by their owner
+    (a join, its result stream, its heartbeat) keeps them recent."""
 
-    def __init__(self, capacity: int = 20_000) -> None:
+    def __init__(self, capacity: int = 100_000) -> None:
         self.capacity = capacity
         self._seen: dict[str, str] = {}
         self._lock = threading.Lock()
 
-    def is_new(self, session: str, client: str = "") -> bool:
-        """Whether ``session`` was not seen lately; it is remembered from now on, as ``client``'s if new."""
+    def is_new(self, session: str) -> bool:
+        """Whether ``session`` was not seen lately."""
+        with self._lock:
+            return session not in self._seen
+
+    def claim(self, session: str, client: str) -> None:
+        """Remember ``session`` as ``client``'s, unless another client started it."""
         with self._lock:
             owner = self._seen.pop(session, None)
-            self._seen[session] = client if owner is None else owner  # most recent last
+            self._seen[session] = owner or client  # most recent last
             if len(self._seen) > self.capacity:
                 del self._seen[next(iter(self._seen))]
-            return owner is None
 
     def elsewhere(self, session: str, client: str) -> bool:
-        """Whether ``session`` was started by a client other than ``client``."""
+        """Whether ``session`` was started by a client other than ``client``; its owner's use keeps it recent."""
         with self._lock:
             owner = self._seen.get(session)
+            if owner == client:
+                del self._seen[session]
+                self._seen[session] = owner
         return owner is not None and owner != client
 
 
@@ -532,9 +546,13 @@ class RequestGate:
             return
         if event and path.startswith("/gradio_api/"):  # queue/join, and call/ask, which takes one too
             session = session_of(body)
-            if session is not None and self.seen.is_new(session, client) and not self.sessions.take(client, 1):
-                await self._refuse(scope, receive, send, 429, "too many new sessions; try again later")
-                return
+            if session is not None and self.seen.is_new(session):
+                if not self.sessions.take(client, 1):  # refused: no record, which would evict another
+                    await self._refuse(scope, receive, send, 429, "too many new sessions; try again later")
+                    return
+                self.seen.claim(session, client)
+            if path.startswith("/gradio_api/call/"):
+                send = self._claiming_event(send, client)
         sent = False
 
         async def replay() -> Message:
@@ -545,6 +563,25 @@ class RequestGate:
             return await receive()
 
         await self._run(scope, replay, send, path)
+
+    def _claiming_event(self, send: Send, client: str) -> Send:
+        """``send`` recording the event id a ``call`` returns as ``client``'s before the client reads it:
+        its result stream (``call/<name>/<event id>``) is then refused to other addresses."""
+        state: dict[str, Any] = {"ok": False, "body": bytearray()}
+
+        async def claiming(message: Message) -> None:
+            if message.get("type") == "http.response.start":
+                state["ok"] = message.get("status") == 200
+            elif message.get("type") == "http.response.body" and state["ok"]:
+                if len(state["body"]) < 4096:  # {"event_id": "<32 hex>"}
+                    state["body"].extend(message.get("body", b""))
+                if not message.get("more_body"):
+                    event_id = session_of(state["body"], "event_id")
+                    if event_id:
+                        self.seen.claim(event_id, client)
+            await send(message)
+
+        return claiming
 
     def _foreign_session(self, scope: Scope, path: str, body: bytes | bytearray, client: str) -> bool:
         """Whether the request acts on a Gradio session another client started. A session id is a

@@ -397,11 +397,20 @@ def test_clients_and_events_exact() -> None:
     assert session_of(b'{"data": [], "session_hash": "abc"}') == "abc"
     assert [session_of(b) for b in (b"[1]", b"not json", b'{"session_hash": 5}', b"{}")] == [None] * 4
     seen = SeenSessions(capacity=2)
-    assert [seen.is_new(h) for h in ("a", "b", "a", "c", "b", "a")] == [True, True, False, True, True, True]
-    owners = SeenSessions()
-    assert owners.is_new("s", "10.0.0.1") and not owners.is_new("s", "10.0.0.2")  # the first client keeps it
+    new = []
+    for h in ("a", "b", "a", "c", "b", "a"):
+        new.append(seen.is_new(h))
+        seen.claim(h, "10.0.0.1")
+    assert new == [True, True, False, True, True, True]
+    owners = SeenSessions(capacity=2)
+    owners.claim("s", "10.0.0.1")
+    owners.claim("s", "10.0.0.2")  # the first client keeps it
     assert owners.elsewhere("s", "10.0.0.2") and not owners.elsewhere("s", "10.0.0.1")
-    assert not owners.elsewhere("never-seen", "10.0.0.2")
+    assert not owners.elsewhere("never-seen", "10.0.0.2") and owners.is_new("never-seen")
+    owners.claim("t", "10.0.0.2")
+    assert not owners.elsewhere("s", "10.0.0.1")  # its owner's use keeps "s" recent: "t" goes first
+    owners.claim("u", "10.0.0.3")
+    assert owners.is_new("t") and not owners.is_new("s")
     cases = {("GET", "/gradio_api/queue/data", b"session_hash=abc"): ["abc"],
              ("GET", "/gradio_api/queue/data/", b"session_hash=a&session_hash=b"): ["a", "b"],
              ("HEAD", "/gradio_api/queue/data", b"x=1"): [],
@@ -409,7 +418,8 @@ def test_clients_and_events_exact() -> None:
              ("GET", "/gradio_api/heartbeat/abc/", b""): ["abc"],
              ("POST", "/gradio_api/queue/join", b""): ["j"], ("POST", "/gradio_api/cancel", b""): ["j"],
              ("POST", "/gradio_api/call/ask", b""): ["j"], ("POST", "/gradio_api/upload", b""): [],
-             ("GET", "/gradio_api/call/ask/abc", b""): [], ("POST", "/api/ask", b""): []}
+             ("GET", "/gradio_api/call/ask/abc", b""): ["abc"], ("HEAD", "/gradio_api/call/v2/ask/abc/", b""): ["abc"],
+             ("GET", "/gradio_api/call/ask", b""): [], ("POST", "/api/ask", b""): []}
     body = b'{"session_hash": "j", "fn_index": 1}'
     assert {k: sessions_named(*k, body) for k in cases} == cases
 
@@ -435,6 +445,47 @@ def test_a_session_acts_only_from_the_address_that_started_it() -> None:
     assert other.get("/gradio_api/heartbeat/theirs").status_code == 200  # not started yet: nobody's
     assert other.post("/gradio_api/queue/join", json={"session_hash": "theirs"}).status_code == 200
     assert owner.post("/gradio_api/queue/join", json={"session_hash": "theirs"}).status_code == 403
+    # Gradio reads a ``call`` result stream's id as a session id when no event has it (the fourth review
+    # read a victim's answers that way): another address naming a session there is refused too.
+    assert other.get("/gradio_api/call/ask/mine").status_code == 403
+    assert other.get("/gradio_api/call/v2/ask/mine/").status_code == 403
+    assert owner.get("/gradio_api/call/ask/mine").status_code == 200
+
+
+def test_a_call_event_id_is_read_only_by_the_address_that_made_it() -> None:
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    inner = FastAPI()
+    made = iter(["ev-1", "ev-2"])
+
+    @inner.post("/gradio_api/call/ask")
+    def call() -> dict[str, str]:
+        return {"event_id": next(made)}
+
+    @inner.get("/gradio_api/call/ask/{event_id}")
+    def result(event_id: str) -> dict[str, str]:
+        return {"result": event_id}
+
+    gate = RequestGate(inner, allowed_hosts=("testserver",))  # type: ignore[arg-type]
+    maker = TestClient(gate, client=("10.0.0.1", 1))  # type: ignore[arg-type]
+    other = TestClient(gate, client=("10.0.0.2", 1))  # type: ignore[arg-type]
+    assert maker.post("/gradio_api/call/ask", json={"data": ["q"]}).json() == {"event_id": "ev-1"}
+    assert other.get("/gradio_api/call/ask/ev-1").status_code == 403
+    assert maker.get("/gradio_api/call/ask/ev-1").json() == {"result": "ev-1"}
+    assert other.post("/gradio_api/call/ask", json={"data": ["q"]}).json() == {"event_id": "ev-2"}
+    assert other.get("/gradio_api/call/ask/ev-2").status_code == 200
+    assert maker.get("/gradio_api/call/ask/ev-2").status_code == 403
+
+
+def test_a_session_refused_by_the_quota_leaves_no_record() -> None:
+    """A join refused for too many new sessions must not record its session: records are bounded, and
+    a flood of them would push out others' (the fourth review's eviction)."""
+    gate = _gate(sessions=ClientQuota(limit=1, window=600))
+    assert gate.post("/gradio_api/queue/join", json={"session_hash": "first"}).status_code == 200
+    assert gate.post("/gradio_api/queue/join", json={"session_hash": "second"}).status_code == 429
+    seen = gate.app.seen
+    assert not seen.is_new("first") and seen.is_new("second")
 
 
 def test_events_and_new_sessions_are_metered_per_client() -> None:

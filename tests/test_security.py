@@ -199,6 +199,9 @@ def test_a_staff_session_id_used_from_another_address_grants_nothing(staff_serve
         assert refused["msg"] == "join_refused" and refused["status"] == 403, refused
         stream = thief.http.get("/gradio_api/queue/data", params={"session_hash": staff.session_hash})
         assert stream.status_code == 403
+        # Gradio streams a session's messages from ``call/ask/<id>`` when no event has that id.
+        for route in ("call/ask", "call/v2/ask"):
+            assert thief.http.get(f"/gradio_api/{route}/{staff.session_hash}").status_code == 403
         logout = staff.event("staff-logout", "click")
         assert thief.run(logout, ["en" for _ in logout.inputs])["status"] == 403
         # The staff's own address still acts.
