@@ -1164,7 +1164,7 @@ def build_documents_tab(ctx: UIContext, s: Session, lang: Any, L: Labels) -> dic
     return c
 
 
-def wire_staff(ctx: UIContext, s: Session, lang: Any, d: dict[str, Any], refresh: Callable[[Any], Any]) -> None:
+def wire_staff(ctx: UIContext, lang: Any, d: dict[str, Any], refresh: Callable[[Any], Any]) -> None:
     """The staff handlers of the Documents tab (management runs one event at a time)."""
 
     def login(given: str, ui_lang: str, request: gr.Request | None = None) -> tuple[Any, ...]:
@@ -1210,7 +1210,7 @@ def wire_staff(ctx: UIContext, s: Session, lang: Any, d: dict[str, Any], refresh
                                api_visibility="private", concurrency_limit=1))
 
 
-def build_eval_tab(ctx: UIContext, s: Session, lang: Any, L: Labels) -> None:  # noqa: N803
+def build_eval_tab(ctx: UIContext, lang: Any, L: Labels) -> None:  # noqa: N803
     """Evaluation of a gold file (staff only: it reads an uploaded file and runs many questions)."""
     with L(gr.Tab(t("ui.tab_eval", "en"), id="eval", elem_id="tab-eval"), "label", "ui.tab_eval"):
         with gr.Row():
@@ -1254,7 +1254,7 @@ def build_app(assistant: Any, admin_password: str | None = None) -> gr.Blocks:
             chat = build_chat_tab(ctx, s, lang, L)
             docs = build_documents_tab(ctx, s, lang, L)
             if ctx.password:
-                build_eval_tab(ctx, s, lang, L)
+                build_eval_tab(ctx, lang, L)
 
         def ask(text: str) -> dict[str, Any]:
             """Gradio client endpoint: one question, no history; returns ``Answer.to_dict()``."""
@@ -1271,7 +1271,7 @@ def build_app(assistant: Any, admin_password: str | None = None) -> gr.Blocks:
             return event.then(on_refresh, [lang], refresh_outputs, api_visibility="private")
 
         if ctx.password:
-            wire_staff(ctx, s, lang, docs, then_refresh)
+            wire_staff(ctx, lang, docs, then_refresh)
 
         def relabel(ui_lang: str, turns: list[Any]) -> list[Any]:
             return [*L.updates(ui_lang), all_sources(turns or [], ui_lang)]
@@ -1298,7 +1298,6 @@ def create_app(assistant: Any, admin_password: str | None = None, *, ui: bool = 
 
     ``allowed_hosts``: host names besides localhost and IP addresses that requests may be addressed to;
     ``gate``: other options of ``RequestGate`` (its quotas; tests that send hundreds of events use their own)."""
-    from assistant.gate import MAX_UPLOAD_BYTES as upload_limit
     from assistant.gate import RequestGate
     from assistant.server import QUEUE_CONCURRENCY, QUEUE_MAX_SIZE, create_api
 
@@ -1317,7 +1316,7 @@ def create_app(assistant: Any, admin_password: str | None = None, *, ui: bool = 
             # The index is never served, whatever a payload names (Gradio serves the working directory's
             # files that an app returns; ours returns none from there).
             blocked_paths=[str(Path(assistant.config.index_dir).resolve())],
-            max_file_size=upload_limit,
+            max_file_size=MAX_UPLOAD_BYTES,
             footer_links=["api"],
             show_error=False,  # our handlers report errors themselves; never leak exception text
             css=CSS,
