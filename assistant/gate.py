@@ -23,6 +23,8 @@ from urllib.parse import parse_qsl
 
 from fastapi.responses import JSONResponse
 
+from . import strings
+
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 64 * 1024  # JSON API requests; uploads go through Gradio with their own limit
@@ -40,13 +42,23 @@ MAX_EVENTS_PER_MINUTE = 30
 MAX_ASKS_IN_FLIGHT = 4  # JSON API questions one address may have running at once
 BODY_TIMEOUT = 20.0  # seconds between the parts of a request body
 MAX_NEW_SESSIONS_PER_WINDOW = 200
-FOREIGN_SESSION = "this page's session was started from another address; reload the page"
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+def language_of(headers: dict[bytes, bytes]) -> str:
+    """"zh" when the client's first preferred language (``Accept-Language``) is Chinese, else "en"."""
+    first = headers.get(b"accept-language", b"").split(b",")[0].strip().lower()
+    return "zh" if first.startswith(b"zh") else "en"
+
+
+def refusal(key: str, headers: dict[bytes, bytes], **values: object) -> str:
+    """The gate's message ``key`` (``strings.toml``, section ``gate``) in the client's language."""
+    return strings.text(f"gate.{key}", language_of(headers), **values)
 
 
 def body_limit(path: str) -> int:
@@ -482,13 +494,13 @@ class RequestGate:
         event = is_event(str(scope.get("method")), path)
         # The burst first: a request it refuses uses none of the minute's events.
         if event and not (self.burst.take(client, 1) and self.events.take(client, 1)):
-            await self._refuse(scope, receive, send, 429, "too many requests; try again in a minute")
+            await self._refuse(scope, receive, send, 429, refusal("too_many_requests", headers))
             return
         if not (event and path.rstrip("/") == "/api/ask"):
             await self._admitted(scope, receive, send, path, headers, client, event)
             return
         if self.in_flight.get(client, 0) >= self.asks_in_flight:
-            await self._refuse(scope, receive, send, 429, "too many questions at once; wait for an answer")
+            await self._refuse(scope, receive, send, 429, refusal("too_many_at_once", headers))
             return
         # Counted until its answer (or stream) ends: it holds a worker thread all that time.
         self.in_flight[client] = self.in_flight.get(client, 0) + 1
@@ -503,15 +515,15 @@ class RequestGate:
         limit = body_limit(path)
         declared = headers.get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > limit):
-            await self._refuse(scope, receive, send, 413, f"request body too large (limit {limit} bytes)")
+            await self._refuse(scope, receive, send, 413, refusal("too_large", headers, limit=limit))
             return
         upload = path.startswith("/gradio_api/upload") and scope.get("method") == "POST"
         if upload and not self.quota.take(client, int(declared) if declared else limit):
-            await self._refuse(scope, receive, send, 429, "upload quota exceeded; try again later")
+            await self._refuse(scope, receive, send, 429, refusal("upload_quota", headers))
             return
         if scope.get("method") in ("GET", "HEAD", "OPTIONS") and declared is None:
             if self._foreign_session(scope, path, b"", client):
-                await self._refuse(scope, receive, send, 403, FOREIGN_SESSION)
+                await self._refuse(scope, receive, send, 403, refusal("foreign_session", headers))
                 return
             await self._run(scope, receive, send, path)  # no body to count (Gradio's SSE streams stay streams)
             return
@@ -528,27 +540,27 @@ class RequestGate:
             body.extend(message.get("body", b""))
             more = bool(message.get("more_body"))
             if len(body) > limit:
-                await self._refuse(scope, receive, send, 413, f"request body too large (limit {limit} bytes)")
+                await self._refuse(scope, receive, send, 413, refusal("too_large", headers, limit=limit))
                 return
         if upload:
             # Each file is a folder and a file in Gradio's cache for an hour: bytes alone would let a
             # client make hundreds of thousands of them (inodes) with one-byte files.
             parts = upload_parts(headers, body)  # counted in place: an upload body is up to 200 MB
             if parts > MAX_FILES_PER_UPLOAD:
-                refusal = f"too many files in one upload (limit {MAX_FILES_PER_UPLOAD})"
-                await self._refuse(scope, receive, send, 413, refusal)
+                too_many = refusal("too_many_files", headers, limit=MAX_FILES_PER_UPLOAD)
+                await self._refuse(scope, receive, send, 413, too_many)
                 return
             if not self.files.take(client, parts):
-                await self._refuse(scope, receive, send, 429, "upload quota exceeded; try again later")
+                await self._refuse(scope, receive, send, 429, refusal("upload_quota", headers))
                 return
         if self._foreign_session(scope, path, body, client):
-            await self._refuse(scope, receive, send, 403, FOREIGN_SESSION)
+            await self._refuse(scope, receive, send, 403, refusal("foreign_session", headers))
             return
         if event and path.startswith("/gradio_api/"):  # queue/join, and call/ask, which takes one too
             session = session_of(body)
             if session is not None and self.seen.is_new(session):
                 if not self.sessions.take(client, 1):  # refused: no record, which would evict another
-                    await self._refuse(scope, receive, send, 429, "too many new sessions; try again later")
+                    await self._refuse(scope, receive, send, 429, refusal("too_many_sessions", headers))
                     return
                 self.seen.claim(session, client)
             if path.startswith("/gradio_api/call/"):

@@ -23,7 +23,6 @@ from assistant.chat import MAX_CONTEXT_CHARS, rewrite
 from assistant.core import MAX_HISTORY_TURNS, MAX_QUESTION_CHARS
 from assistant.errors import DocumentError, LinesSkippedError
 from assistant.gate import (
-    FOREIGN_SESSION,
     MAX_FILES_PER_UPLOAD,
     SECURITY_HEADERS,
     ClientQuota,
@@ -439,7 +438,10 @@ def test_a_session_acts_only_from_the_address_that_started_it() -> None:
                other.get("/gradio_api/queue/data?session_hash=theirs&session_hash=mine"),
                other.get("/gradio_api/heartbeat/mine")]
     assert [r.status_code for r in refused] == [403] * 6
-    assert refused[0].json() == {"error": FOREIGN_SESSION}
+    assert refused[0].json() == {"error": "This page's session was started from another network address; please "
+                                          "reload the page."}
+    chinese = other.get("/gradio_api/heartbeat/mine", headers={"Accept-Language": "zh-CN,zh;q=0.9,en;q=0.8"})
+    assert chinese.json() == {"error": "此页面的会话来自另一个网络地址，请刷新页面。"}  # the browser's language
     assert owner.get("/gradio_api/queue/data", params={"session_hash": "mine"}).status_code == 200
     assert owner.get("/gradio_api/heartbeat/mine").status_code == 200
     assert other.get("/gradio_api/heartbeat/theirs").status_code == 200  # not started yet: nobody's
@@ -450,6 +452,17 @@ def test_a_session_acts_only_from_the_address_that_started_it() -> None:
     assert other.get("/gradio_api/call/ask/mine").status_code == 403
     assert other.get("/gradio_api/call/v2/ask/mine/").status_code == 403
     assert owner.get("/gradio_api/call/ask/mine").status_code == 200
+
+
+def test_refusals_speak_the_browser_language() -> None:
+    from assistant.gate import language_of, refusal
+
+    cases = {b"zh-CN,zh;q=0.9,en;q=0.8": "zh", b"zh-TW": "zh", b"ZH": "zh", b"en-US,en;q=0.9,zh;q=0.8": "en",
+             b"": "en", b"fr-FR,zh;q=0.5": "en"}
+    assert {k: language_of({b"accept-language": k}) for k in cases} == cases
+    assert language_of({}) == "en"
+    assert refusal("too_many_files", {}, limit=10) == "Too many files in one upload (at most 10)."
+    assert refusal("too_many_files", {b"accept-language": b"zh"}, limit=10) == "一次上传的文件过多（最多 10 个）。"
 
 
 def test_a_call_event_id_is_read_only_by_the_address_that_made_it() -> None:
