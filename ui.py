@@ -512,7 +512,8 @@ class UIContext:
     password: str | None = None
     guard: Any = None
     throttle: LoginThrottle = field(default_factory=LoginThrottle)  # wrong staff passwords by client address
-    staff: StaffSessions = field(default_factory=StaffSessions)  # who is logged in, by session id and address
+    # Who is logged in, by session id and address; a login lapses when an idle browser session would.
+    staff: StaffSessions = field(default_factory=lambda: StaffSessions(idle_seconds=SESSION_IDLE_SECONDS))
     reports: ReportFiles = field(default_factory=ReportFiles)
     exports: ReportFiles = field(default_factory=lambda: ReportFiles(keep=50))
     # Exports and feedback need no login and write to the server's disk (Gradio keeps a returned file

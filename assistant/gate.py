@@ -452,12 +452,13 @@ class RequestGate:
                  allowed_hosts: Collection[str] = (), events: ClientQuota | None = None,
                  sessions: ClientQuota | None = None, asks_in_flight: int = MAX_ASKS_IN_FLIGHT,
                  body_timeout: float = BODY_TIMEOUT, burst: ClientQuota | None = None) -> None:
+        defaults = client_limits()
         self.app = app
         self.quota = quota or ClientQuota()
         self.files = files or ClientQuota(limit=MAX_FILES_PER_WINDOW)
-        self.events = events or ClientQuota(limit=MAX_EVENTS_PER_MINUTE, window=60.0)
-        self.burst = burst or burst_quota(MAX_EVENTS_PER_MINUTE)
-        self.sessions = sessions or ClientQuota(limit=MAX_NEW_SESSIONS_PER_WINDOW)
+        self.events = events or defaults["events"]
+        self.burst = burst or defaults["burst"]
+        self.sessions = sessions or defaults["sessions"]
         self.seen = SeenSessions()
         self.asks_in_flight = asks_in_flight
         self.body_timeout = body_timeout
@@ -522,7 +523,7 @@ class RequestGate:
             await self._refuse(scope, receive, send, 429, refusal("upload_quota", headers))
             return
         if scope.get("method") in ("GET", "HEAD", "OPTIONS") and declared is None:
-            if self._foreign_session(scope, path, b"", client):
+            if self._foreign_session(self._sessions(scope, path, b""), client):
                 await self._refuse(scope, receive, send, 403, refusal("foreign_session", headers))
                 return
             await self._run(scope, receive, send, path)  # no body to count (Gradio's SSE streams stay streams)
@@ -553,11 +554,12 @@ class RequestGate:
             if not self.files.take(client, parts):
                 await self._refuse(scope, receive, send, 429, refusal("upload_quota", headers))
                 return
-        if self._foreign_session(scope, path, body, client):
+        named = self._sessions(scope, path, body)  # the body's JSON, read once
+        if self._foreign_session(named, client):
             await self._refuse(scope, receive, send, 403, refusal("foreign_session", headers))
             return
         if event and path.startswith("/gradio_api/"):  # queue/join, and call/ask, which takes one too
-            session = session_of(body)
+            session = named[0] if named else None
             if session is not None and self.seen.is_new(session):
                 if not self.sessions.take(client, 1):  # refused: no record, which would evict another
                     await self._refuse(scope, receive, send, 429, refusal("too_many_sessions", headers))
@@ -595,11 +597,15 @@ class RequestGate:
 
         return claiming
 
-    def _foreign_session(self, scope: Scope, path: str, body: bytes | bytearray, client: str) -> bool:
-        """Whether the request acts on a Gradio session another client started. A session id is a
-        bearer token the browser makes up and sends in URLs (proxy logs keep them); held at another
-        address it would read that session's answers as they stream, cancel its events, or close it."""
-        named = sessions_named(str(scope.get("method")), path, bytes(scope.get("query_string") or b""), body)
+    @staticmethod
+    def _sessions(scope: Scope, path: str, body: bytes | bytearray) -> list[str]:
+        return sessions_named(str(scope.get("method")), path, bytes(scope.get("query_string") or b""), body)
+
+    def _foreign_session(self, named: list[str], client: str) -> bool:
+        """Whether any of the sessions a request names (``sessions_named``) another client started. A
+        session id is a bearer token the browser makes up and sends in URLs (proxy logs keep them); held
+        at another address it would read that session's answers as they stream, cancel its events, or
+        close it."""
         return any(self.seen.elsewhere(session, client) for session in named)
 
     async def _run(self, scope: Scope, receive: Receive, send: Send, path: str) -> None:

@@ -115,11 +115,9 @@ def serve_app(assistant: Any, admin_password: str = "", allowed_hosts: tuple[str
     Unless ``metered``, the per-client event and session limits are lifted: a test module sends hundreds
     of events from 127.0.0.1 in a minute (``test_hardening`` checks the limits on a metered server)."""
     from assistant.cli import load_ui
-    from assistant.gate import ClientQuota
+    from assistant.gate import client_limits
 
-    lifted = {"events": ClientQuota(limit=10**9, window=60), "burst": ClientQuota(limit=10**9, window=10),
-              "sessions": ClientQuota(limit=10**9),
-              "asks_in_flight": 10**9}
+    lifted = client_limits(events_per_minute=10**9, questions_at_once=10**9, new_sessions=10**9)
     app = load_ui().create_app(assistant, admin_password=admin_password, allowed_hosts=allowed_hosts,
                                gate=None if metered else lifted)
     server = LiveServer(app).start()
