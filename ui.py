@@ -1331,7 +1331,8 @@ def create_app(assistant: Any, admin_password: str | None = None, *, ui: bool = 
         blocks.has_launched = True
         threading.Thread(target=_sweep_sessions, args=(weakref.ref(blocks), SESSION_IDLE_SECONDS, 60.0),
                          name="forget-idle-sessions", daemon=True).start()
-    app.add_middleware(RequestGate, allowed_hosts=allowed_hosts, **(gate or {}))
+    live = blocks.state_holder.__contains__ if ui else None  # sessions Gradio holds (see RequestGate.live)
+    app.add_middleware(RequestGate, allowed_hosts=allowed_hosts, live=live, **(gate or {}))
     return app
 
 

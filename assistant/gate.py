@@ -206,7 +206,7 @@ class SeenSessions:
         with self._lock:
             owner = self._seen.pop(session, None)
             self._seen[session] = owner or client  # most recent last
-            if len(self._seen) > self.capacity:
+            while len(self._seen) > self.capacity:
                 del self._seen[next(iter(self._seen))]
 
     def elsewhere(self, session: str, client: str) -> bool:
@@ -451,7 +451,8 @@ class RequestGate:
     def __init__(self, app: ASGIApp, quota: ClientQuota | None = None, files: ClientQuota | None = None,
                  allowed_hosts: Collection[str] = (), events: ClientQuota | None = None,
                  sessions: ClientQuota | None = None, asks_in_flight: int = MAX_ASKS_IN_FLIGHT,
-                 body_timeout: float = BODY_TIMEOUT, burst: ClientQuota | None = None) -> None:
+                 body_timeout: float = BODY_TIMEOUT, burst: ClientQuota | None = None,
+                 live: Callable[[str], bool] | None = None) -> None:
         defaults = client_limits()
         self.app = app
         self.quota = quota or ClientQuota()
@@ -460,6 +461,9 @@ class RequestGate:
         self.burst = burst or defaults["burst"]
         self.sessions = sessions or defaults["sessions"]
         self.seen = SeenSessions()
+        # Whether the app still holds a session (Gradio's session store). Such a session without a record
+        # here had its record pushed out: claimed anew, its id would belong to whoever sent it next.
+        self.live = live or (lambda session: False)
         self.asks_in_flight = asks_in_flight
         self.body_timeout = body_timeout
         self.in_flight: dict[str, int] = {}  # JSON API questions running, by client (event loop only)
@@ -605,8 +609,10 @@ class RequestGate:
         """Whether any of the sessions a request names (``sessions_named``) another client started. A
         session id is a bearer token the browser makes up and sends in URLs (proxy logs keep them); held
         at another address it would read that session's answers as they stream, cancel its events, or
-        close it."""
-        return any(self.seen.elsewhere(session, client) for session in named)
+        close it. A session the app still holds that has no record here (pushed out by a flood of new
+        sessions) is refused too: its owner is told to reload, and nobody else can claim it."""
+        return any(self.seen.elsewhere(session, client) or (self.seen.is_new(session) and self.live(session))
+                   for session in named)
 
     async def _run(self, scope: Scope, receive: Receive, send: Send, path: str) -> None:
         """The app; an error raised once its response has started (Gradio's result stream of an unknown

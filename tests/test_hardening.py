@@ -454,6 +454,31 @@ def test_a_session_acts_only_from_the_address_that_started_it() -> None:
     assert owner.get("/gradio_api/call/ask/mine").status_code == 200
 
 
+def test_a_session_the_app_holds_cannot_be_claimed_once_its_record_is_gone() -> None:
+    """Records are bounded, so enough new sessions push one out; the app (Gradio's session store) still
+    holds that session, and then nobody may claim it: not a thief, and its owner is told to reload."""
+    from fastapi.testclient import TestClient
+
+    held: set[str] = set()  # what the app holds: a session once its first event ran
+    owner = _gate(live=held.__contains__)
+    owner.app.seen.capacity = 2
+    thief = TestClient(owner.app, base_url="http://assistant.example.org", client=("10.0.0.9", 1))
+    assert owner.post("/gradio_api/queue/join", json={"session_hash": "victim"}).status_code == 200
+    held.add("victim")
+    for h in ("f1", "f2"):  # the flood: the victim's record is the oldest and goes
+        assert thief.post("/gradio_api/queue/join", json={"session_hash": h}).status_code == 200
+    assert owner.app.seen.is_new("victim")
+    attempts = [thief.post("/gradio_api/queue/join", json={"session_hash": "victim"}),
+                thief.get("/gradio_api/queue/data", params={"session_hash": "victim"}),
+                thief.get("/gradio_api/heartbeat/victim"),
+                thief.get("/gradio_api/call/ask/victim"),
+                owner.post("/gradio_api/queue/join", json={"session_hash": "victim"})]
+    assert [r.status_code for r in attempts] == [403] * 5
+    assert owner.app.seen.is_new("victim")  # refused, not claimed
+    held.discard("victim")  # once the app has forgotten it, the id holds nothing and is anyone's again
+    assert thief.post("/gradio_api/queue/join", json={"session_hash": "victim"}).status_code == 200
+
+
 def test_refusals_speak_the_browser_language() -> None:
     from assistant.gate import language_of, refusal
 

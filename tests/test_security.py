@@ -243,6 +243,39 @@ def test_a_flood_of_new_sessions_does_not_log_staff_out(staff_server: LiveServer
             g.close()
 
 
+def test_a_staff_session_whose_gate_record_was_pushed_out_cannot_be_claimed(staff_server: LiveServer) -> None:
+    """The gate remembers which address started each session, in a bounded store that a flood of new
+    sessions from many addresses can empty. A stolen id whose record went, of a session Gradio still
+    holds, is refused rather than given to whoever sends it first."""
+    from assistant.gate import RequestGate
+
+    layer = staff_server.server.config.app.middleware_stack
+    while layer is not None and not isinstance(layer, RequestGate):
+        layer = getattr(layer, "app", None)
+    assert layer is not None
+    seen, capacity = layer.seen, layer.seen.capacity
+    staff = RawGradio(staff_server.url, source="127.0.0.1")
+    crowd = [RawGradio(staff_server.url, source=f"127.0.3.{i}") for i in range(1, 4)]
+    thief = RawGradio(staff_server.url, source="127.0.0.8")
+    try:
+        assert "Logged in" in _login(staff, PASSWORD)
+        seen.capacity = 2  # the store's bound made small: three new sessions then push the staff's out
+        for g in crowd:
+            assert "Wrong password" in _login(g, "not-the-password")
+        assert seen.is_new(staff.session_hash)  # the staff's record is gone; Gradio still holds the session
+        thief.session_hash = staff.session_hash
+        event = staff.event("reindex-btn", "click")
+        data = [False if staff.types[i] == "checkbox" else "en" for i in event.inputs]
+        refused = thief.run(event, data)
+        assert refused["msg"] == "join_refused" and refused["status"] == 403, refused
+        assert thief.http.get("/gradio_api/queue/data", params={"session_hash": staff.session_hash}).status_code == 403
+        assert seen.is_new(staff.session_hash)  # nobody claimed it
+    finally:
+        seen.capacity = capacity
+        for g in [staff, *crowd, thief]:
+            g.close()
+
+
 def test_login_throttle_policy_exact() -> None:
     from assistant.server import LoginThrottle
 
