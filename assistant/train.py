@@ -9,7 +9,7 @@ For each development set (SQuAD 1.1 dev, CMRC 2018 trial, DRCD dev, the SQuAD 2.
 development halves, XQuAD in both directions) the evaluation sample (``--limit 300``, seed 0, as in
 the README) is converted and indexed under ``--work`` when missing. The training questions are
 *other* questions of the same articles (never a question of any evaluation sample, never an article
-of the XQuAD test half, whose English side is a subset of SQuAD 1.1 dev), asked through
+of the XQuAD or SQuAD 2.0 test halves, which SQuAD 1.1 dev holds too: ``TEST_HALVES``), asked through
 ``Assistant.ask``; every candidate sentence the answer stage scored becomes a row of
 ``scorer.FEATURE_NAMES``, labelled 1 when it supports the gold evidence (``metrics.supports``, the
 judgement of citation precision). ``eval/gold.jsonl`` over the sample corpus is one source among
@@ -44,7 +44,7 @@ import numpy as np
 
 from .evaluation.gold import GoldItem, check_evidence, load_gold
 from .evaluation.metrics import supports
-from .evaluation.squad import convert, evidence_span, locate_answer, read_squad, squad_questions
+from .evaluation.squad import convert, evidence_span, locate_answer, read_squad, squad_questions, test_titles
 from .scorer import (
     ANSWERABILITY_NAMES,
     FEATURE_INDEX,
@@ -71,8 +71,10 @@ DEV_SETS: tuple[tuple[str, str, str | None], ...] = (
 # one paragraph per article): their training questions come from a second sample (seed 1), indexed
 # on its own under ``work/NAME-train``.
 SEPARATE_TRAINING = {"cmrc": 1, "drcd": 1}
-# XQuAD's test half: its articles stay out of training (SQuAD 1.1 dev holds them too).
-XQUAD_TEST = "xquad/xquad.en.testhalf.json.gz"
+# The test halves whose articles SQuAD 1.1 dev holds too: XQuAD's English side, and every answerable
+# question of the SQuAD 2.0 test half (its 18 articles; 17 are XQuAD's). They stay out of training and
+# of the SQuAD 1.1 evaluation sample, on which changes are chosen.
+TEST_HALVES = ("xquad/xquad.en.testhalf.json.gz", "squad/dev-v2.0.testhalf.json.gz")
 # Questions asked against a corpus that lacks their article: (questions of, asked over the index of).
 FOREIGN: tuple[tuple[str, str], ...] = (("cmrc", "drcd"), ("drcd", "cmrc"), ("squad11", "gold"))
 # Every cross-lingual training question was answerable, so the answerability model learnt "the best
@@ -127,7 +129,8 @@ def prepare(work: Path, data: Path, only: str | None = None) -> dict[str, Path]:
     for name, file, pair in DEV_SETS:
         out = work / name
         if not (out / "gold.jsonl").is_file():
-            convert(data / file, out, limit=EVAL_LIMIT, pair=data / pair if pair else None, overwrite=True)
+            convert(data / file, out, limit=EVAL_LIMIT, pair=data / pair if pair else None, overwrite=True,
+                    without_articles=test_titles(data / f for f in TEST_HALVES))
         dirs[name] = out
     gold = work / "gold"
     if not (gold / "gold.jsonl").is_file():
@@ -505,13 +508,14 @@ def build_rows(
     module docstring. With ``passages``, the passages of its answerable training questions instead."""
     dirs = prepare(work, data, only=name)
     exclude = {item.id for d in list(dirs.values()) for item in load_gold(d / "gold.jsonl")}
-    banned = {str(a.get("title", "")) for a in read_squad(data / XQUAD_TEST)["data"]}
+    banned = test_titles(data / f for f in TEST_HALVES)
 
     for n, sample_seed in SEPARATE_TRAINING.items():
         train_dir = work / f"{n}-train"
         if not (train_dir / "gold.jsonl").is_file():
             file = next(f for m, f, _ in DEV_SETS if m == n)
-            convert(data / file, train_dir, limit=EVAL_LIMIT, seed=sample_seed, overwrite=True)
+            convert(data / file, train_dir, limit=EVAL_LIMIT, seed=sample_seed, overwrite=True,
+                    without_articles=banned)
         dirs[f"{n}-train"] = train_dir
 
     def items_of(n: str) -> list[GoldItem]:

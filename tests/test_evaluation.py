@@ -503,6 +503,26 @@ def test_squad_converter_limit_is_deterministic_and_keeps_whole_articles(tmp_pat
     assert len(load_gold(tmp_path / "c" / "gold.jsonl")) == 1
 
 
+def test_squad_converter_leaves_out_the_articles_of_test_files(tmp_path: Path) -> None:
+    """SQuAD 1.1 dev holds the articles (and answerable questions) of the SQuAD 2.0 and XQuAD test
+    halves: a development sample made from it leaves them out, questions and passages."""
+    from assistant.evaluation.squad import main, test_titles
+
+    fixture = _squad_fixture()
+    src = _write_squad(tmp_path / "squad" / "dev-v1.1.json.gz", fixture)
+    test = _write_squad(tmp_path / "squad" / "test.json.gz", {"version": "v2.0", "data": fixture["data"][1:]})
+    assert test_titles([test]) == {"Testing_Park"}
+    for limit in (None, 3):
+        out = tmp_path / f"out-{limit}"
+        summary = convert(src, out, limit=limit, without_articles={"Testing_Park"})
+        assert {i.id for i in load_gold(out / "gold.jsonl")} == {"s1", "s2", "s3"}
+        assert {d["title"] for d in _corpus_texts(out)} == {"Changzhou Alliance"} and summary.articles == 1
+        manifest = json.loads((out / "manifest.json").read_text("utf-8"))
+        assert manifest["without_articles"] == ["Testing_Park"]
+    assert main([str(src), str(tmp_path / "cli"), "--without-articles-of", str(test)]) == 0
+    assert {i.id for i in load_gold(tmp_path / "cli" / "gold.jsonl")} == {"s1", "s2", "s3"}
+
+
 def test_squad_converter_pair_is_cross_lingual(tmp_path: Path) -> None:
     en_ctx = "The park opened in 2023. It trains inspectors."
     zh_ctx = "检测园区于2023年开园。园区负责培训检验员。"

@@ -34,7 +34,7 @@ import json
 import random
 import re
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -137,6 +137,12 @@ def squad_questions(data: dict[str, Any]) -> list[SquadQuestion]:
                     )
                 )
     return out
+
+
+def test_titles(files: Iterable[str | Path]) -> set[str]:
+    """The article titles of SQuAD-layout ``files``: SQuAD 1.1 dev holds every article, and every
+    answerable question, of the SQuAD 2.0 test half, and the English side of XQuAD's."""
+    return {str(article.get("title", "")) for f in files for article in read_squad(f)["data"]}
 
 
 def detect_language(texts: Iterable[str]) -> str:
@@ -311,14 +317,19 @@ def convert(
     per_article: int = 10,
     dataset: str | None = None,
     overwrite: bool = False,
+    without_articles: Collection[str] = (),
 ) -> ConversionSummary:
-    """Write ``out_dir/corpus/*.jsonl``, ``gold.jsonl``, ``manifest.json`` and ``ATTRIBUTION.md``."""
+    """Write ``out_dir/corpus/*.jsonl``, ``gold.jsonl``, ``manifest.json`` and ``ATTRIBUTION.md``.
+
+    ``without_articles``: titles of articles to leave out, questions and passages (``test_titles``:
+    SQuAD 1.1 dev holds the articles and questions of the SQuAD 2.0 and XQuAD test halves)."""
     if max_chars < 1:
         raise ValueError("max_chars must be positive")
     data = read_squad(file)
     name = dataset or dataset_name(file, data)
+    left_out = {a for a, article in enumerate(data["data"]) if str(article.get("title", "")) in set(without_articles)}
     # A handful of upstream questions are empty strings (one in CMRC 2018 trial): nothing to ask.
-    questions = [q for q in squad_questions(data) if q.question]
+    questions = [q for q in squad_questions(data) if q.question and q.article not in left_out]
     language = detect_language(q.question for q in questions[:500])
     passages_data = data
     passage_language = detect_language(q.context for q in questions[:200])
@@ -334,7 +345,8 @@ def convert(
     corpus = _prepare_out(out, overwrite)
     source_articles = passages_data["data"]
     if limit is None or limit >= len(questions):
-        article_ids = list(range(len(source_articles)))
+        article_ids = [a for a, article in enumerate(source_articles)
+                       if str(article.get("title", "")) not in set(without_articles)]
     else:
         article_ids = sorted({(paired[q.id] if pair is not None else q).article for q in sample})
 
@@ -414,6 +426,7 @@ def convert(
         "seed": seed,
         "max_chars": max_chars,
         "per_article": per_article,
+        "without_articles": sorted(without_articles),
         **summary.to_dict(),
     }
     (out / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
@@ -444,6 +457,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--per-article", type=int, default=10, help="questions per article before top-up")
     parser.add_argument("--dataset", default=None, help="dataset tag (default: from the file name)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing corpus and gold file")
+    parser.add_argument("--without-articles-of", type=Path, nargs="+", default=[], metavar="FILE",
+                        help="leave out the articles of these SQuAD-layout files (test sets whose articles "
+                             "FILE also holds)")
     args = parser.parse_args(argv)
     try:
         summary = convert(
@@ -456,6 +472,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             per_article=args.per_article,
             dataset=args.dataset,
             overwrite=args.overwrite,
+            without_articles=test_titles(args.without_articles_of),
         )
     except (OSError, ValueError, KeyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
