@@ -143,8 +143,8 @@ def log_in(page: Any, password: str) -> None:
 def upload(page: Any, files: list[Path]) -> str:
     """Upload files as staff and wait for the ingest report; returns the status text."""
     page.set_input_files("#upload input[type=file]", [str(f) for f in files])
-    for f in files:
-        page.locator("#upload").get_by_text(f.name).first.wait_for()
+    for f in files:  # Gradio uploads the files first: slow when the 2 cores are busy (the suite's load)
+        page.locator("#upload").get_by_text(f.name).first.wait_for(timeout=90_000)
     page.click("#upload-btn")
     page.locator("#staff-status .notice-ok", has_text="added").wait_for(timeout=90_000)
     text: str = page.inner_text("#staff-status")
