@@ -327,7 +327,8 @@ def convert(
         raise ValueError("max_chars must be positive")
     data = read_squad(file)
     name = dataset or dataset_name(file, data)
-    left_out = {a for a, article in enumerate(data["data"]) if str(article.get("title", "")) in set(without_articles)}
+    excluded = set(without_articles)
+    left_out = {a for a, article in enumerate(data["data"]) if str(article.get("title", "")) in excluded}
     # A handful of upstream questions are empty strings (one in CMRC 2018 trial): nothing to ask.
     questions = [q for q in squad_questions(data) if q.question and q.article not in left_out]
     language = detect_language(q.question for q in questions[:500])
@@ -345,8 +346,7 @@ def convert(
     corpus = _prepare_out(out, overwrite)
     source_articles = passages_data["data"]
     if limit is None or limit >= len(questions):
-        article_ids = [a for a, article in enumerate(source_articles)
-                       if str(article.get("title", "")) not in set(without_articles)]
+        article_ids = [a for a, article in enumerate(source_articles) if str(article.get("title", "")) not in excluded]
     else:
         article_ids = sorted({(paired[q.id] if pair is not None else q).article for q in sample})
 
