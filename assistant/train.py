@@ -356,6 +356,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="the answerability model's out-of-fold false-abstention rate",
     )
     args = parser.parse_args(argv)
+    if not args.refit and not (args.data / TEST_HALVES[0]).is_file():
+        parser.error(f"no question sets at --data {args.data} (it needs ../shared/bench-data: its development "
+                     "sets to train on, its test halves to leave out)")
     names = [n for n, _, _ in DEV_SETS] + ["gold"]
     todo = args.collect_only if args.collect_only is not None else names
     rows: list[QuestionRows] = []

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from typing import Any
 
 import numpy as np
 import pytest
@@ -238,3 +239,13 @@ def test_name_and_count_rules_hold_over_english_text_only() -> None:
         assert checks.unknown == ("Ulaanbaatar",)
         reason = abstain_reason(query, cands, [passage], 0.5, lexical, AnswerSettings(**zero), checks)
         assert (reason is not None and "never mention Ulaanbaatar" in reason) is expected
+
+
+def test_training_without_the_question_sets_says_where_it_looked(tmp_path: Any, capsys: Any) -> None:
+    from assistant.train import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(["--data", str(tmp_path / "nowhere"), "--work", str(tmp_path / "work")])
+    assert stop.value.code == 2
+    assert f"no question sets at --data {tmp_path / 'nowhere'}" in capsys.readouterr().err
+    assert not (tmp_path / "work").exists()  # nothing converted or indexed
