@@ -50,6 +50,11 @@ MAX_DOC_CHARS = 5_000_000  # text extracted from one PDF or DOCX (~2,500 dense p
 MAX_CHUNKS_PER_FILE = 20_000  # what one file may add to the index (about the largest text file allowed)
 MAX_PDF_PAGES = 5_000
 MAX_PDF_STREAM_BYTES = 16 * 1024 * 1024  # any one decoded PDF stream (pypdf's own default is 75 MB)
+PDF_FORMS_PER_PAGE = 100  # form XObjects text extraction enters on one page (pypdf's default: 5,000)
+# Content operations text extraction may run over a whole PDF: about one per 10 bytes of the decoded
+# content the expansion limit allows, counted as they run, so that content parsed more than once
+# (forms drawn repeatedly, forms inside forms) is bounded like content that is there once.
+PDF_BYTES_PER_OPERATION = 10
 _RATIO_FLOOR = 1024 * 1024  # smaller members may compress well (a repetitive styles.xml) and cost nothing
 
 
@@ -279,6 +284,9 @@ def _pdf_configuration(limits: Limits) -> AbstractContextManager[object]:
         array_based_stream_maximum_output_length=cap,
         jbig2_maximum_output_length=cap,
         image_maximum_buffer_size=cap,
+        # A form XObject drawn again and again is parsed again each time (the security review's 3 KB
+        # PDF drew a 1 MB form 5,000 times a page, pypdf's default cap); headers and logos need a few.
+        xform_maximum_invocations_per_extraction=PDF_FORMS_PER_PAGE,
     )
 
 
@@ -335,6 +343,33 @@ def _decoded_size(stream: Any, budget: int) -> int:
     return len(decode_stream_data(stream))
 
 
+class _ExtractionBudget:
+    """Counts what pypdf's text extraction does, as it does it, and stops it (``DocumentError``) past
+    the file's limits: the measured page contents bound what a page holds once, not how often its
+    forms are drawn, and a page's text is only complete (and checked) after all of it was parsed."""
+
+    def __init__(self, path: str, limits: Limits) -> None:
+        self.path = path
+        self.limits = limits
+        self.operations = 0
+        self.max_operations = max(limits.expanded_bytes // PDF_BYTES_PER_OPERATION, 1)
+        self.chars = 0
+
+    def operation(self, operator: Any, operands: Any, cm: Any, tm: Any) -> None:
+        self.operations += 1
+        if self.operations > self.max_operations:
+            raise DocumentError(
+                self.path,
+                f"PDF text extraction runs over {self.max_operations:,} content operations (forms drawn "
+                f"over and over?); the limit follows from {_size(self.limits.expanded_bytes)} of page content",
+            )
+
+    def text(self, text: Any, cm: Any, tm: Any, font: Any, size: Any) -> None:
+        self.chars += len(text or "")
+        if self.chars > self.limits.doc_chars:  # stop at once: the rest would only be thrown away
+            raise DocumentError(self.path, _too_many_chars("PDF", self.limits))
+
+
 def _pdf_text(path: Path, limits: Limits, pages: list[tuple[int, int]] | None = None) -> str:
     """The text of the pages joined by blank lines; ``pages`` receives (offset, page number) of each
     non-empty page, 1-based, so a citation can name its page."""
@@ -366,12 +401,10 @@ def _pdf_text(path: Path, limits: Limits, pages: list[tuple[int, int]] | None = 
                         f"PDF page content expands to more than {_size(limits.expanded_bytes)} when decoded "
                         f"(by page {number} of {n}); the limit is {_size(limits.expanded_bytes)}",
                     )
-            chars = 0
+            budget = _ExtractionBudget(str(path), limits)
             for page in reader.pages:
-                text = (page.extract_text() or "").strip()
-                chars += len(text)
-                if chars > limits.doc_chars:  # stop at once: the rest would only be thrown away
-                    raise DocumentError(str(path), _too_many_chars("PDF", limits))
+                text = (page.extract_text(visitor_operand_before=budget.operation, visitor_text=budget.text)
+                        or "").strip()
                 texts.append(text)
     except DocumentError:
         raise

@@ -113,6 +113,34 @@ def pdf_bomb(path: Path, pages: int, per_page: int) -> int:
     return total
 
 
+def form_pdf(path: Path, form: bytes, draws: int, pages: int = 1) -> None:
+    """A hand-made PDF whose pages each draw one deflated form XObject (content ``form``) ``draws``
+    times: its bytes are counted once a page, but text extraction parses it at every draw (the fifth
+    security review's 3 KB file drew a 1 MB form 5,000 times a page)."""
+
+    def stream(data: bytes, extra: bytes = b"") -> bytes:
+        z = zlib.compress(data, 9)
+        return b"<< /Length %d /Filter /FlateDecode %s >>\nstream\n" % (len(z), extra) + z + b"\nendstream"
+
+    objects = [b"<< /Type /Catalog /Pages 2 0 R >>",
+               f"<< /Type /Pages /Kids [{' '.join(f'{6 + i} 0 R' for i in range(pages))}] /Count {pages} >>".encode(),
+               b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+               stream(form, b"/Type /XObject /Subtype /Form /BBox [0 0 600 800] /Resources << /Font << /F1 3 0 R >> >>"),
+               stream(b"BT /F1 10 Tf 10 780 Td (Osprey report) Tj ET\n" + b"/X0 Do\n" * draws)]
+    objects += [b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 600 800] /Contents 5 0 R "
+                b"/Resources << /Font << /F1 3 0 R >> /XObject << /X0 4 0 R >> >> >>"] * pages
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += f"{number} 0 obj\n".encode() + body + b"\nendobj\n"
+    xref = len(out)
+    out += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode()
+    out += b"".join(f"{o:010d} 00000 n \n".encode() for o in offsets)
+    out += f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
+    path.write_bytes(bytes(out))
+
+
 @contextlib.contextmanager
 def measured(budget_s: float) -> Iterator[dict[str, float]]:
     """Python-heap peak (tracemalloc) and wall time of the block, in ``result``."""
@@ -199,6 +227,30 @@ def test_pdf_bomb_is_skipped_quickly(tmp_path: Path, embedder: Embedder) -> None
     assert report.added == len(SMALL)
     assert m["seconds"] < 30
     assert m["peak"] < expanded / 10  # before the fix: 98 s and 1.1 GB, 239 M characters extracted
+
+
+def test_a_pdf_form_drawn_over_and_over_is_stopped_as_it_is_extracted(tmp_path: Path) -> None:
+    """A 3 KB PDF drawing a 1 MB text form 5,000 times ran text extraction for a projected half hour,
+    its memory growing (fifth security review). The characters and content operations are now counted
+    as extraction runs, and a page enters at most ``PDF_FORMS_PER_PAGE`` forms: refused in seconds."""
+    words = b"Alliance training base text. " * (MB // 30)
+    form_pdf(tmp_path / "forms.pdf", b"BT /F1 10 Tf 10 10 Td (" + words + b") Tj ET", draws=5000)
+    assert (tmp_path / "forms.pdf").stat().st_size < 10_000
+    with measured(20) as m, pytest.raises(DocumentError) as info:
+        load_file(tmp_path / "forms.pdf", tmp_path)
+    assert "more than 5,000,000 characters" in info.value.reason, info.value.reason
+    assert m["seconds"] < 20 and m["peak"] < 200 * MB
+    # Forms without text are parsed too, and their operations count: 20 pages x 90 draws of a form of
+    # 2,000 drawing operations, where the limits allow 100,000 operations (1 MB of content).
+    form_pdf(tmp_path / "drawing.pdf", b"0 0 m 1 1 l S\n" * 1000, draws=90, pages=20)
+    with pytest.raises(DocumentError) as info:
+        load_file(tmp_path / "drawing.pdf", tmp_path, limits=Limits(expanded_bytes=MB))
+    assert "over 104,857 content operations" in info.value.reason, info.value.reason
+    # A form drawn a few times (a letterhead) is read as before.
+    form_pdf(tmp_path / "letterhead.pdf", b"BT /F1 10 Tf 10 10 Td (Avocet alliance letterhead) Tj ET", draws=2,
+             pages=3)
+    [doc] = load_file(tmp_path / "letterhead.pdf", tmp_path)
+    assert doc.text.count("Avocet alliance letterhead") == 6 and "Osprey report" in doc.text
 
 
 def test_pdf_pages_and_characters_are_capped(tmp_path: Path) -> None:
