@@ -49,6 +49,11 @@ MAX_COMPRESSION_RATIO = 100.0  # a zip member over 1 MB: DOCX XML compresses 5-2
 MAX_DOC_CHARS = 5_000_000  # text extracted from one PDF or DOCX (~2,500 dense pages)
 MAX_CHUNKS_PER_FILE = 20_000  # what one file may add to the index (about the largest text file allowed)
 MAX_PDF_PAGES = 5_000
+# Parsed elements are what python-docx and BeautifulSoup hold in memory (about 350 and 600 bytes each,
+# measured): a 0.8 MB DOCX of 63 MB of empty paragraphs, within the zip limits, took 3.5 GB, and an
+# 18 MB HTML file of empty tags 3.7 GB. A 5-million-character DOCX holds about 0.4 million elements.
+MAX_DOCX_ELEMENTS = 1_000_000  # XML elements in all of a DOCX's parts, counted streaming before parsing
+MAX_HTML_TAGS = 500_000  # tags (counted as "<") in an HTML file
 MAX_PDF_STREAM_BYTES = 16 * 1024 * 1024  # any one decoded PDF stream (pypdf's own default is 75 MB)
 PDF_FORMS_PER_PAGE = 100  # form XObjects text extraction enters on one page (pypdf's default: 5,000)
 # Content operations text extraction may run over a whole PDF: about one per 10 bytes of the decoded
@@ -86,6 +91,8 @@ class Limits:
     chunks_per_file: int = MAX_CHUNKS_PER_FILE
     pdf_pages: int = MAX_PDF_PAGES
     pdf_stream_bytes: int = MAX_PDF_STREAM_BYTES
+    docx_elements: int = MAX_DOCX_ELEMENTS
+    html_tags: int = MAX_HTML_TAGS
 
     def __post_init__(self) -> None:
         for name, value in vars(self).items():
@@ -263,6 +270,9 @@ def source_text(path: Path, limits: Limits | None = None, pages: list[tuple[int,
         raise DocumentError(str(path), f"cannot read: {exc.strerror or exc}") from exc
     text = decode_bytes(data, str(path))
     if suffix in (".html", ".htm"):
+        tags = text.count("<")  # an upper bound, counted before a tree is built
+        if tags > limits.html_tags:
+            raise DocumentError(str(path), f"HTML holds {tags:,} tags; the limit is {limits.html_tags:,}")
         return replace_surrogates(_html_text(text))
     return text
 
@@ -459,12 +469,41 @@ def _check_zip(path: Path, limits: Limits) -> None:
             )
 
 
+def _check_elements(path: Path, limits: Limits) -> None:
+    """Refuse a DOCX whose XML parts hold more elements than ``limits.docx_elements``, counted by a
+    streaming parse that keeps nothing (python-docx builds every part's whole tree)."""
+    import zipfile
+
+    from lxml import etree
+
+    elements = 0
+    with zipfile.ZipFile(path) as archive:
+        for member in archive.infolist():
+            if not member.filename.endswith((".xml", ".rels")):
+                continue
+            with archive.open(member) as fh:
+                try:
+                    for _, element in etree.iterparse(fh, events=("end",), resolve_entities=False, no_network=True):
+                        elements += 1
+                        if elements > limits.docx_elements:
+                            raise DocumentError(
+                                str(path), f"DOCX holds more than {limits.docx_elements:,} XML elements, the limit"
+                            )
+                        element.clear()
+                        while element.getprevious() is not None:  # drop what was read: memory stays flat
+                            del element.getparent()[0]
+                except etree.XMLSyntaxError as exc:
+                    reason = f"not a valid DOCX file (broken XML in {member.filename}: {exc})"
+                    raise DocumentError(str(path), reason) from exc
+
+
 def _docx_text(path: Path, limits: Limits) -> str:
     import zipfile
 
     import docx
 
     _check_zip(path, limits)
+    _check_elements(path, limits)
     try:
         document = docx.Document(str(path))
     except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:

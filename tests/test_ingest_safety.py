@@ -212,6 +212,43 @@ def test_docx_compressed_too_well_is_refused(tmp_path: Path) -> None:
     assert doc.text.startswith("The Avocet alliance")
 
 
+def test_docx_and_html_of_millions_of_empty_elements_are_refused_before_parsing(tmp_path: Path) -> None:
+    """python-docx and BeautifulSoup hold every element in memory (about 350 and 600 bytes each): a
+    0.8 MB DOCX of 63 MB of empty paragraphs, within the zip limits, took 3.5 GB, and an 18 MB HTML file
+    of empty tags 3.7 GB (fifth security review). Both are counted first, streaming, and refused."""
+    head = f'<?xml version="1.0" encoding="UTF-8" standalone="yes"?><w:document xmlns:w="{_W}"><w:body>'.encode()
+    with zipfile.ZipFile(tmp_path / "paras.docx", "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("[Content_Types].xml", _CONTENT_TYPES)
+        z.writestr("_rels/.rels", _RELS)
+        with z.open("word/document.xml", "w") as fh:
+            fh.write(head)
+            for _ in range(30):
+                fh.write(b"<w:p/>" * 100_000)
+            fh.write(b"</w:body></w:document>")
+    loose = Limits(compression_ratio=1e6)  # as if padded under the ratio limit, as the review's file was
+    with measured(10) as m, pytest.raises(DocumentError) as info:
+        load_file(tmp_path / "paras.docx", tmp_path, limits=loose)
+    assert info.value.reason == "DOCX holds more than 1,000,000 XML elements, the limit", info.value.reason
+    assert m["seconds"] < 10 and m["peak"] < 50 * MB
+
+    (tmp_path / "tags.html").write_text("<html><body>" + "x<b>" * 600_000 + "</body></html>", encoding="utf-8")
+    with measured(5) as m, pytest.raises(DocumentError) as info:
+        load_file(tmp_path / "tags.html", tmp_path)
+    assert info.value.reason == "HTML holds 600,004 tags; the limit is 500,000", info.value.reason
+    assert m["peak"] < 50 * MB
+
+    import docx
+
+    document = docx.Document()
+    document.add_paragraph("The Avocet alliance trains 30 welders a year.")
+    document.save(str(tmp_path / "real.docx"))
+    (tmp_path / "real.html").write_text("<p>The Avocet alliance trains welders.</p>" * 100, encoding="utf-8")
+    assert [d.doc_id for d in load_file(tmp_path / "real.docx", tmp_path)] == ["real.docx"]
+    assert [d.doc_id for d in load_file(tmp_path / "real.html", tmp_path)] == ["real.html"]
+    with pytest.raises(DocumentError, match="more than 100 XML elements"):
+        load_file(tmp_path / "real.docx", tmp_path, limits=Limits(docx_elements=100))
+
+
 def test_pdf_bomb_is_skipped_quickly(tmp_path: Path, embedder: Embedder) -> None:
     """A 0.3 MB PDF whose 40 pages inflate to 200 MB of text operators (each page within pypdf's own
     75 MB stream limit) is refused in seconds with bounded memory; the other files are indexed."""
