@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from .errors import AssistantError, ConfigError
 
@@ -27,10 +29,25 @@ console = Console()
 err_console = Console(stderr=True)
 
 
+# C0 and C1 control characters but tab and newline: escape sequences in a document's text, title or
+# file name would reach the terminal (retitle it, recolour it, print a hyperlink: fifth security review).
+_TERMINAL_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def shown(text: object) -> str:
+    """``text`` as it may reach the terminal: control characters (escape sequences) dropped."""
+    return _TERMINAL_CONTROL.sub("", str(text))
+
+
+def _plain(text: object) -> Text:
+    """A table cell or line from documents or users: never parsed as markup, no escape sequences."""
+    return Text(shown(text))
+
+
 def _warn(label: str, message: str, sep: str = ":") -> None:
     """One line on stderr; the message is never parsed as markup nor wrapped (it may quote user input)."""
     err_console.print(f"[bold red]{label}{sep}[/] ", end="")
-    err_console.print(message, markup=False, highlight=False, soft_wrap=True)
+    err_console.print(shown(message), markup=False, highlight=False, soft_wrap=True)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -210,7 +227,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         if stale is not None and assistant.config.chroma_url is None and deferred is None:
             # An upgrade (or a changed setting) made the index unusable for new documents: rebuild it
             # from the corpus; it keeps answering until the new one is complete.
-            console.print(f"Rebuilding the index: {stale}. The current index stays until the new one is complete.")
+            console.print(f"Rebuilding the index: {stale}. The current index stays until the new one is complete.",
+                          markup=False)
             rebuild = True
         else:
             if deferred is not None:
@@ -232,7 +250,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
                     "makes them again (until then each question computes those it needs)."
                 )
             n = len(assistant.store.documents())
-            console.print(f"Index at {where} already built ({n} documents); skipping ingest.")
+            console.print(f"Index at {where} already built ({n} documents); skipping ingest.", markup=False)
             return EXIT_OK
     with Progress(
         TextColumn("{task.description}"),
@@ -292,7 +310,7 @@ def cmd_docs(args: argparse.Namespace) -> int:
     for col in ("doc_id", "title", "outlet", "date", "lang", "chunks"):
         table.add_column(col, overflow="fold")
     for d in docs:
-        table.add_row(d.doc_id, d.title, d.outlet, d.date, d.language, str(d.chunks))
+        table.add_row(*(_plain(v) for v in (d.doc_id, d.title, d.outlet, d.date, d.language, d.chunks)))
     console.print(table)
     return EXIT_OK
 
@@ -302,26 +320,26 @@ def print_answer(answer: Any) -> None:
 
     text = messages(answer.language)
     if answer.standalone_question != answer.question:
-        console.print(f"[dim]{text['searched']}: {answer.standalone_question}[/]")
-    console.print(answer.answer, markup=False, highlight=False)
+        console.print(Text(f"{text['searched']}: {shown(answer.standalone_question)}", style="dim"))
+    console.print(shown(answer.answer), markup=False, highlight=False)
     if answer.citations:
         console.print(f"\n[bold]{text['sources']}[/]")
         for c in answer.citations:
             where = ", ".join(x for x in (c.outlet, c.date) if x)
             page = f" p. {c.page}" if c.page else ""
             console.print(
-                f"[{c.n}] {c.title}" + (f" ({where})" if where else "")
-                + f" — {c.doc_id}{page} chars {c.start}-{c.end}",
+                shown(f"[{c.n}] {c.title}" + (f" ({where})" if where else "")
+                      + f" — {c.doc_id}{page} chars {c.start}-{c.end}"),
                 markup=False,
                 highlight=False,
             )
-            console.print(f"    “{c.quote}”", markup=False, highlight=False)
+            console.print(shown(f"    “{c.quote}”"), markup=False, highlight=False)
     if answer.abstained and answer.related:
         console.print(f"\n[bold]{text['related']}[/]")
         for p in answer.related:
-            console.print(f"- {p.title} ({p.doc_id}): {p.text[:200]}…", markup=False, highlight=False)
+            console.print(shown(f"- {p.title} ({p.doc_id}): {p.text[:200]}…"), markup=False, highlight=False)
     for note in answer.notes:
-        console.print(f"[dim]note: {note}[/]")
+        console.print(Text(f"note: {shown(note)}", style="dim"))
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
@@ -362,7 +380,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
                 console.print("[dim]No sources yet.[/]")
             else:
                 for c in last.citations:
-                    console.print(f"[{c.n}] {c.title} — {c.doc_id}\n{c.text}\n", markup=False, highlight=False)
+                    console.print(shown(f"[{c.n}] {c.title} — {c.doc_id}\n{c.text}\n"), markup=False, highlight=False)
             continue
         try:
             print_answer(session.ask(line))
@@ -475,8 +493,9 @@ def cmd_feedback(args: argparse.Namespace) -> int:
         for item in items:
             comment = f" — {item['comment']}" if item.get("comment") else ""
             option = f" [{item['option']}]" if item.get("option") else ""
-            console.print(f"{item.get('time', '')}  {item['rating']:>4}{option}  {item.get('question', '')}{comment}",
-                          markup=False, highlight=False)
+            # Anonymous visitors wrote these: never escape sequences to the staff's terminal.
+            line = f"{item.get('time', '')}  {item['rating']:>4}{option}  {item.get('question', '')}{comment}"
+            console.print(shown(line), markup=False, highlight=False)
         console.print(f"{len(items)} feedback items", markup=False)
         return EXIT_OK
     lines = "".join(json.dumps(d, ensure_ascii=False) + "\n" for d in feedback.draft_gold(items))

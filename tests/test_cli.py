@@ -303,6 +303,29 @@ def test_docs_table(indexed_corpus: IndexedCorpus) -> None:
     assert "Jing Ji Ri Bao" in proc.stdout and "2025-10-27" in proc.stdout
 
 
+def test_document_text_never_becomes_markup_or_escape_sequences(tmp_path: Path) -> None:
+    """A title or text holding rich markup (``[/]`` crashed the listing with a traceback; ``[link=…]`` made
+    a live hyperlink) or terminal escape sequences (retitle, recolour) is printed as plain text, without
+    the escapes (fifth security review)."""
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    title = "Osprey [/] report [link=https://evil.example/phish]Official[/link] \x1b]0;pwned\x07 \x1b[31mred"
+    body = "The Osprey alliance trains 40 welders a year in Ningbo. \x1b[2J It was founded in 2019."
+    (corpus / "osprey.txt").write_text(f"{title}\n\n{body}\n", encoding="utf-8")
+    index = tmp_path / "index"
+    assert run_cli("ingest", "--index", index, "--corpus", corpus, cwd=tmp_path).returncode == 0
+    listing = run_cli("docs", "--index", index, "--corpus", corpus, cwd=tmp_path, columns=250)
+    assert listing.returncode == 0, listing.stderr
+    no_traceback(listing)
+    assert "Osprey [/] report [link=https://evil.example/phish]Official[/link]" in listing.stdout
+    answer = run_cli("ask", "How many welders does the Osprey alliance train?", "--index", index, "--corpus", corpus,
+                     cwd=tmp_path, columns=250)
+    assert answer.returncode == 0, answer.stderr
+    assert "40 welders" in answer.stdout and "[link=https://evil.example/phish]" in answer.stdout
+    for proc in (listing, answer):
+        assert "\x1b" not in proc.stdout and "\x07" not in proc.stdout
+
+
 @pytest.mark.slow
 def test_ask_json_returns_citations(indexed_corpus: IndexedCorpus) -> None:
     proc = run_cli(
