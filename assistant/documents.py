@@ -688,6 +688,10 @@ def _split_digest(text: str, rel: str, lines: list[_Line], outlets: dict[int, re
 
 
 _RECORD_FIELDS = ("title", "outlet", "date", "language")
+# Chunk metadata the pipeline sets itself: a record's own field of these names would be taken for it
+# (``"pages": "0:999"`` made a JSONL document's citations say "p. 999"; fifth security review).
+_RESERVED_FIELDS = frozenset({"pages", "page_starts", "line", "time", "doc_offset", "doc_hash", "chunk_index",
+                              "start", "end", "sentences", "date_num", "generation", "kind"})
 
 
 def _split_jsonl(text: str, rel: str, bad: list[str]) -> list[Document]:
@@ -738,7 +742,8 @@ def _split_jsonl(text: str, rel: str, bad: list[str]) -> list[Document]:
                 outlet=str(record.get("outlet", "")),
                 date=_iso_date(str(record.get("date", ""))),
                 language=str(record.get("language", "")) or detect_language(body),
-                extra={"line": n, **{k: v for k, v in meta.items() if k not in _RECORD_FIELDS}},
+                extra={"line": n, **{k: v for k, v in meta.items()
+                                     if k not in _RECORD_FIELDS and k not in _RESERVED_FIELDS}},
             )
         )
     return docs

@@ -349,6 +349,22 @@ def test_jsonl_one_document_per_line(tmp_path: Path) -> None:
         assert doc.offset == 0 and doc.text
 
 
+def test_jsonl_fields_cannot_pose_as_what_the_pipeline_sets(tmp_path: Path) -> None:
+    """A record's own "pages", "line" or "start" would be read as the pipeline's (its citations said
+    "p. 999"; fifth security review): they are dropped, other fields are kept."""
+    from assistant.chunking import chunk_document, page_at
+
+    record = {"id": "r1", "text": "The alliance trains technicians in Ningbo.", "pages": "0:999", "line": 77,
+              "start": 5, "sentences": "[[0, 1]]", "region": "Zhejiang"}
+    (tmp_path / "r.jsonl").write_text(json.dumps(record) + "\n", encoding="utf-8")
+    [doc] = load_file(tmp_path / "r.jsonl", tmp_path)
+    meta = doc.metadata()
+    assert meta["region"] == "Zhejiang" and meta["line"] == 1
+    assert "pages" not in meta and "start" not in meta and "sentences" not in meta
+    [chunk] = chunk_document(doc)
+    assert page_at(chunk.metadata.get("pages"), chunk.start) is None
+
+
 def test_jsonl_with_some_bad_lines_keeps_the_good_ones(tmp_path: Path) -> None:
     path = tmp_path / "mixed.jsonl"
     path.write_text('{"text": "Good line."}\nnot json\n{"text": ""}\n{"text": "Another good line."}\n')

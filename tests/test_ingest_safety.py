@@ -125,7 +125,8 @@ def form_pdf(path: Path, form: bytes, draws: int, pages: int = 1) -> None:
     objects = [b"<< /Type /Catalog /Pages 2 0 R >>",
                f"<< /Type /Pages /Kids [{' '.join(f'{6 + i} 0 R' for i in range(pages))}] /Count {pages} >>".encode(),
                b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
-               stream(form, b"/Type /XObject /Subtype /Form /BBox [0 0 600 800] /Resources << /Font << /F1 3 0 R >> >>"),
+               stream(form, b"/Type /XObject /Subtype /Form /BBox [0 0 600 800] "
+                            b"/Resources << /Font << /F1 3 0 R >> >>"),
                stream(b"BT /F1 10 Tf 10 780 Td (Osprey report) Tj ET\n" + b"/X0 Do\n" * draws)]
     objects += [b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 600 800] /Contents 5 0 R "
                 b"/Resources << /Font << /F1 3 0 R >> /XObject << /X0 4 0 R >> >> >>"] * pages
