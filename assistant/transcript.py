@@ -8,6 +8,7 @@ sources, for the UI's export and the terminal chat's ``/export FILE``.
 
 from __future__ import annotations
 
+import html
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -96,24 +97,36 @@ def _footnoted(text: str, turn: int, numbers: Iterable[int]) -> str:
     return text
 
 
+def _md_text(value: str) -> str:
+    """Document or visitor text as Markdown text: HTML in it stays text in a viewer that renders HTML."""
+    return html.escape(value.strip(), quote=False)
+
+
+def _md_code(value: str) -> str:
+    """A document id as a code span (a backtick inside would end it)."""
+    return "`" + value.replace("`", "'") + "`"
+
+
 def to_markdown(turns: Sequence[Answer], title: str = "Conversation") -> str:
-    """A conversation as Markdown: each question, its answer with footnotes, and the quoted sources."""
+    """A conversation as Markdown: each question, its answer with footnotes, and the quoted sources.
+    Text from documents and questions is escaped for viewers that render HTML."""
     lang = turns[0].language if turns else "en"
     words = strings.section("export", lang)
     lines = [f"# {title}", ""]
     for i, answer in enumerate(turns, start=1):
-        lines += [f"## {words['question']} {i}: {answer.question.strip()}", ""]
+        lines += [f"## {words['question']} {i}: {_md_text(answer.question)}", ""]
         if answer.standalone_question.strip() != answer.question.strip():
-            lines += [f"*{words['searched']}: {answer.standalone_question.strip()}*", ""]
-        lines += [_footnoted(answer.answer.strip(), i, (c.n for c in answer.citations)), ""]
+            lines += [f"*{words['searched']}: {_md_text(answer.standalone_question)}*", ""]
+        lines += [_footnoted(_md_text(answer.answer), i, (c.n for c in answer.citations)), ""]
         for c in answer.citations:
             where = ", ".join(x for x in (c.outlet, c.date) if x)
-            head = f"{c.title or c.doc_id}" + (f" ({where})" if where else "")
+            head = _md_text(f"{c.title or c.doc_id}" + (f" ({where})" if where else ""))
             page = f", p. {c.page}" if c.page else ""
-            lines.append(f"[^{i}-{c.n}]: {head} — `{c.doc_id}`{page}, chars {c.start}–{c.end}: “{c.quote.strip()}”")
+            where_in = f"{_md_code(c.doc_id)}{page}, chars {c.start}–{c.end}"
+            lines.append(f"[^{i}-{c.n}]: {head} — {where_in}: “{_md_text(c.quote)}”")
         if answer.abstained and answer.related:
             lines.append("")
             lines.append(words["related"])
-            lines += [f"- {p.title or p.doc_id} (`{p.doc_id}`)" for p in answer.related]
+            lines += [f"- {_md_text(p.title or p.doc_id)} ({_md_code(p.doc_id)})" for p in answer.related]
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"

@@ -56,3 +56,6 @@ def test_markdown_export_has_every_turn_with_footnotes() -> None:
     assert "\n[^1-1]: Kestrel (Daily, 2025-01-02) — `a.txt`, chars" in md
     zh = to_markdown([_answer("它是什么时候成立的？", "zh")], title="对话记录")
     assert "## 问题 1: 它是什么时候成立的？" in zh
+    # HTML in documents or questions stays text in a viewer that renders it (fifth security review).
+    hostile = to_markdown([_answer("<img src=x onerror=alert(1)> when?")], title="Conversation")
+    assert "## Question 1: &lt;img src=x onerror=alert(1)&gt; when?" in hostile and "<img" not in hostile
