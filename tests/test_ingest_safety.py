@@ -100,6 +100,12 @@ def pdf_bomb(path: Path, pages: int, per_page: int) -> int:
         )
         objects.append(f"<< /Length {len(data)} /Filter /FlateDecode >>\nstream\n".encode() + data + b"\nendstream")
     objects.append(b"<< /Type /Catalog /Pages 2 0 R >>")
+    write_pdf(path, objects, root=len(objects))
+    return total
+
+
+def write_pdf(path: Path, objects: list[bytes], root: int) -> None:
+    """A PDF file of ``objects`` (numbered from 1) with its cross-reference table; ``root``: the catalog's."""
     out = bytearray(b"%PDF-1.4\n")
     offsets = []
     for number, body in enumerate(objects, start=1):
@@ -108,9 +114,8 @@ def pdf_bomb(path: Path, pages: int, per_page: int) -> int:
     xref = len(out)
     out += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode()
     out += b"".join(f"{o:010d} 00000 n \n".encode() for o in offsets)
-    out += f"trailer\n<< /Size {len(objects) + 1} /Root {len(objects)} 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
+    out += f"trailer\n<< /Size {len(objects) + 1} /Root {root} 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
     path.write_bytes(bytes(out))
-    return total
 
 
 def form_pdf(path: Path, form: bytes, draws: int, pages: int = 1) -> None:
@@ -130,16 +135,7 @@ def form_pdf(path: Path, form: bytes, draws: int, pages: int = 1) -> None:
                stream(b"BT /F1 10 Tf 10 780 Td (Osprey report) Tj ET\n" + b"/X0 Do\n" * draws)]
     objects += [b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 600 800] /Contents 5 0 R "
                 b"/Resources << /Font << /F1 3 0 R >> /XObject << /X0 4 0 R >> >> >>"] * pages
-    out = bytearray(b"%PDF-1.4\n")
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += f"{number} 0 obj\n".encode() + body + b"\nendobj\n"
-    xref = len(out)
-    out += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode()
-    out += b"".join(f"{o:010d} 00000 n \n".encode() for o in offsets)
-    out += f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
-    path.write_bytes(bytes(out))
+    write_pdf(path, objects, root=1)
 
 
 @contextlib.contextmanager
