@@ -473,6 +473,7 @@ def _check_elements(path: Path, limits: Limits) -> None:
     """Refuse a DOCX whose XML parts hold more elements than ``limits.docx_elements``, counted by a
     streaming parse that keeps nothing (python-docx builds every part's whole tree)."""
     import zipfile
+    import zlib
 
     from lxml import etree
 
@@ -492,8 +493,8 @@ def _check_elements(path: Path, limits: Limits) -> None:
                         element.clear()
                         while element.getprevious() is not None:  # drop what was read: memory stays flat
                             del element.getparent()[0]
-                except etree.XMLSyntaxError as exc:
-                    reason = f"not a valid DOCX file (broken XML in {member.filename}: {exc})"
+                except (etree.XMLSyntaxError, zipfile.BadZipFile, zlib.error, EOFError) as exc:
+                    reason = f"not a valid DOCX file (broken {member.filename}: {type(exc).__name__}: {exc})"
                     raise DocumentError(str(path), reason) from exc
 
 

@@ -244,6 +244,14 @@ def test_docx_and_html_of_millions_of_empty_elements_are_refused_before_parsing(
     assert [d.doc_id for d in load_file(tmp_path / "real.html", tmp_path)] == ["real.html"]
     with pytest.raises(DocumentError, match="more than 100 XML elements"):
         load_file(tmp_path / "real.docx", tmp_path, limits=Limits(docx_elements=100))
+    data = bytearray((tmp_path / "real.docx").read_bytes())  # a damaged part is reported, not raised
+    with zipfile.ZipFile(tmp_path / "real.docx") as z:
+        member = z.getinfo("word/document.xml")
+    start = member.header_offset + 30 + len(member.filename) + len(member.extra) + 5
+    data[start : start + 20] = bytes(b ^ 0x55 for b in data[start : start + 20])
+    (tmp_path / "damaged.docx").write_bytes(bytes(data))
+    with pytest.raises(DocumentError, match="not a valid DOCX file"):
+        load_file(tmp_path / "damaged.docx", tmp_path)
 
 
 def test_pdf_bomb_is_skipped_quickly(tmp_path: Path, embedder: Embedder) -> None:
