@@ -1303,6 +1303,7 @@ def create_app(assistant: Any, admin_password: str | None = None, *, ui: bool = 
     from assistant.server import QUEUE_CONCURRENCY, QUEUE_MAX_SIZE, create_api
 
     app = create_api(assistant)
+    live = None  # whether Gradio holds a session (RequestGate.live)
     if ui:
         blocks = build_app(assistant, admin_password=admin_password)
         # api_open=False: queued handlers run only through the queue (run/predict refuses them too).
@@ -1331,7 +1332,7 @@ def create_app(assistant: Any, admin_password: str | None = None, *, ui: bool = 
         blocks.has_launched = True
         threading.Thread(target=_sweep_sessions, args=(weakref.ref(blocks), SESSION_IDLE_SECONDS, 60.0),
                          name="forget-idle-sessions", daemon=True).start()
-    live = blocks.state_holder.__contains__ if ui else None  # sessions Gradio holds (see RequestGate.live)
+        live = blocks.state_holder.__contains__
     app.add_middleware(RequestGate, allowed_hosts=allowed_hosts, live=live, **(gate or {}))
     return app
 

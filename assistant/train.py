@@ -37,6 +37,7 @@ import random
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +76,12 @@ SEPARATE_TRAINING = {"cmrc": 1, "drcd": 1}
 # question of the SQuAD 2.0 test half (its 18 articles; 17 are XQuAD's). They stay out of training and
 # of the SQuAD 1.1 evaluation sample, on which changes are chosen.
 TEST_HALVES = ("xquad/xquad.en.testhalf.json.gz", "squad/dev-v2.0.testhalf.json.gz")
+
+
+@lru_cache(maxsize=2)
+def test_half_titles(data: Path) -> frozenset[str]:
+    """The article titles of ``TEST_HALVES`` under ``data`` (read once: every set's collection asks)."""
+    return frozenset(test_titles(data / f for f in TEST_HALVES))
 # Questions asked against a corpus that lacks their article: (questions of, asked over the index of).
 FOREIGN: tuple[tuple[str, str], ...] = (("cmrc", "drcd"), ("drcd", "cmrc"), ("squad11", "gold"))
 # Every cross-lingual training question was answerable, so the answerability model learnt "the best
@@ -130,7 +137,7 @@ def prepare(work: Path, data: Path, only: str | None = None) -> dict[str, Path]:
         out = work / name
         if not (out / "gold.jsonl").is_file():
             convert(data / file, out, limit=EVAL_LIMIT, pair=data / pair if pair else None, overwrite=True,
-                    without_articles=test_titles(data / f for f in TEST_HALVES))
+                    without_articles=test_half_titles(data))
         dirs[name] = out
     gold = work / "gold"
     if not (gold / "gold.jsonl").is_file():
@@ -161,7 +168,7 @@ def training_items(
     out: Path,
     data: Path,
     exclude: set[str],
-    banned_titles: set[str],
+    banned_titles: frozenset[str],
     limit: int,
     seed: int,
     skip: int = 0,
@@ -511,7 +518,7 @@ def build_rows(
     module docstring. With ``passages``, the passages of its answerable training questions instead."""
     dirs = prepare(work, data, only=name)
     exclude = {item.id for d in list(dirs.values()) for item in load_gold(d / "gold.jsonl")}
-    banned = test_titles(data / f for f in TEST_HALVES)
+    banned = test_half_titles(data)
 
     for n, sample_seed in SEPARATE_TRAINING.items():
         train_dir = work / f"{n}-train"

@@ -394,17 +394,6 @@ def test_conversation_survives_a_reload_and_exports_as_markdown(page: Any, publi
     page.wait_for_function("document.querySelectorAll('#chatbot .answer.complete').length === 3")
 
 
-def _gate_of(server: LiveServer) -> Any:
-    """The ``RequestGate`` in front of ``server``'s app."""
-    from assistant.gate import RequestGate
-
-    layer = server.server.config.app.middleware_stack
-    while layer is not None and not isinstance(layer, RequestGate):
-        layer = getattr(layer, "app", None)
-    assert layer is not None
-    return layer
-
-
 @pytest.mark.parametrize("page", ["zh-CN"], indirect=True)
 def test_a_page_whose_address_changed_is_told_to_reload_and_keeps_its_conversation(
         page: Any, public_server: LiveServer) -> None:
@@ -412,7 +401,7 @@ def test_a_page_whose_address_changed_is_told_to_reload_and_keeps_its_conversati
     network) is told, in the browser's language, to reload; after the reload the conversation is back."""
     open_app(page, public_server)
     ask(page, "What is the Suzhou alliance?")
-    seen = _gate_of(public_server).seen
+    seen = public_server.gate.seen
     for session in list(seen._seen):  # as if this page's requests now came from another network
         seen._seen[session] = "203.0.113.9"
     page.fill("#question textarea", "When was it established?")

@@ -247,13 +247,8 @@ def test_a_staff_session_whose_gate_record_was_pushed_out_cannot_be_claimed(staf
     """The gate remembers which address started each session, in a bounded store that a flood of new
     sessions from many addresses can empty. A stolen id whose record went, of a session Gradio still
     holds, is refused rather than given to whoever sends it first."""
-    from assistant.gate import RequestGate
-
-    layer = staff_server.server.config.app.middleware_stack
-    while layer is not None and not isinstance(layer, RequestGate):
-        layer = getattr(layer, "app", None)
-    assert layer is not None
-    seen, capacity = layer.seen, layer.seen.capacity
+    seen = staff_server.gate.seen
+    capacity = seen.capacity
     staff = RawGradio(staff_server.url, source="127.0.0.1")
     crowd = [RawGradio(staff_server.url, source=f"127.0.3.{i}") for i in range(1, 4)]
     thief = RawGradio(staff_server.url, source="127.0.0.8")

@@ -100,6 +100,17 @@ class LiveServer:
             time.sleep(0.05)
         return self
 
+    @property
+    def gate(self) -> Any:
+        """The ``RequestGate`` in front of the app (its session records, quotas)."""
+        from assistant.gate import RequestGate
+
+        layer = self.server.config.app.middleware_stack
+        while layer is not None and not isinstance(layer, RequestGate):
+            layer = getattr(layer, "app", None)
+        assert layer is not None
+        return layer
+
     def stop(self) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=5)
