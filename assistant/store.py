@@ -19,6 +19,7 @@ import fcntl
 import hashlib
 import json
 import os
+import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -44,18 +45,29 @@ MANIFEST = "assistant_manifest"
 HNSW: dict[str, Any] = {"space": "cosine", "ef_search": 400}
 
 
-def _widen_search(collection: Any) -> None:
-    """Raise the ef_search of an index made before ``HNSW`` (Chroma changes it in place; its default
-    is 100 when none is recorded). Best effort: an index that cannot be written now (read-only, or
-    another process writing) answers with the search it had."""
+def _search_width(collection: Any) -> int:
     config = getattr(collection, "configuration", None)
     hnsw = (config.get("hnsw") if isinstance(config, dict) else None) or {}
-    if int(hnsw.get("ef_search") or 100) >= HNSW["ef_search"]:
-        return
-    try:
-        collection.modify(configuration={"hnsw": {"ef_search": HNSW["ef_search"]}})
-    except Exception:  # chromadb raises its own InternalError for a locked or read-only database
-        pass
+    return int(hnsw.get("ef_search") or 100)  # Chroma's default when none is recorded
+
+
+def _widen_search(client: Any, collection: Any, attempts: int = 3) -> bool:
+    """Raise the ef_search of an index made before ``HNSW`` (Chroma changes it in place) and say
+    whether the index now has it. Best effort: an index that cannot be written now (read-only, or
+    another process writing) answers with the search it had."""
+    if _search_width(collection) >= HNSW["ef_search"]:
+        return True
+    for attempt in range(attempts):
+        # Read back rather than trust modify(): a CI run once found the old width after a modify
+        # that raised nothing, and a locked database is often free a moment later.
+        try:
+            collection.modify(configuration={"hnsw": {"ef_search": HNSW["ef_search"]}})
+            if _search_width(client.get_collection(CHUNKS, embedding_function=None)) >= HNSW["ef_search"]:
+                return True
+        except Exception:  # chromadb raises its own InternalError for a locked or read-only database
+            pass
+        time.sleep(0.05 * 2**attempt)
+    return False
 
 
 SETTINGS_ID = "__settings__"
@@ -141,7 +153,7 @@ class Store:
                 CHUNKS, configuration={"hnsw": dict(HNSW)}, embedding_function=None
             )
             if not chroma_url:  # a shared server's collection is its owner's business
-                _widen_search(self.chunks)
+                _widen_search(self.client, self.chunks)
             self.manifest = self.client.get_or_create_collection(MANIFEST, embedding_function=None)
         except ConfigError:
             raise

@@ -508,8 +508,22 @@ def test_the_dense_search_is_wide_enough_to_be_exact_and_old_indexes_are_widened
         assert ef_search(tmp_path / name) == 100
     Store(tmp_path / "old")
     assert ef_search(tmp_path / "old") == 400
-    # One that cannot be changed now (another process writing, a read-only folder) still opens.
+    # A change that does not take (a modify that raised nothing, yet the index still had the old
+    # width) is read back and made again.
     from chromadb.api.models.Collection import Collection
+
+    real_modify, calls = Collection.modify, []
+
+    def lost_once(self: Any, **kwargs: Any) -> None:
+        calls.append(kwargs)
+        if len(calls) > 1:
+            real_modify(self, **kwargs)
+
+    client(tmp_path / "lost").get_or_create_collection(store_mod.CHUNKS, configuration={"hnsw": {"space": "cosine"}})
+    monkeypatch.setattr(Collection, "modify", lost_once)
+    Store(tmp_path / "lost")
+    assert len(calls) == 2 and ef_search(tmp_path / "lost") == 400
+    # One that cannot be changed now (another process writing, a read-only folder) still opens.
 
     def refuse(self: object, **_: object) -> None:
         raise RuntimeError("database is locked")
