@@ -51,23 +51,23 @@ def _search_width(collection: Any) -> int:
     return int(hnsw.get("ef_search") or 100)  # Chroma's default when none is recorded
 
 
-def _widen_search(client: Any, collection: Any, attempts: int = 3) -> bool:
-    """Raise the ef_search of an index made before ``HNSW`` (Chroma changes it in place) and say
-    whether the index now has it. Best effort: an index that cannot be written now (read-only, or
-    another process writing) answers with the search it had."""
-    if _search_width(collection) >= HNSW["ef_search"]:
-        return True
+def _widen_search(client: Any, collection: Any, attempts: int = 3) -> None:
+    """Raise the ef_search of an index made before ``HNSW`` (Chroma changes it in place). Best effort:
+    an index that cannot be written now (read-only, or another process writing) answers with the
+    search it had."""
     for attempt in range(attempts):
+        if attempt:
+            time.sleep(0.05 * 2 ** (attempt - 1))  # a locked database is often free a moment later
         # Read back rather than trust modify(): a CI run once found the old width after a modify
-        # that raised nothing, and a locked database is often free a moment later.
+        # that raised nothing.
         try:
+            if attempt:
+                collection = client.get_collection(CHUNKS, embedding_function=None)
+            if _search_width(collection) >= HNSW["ef_search"]:
+                return
             collection.modify(configuration={"hnsw": {"ef_search": HNSW["ef_search"]}})
-            if _search_width(client.get_collection(CHUNKS, embedding_function=None)) >= HNSW["ef_search"]:
-                return True
         except Exception:  # chromadb raises its own InternalError for a locked or read-only database
             pass
-        time.sleep(0.05 * 2**attempt)
-    return False
 
 
 SETTINGS_ID = "__settings__"

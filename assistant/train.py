@@ -45,7 +45,15 @@ import numpy as np
 
 from .evaluation.gold import GoldItem, check_evidence, load_gold
 from .evaluation.metrics import supports
-from .evaluation.squad import convert, evidence_span, locate_answer, read_squad, squad_questions, test_titles
+from .evaluation.squad import (
+    article_title,
+    convert,
+    evidence_span,
+    locate_answer,
+    read_squad,
+    squad_questions,
+    test_titles,
+)
 from .scorer import (
     ANSWERABILITY_NAMES,
     FEATURE_INDEX,
@@ -76,12 +84,6 @@ SEPARATE_TRAINING = {"cmrc": 1, "drcd": 1}
 # question of the SQuAD 2.0 test half (its 18 articles; 17 are XQuAD's). They stay out of training and
 # of the SQuAD 1.1 evaluation sample, on which changes are chosen.
 TEST_HALVES = ("xquad/xquad.en.testhalf.json.gz", "squad/dev-v2.0.testhalf.json.gz")
-
-
-@lru_cache(maxsize=2)
-def test_half_titles(data: Path) -> frozenset[str]:
-    """The article titles of ``TEST_HALVES`` under ``data`` (read once: every set's collection asks)."""
-    return frozenset(test_titles(data / f for f in TEST_HALVES))
 # Questions asked against a corpus that lacks their article: (questions of, asked over the index of).
 FOREIGN: tuple[tuple[str, str], ...] = (("cmrc", "drcd"), ("drcd", "cmrc"), ("squad11", "gold"))
 # Every cross-lingual training question was answerable, so the answerability model learnt "the best
@@ -127,6 +129,12 @@ class QuestionRows:
             "labels": self.labels,
             "checks": self.checks,
         }
+
+
+@lru_cache(maxsize=2)
+def test_half_titles(data: Path) -> frozenset[str]:
+    """The article titles of ``TEST_HALVES`` under ``data`` (read once: every set's collection asks)."""
+    return frozenset(test_titles(data / f for f in TEST_HALVES))
 
 
 def prepare(work: Path, data: Path, only: str | None = None) -> dict[str, Path]:
@@ -181,7 +189,7 @@ def training_items(
     questions = [q for q in squad_questions(read_squad(data / file)) if q.question]
     source = read_squad(data / pair) if pair else None
     paired = {q.id: q for q in squad_questions(source)} if source else {}
-    titles = [str(a.get("title", "")) for a in (source or read_squad(data / file))["data"]]
+    titles = [article_title(a) for a in (source or read_squad(data / file))["data"]]
     articles = {int(p.name[:4]) for p in (out / "corpus").glob("*.jsonl")}
     pool = []
     for q in questions:

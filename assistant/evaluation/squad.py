@@ -139,10 +139,15 @@ def squad_questions(data: dict[str, Any]) -> list[SquadQuestion]:
     return out
 
 
+def article_title(article: dict[str, Any]) -> str:
+    """An article's title as the file has it: what names the same article in another file."""
+    return str(article.get("title", ""))
+
+
 def test_titles(files: Iterable[str | Path]) -> set[str]:
     """The article titles of SQuAD-layout ``files``: SQuAD 1.1 dev holds every article, and every
     answerable question, of the SQuAD 2.0 test half, and the English side of XQuAD's."""
-    return {str(article.get("title", "")) for f in files for article in read_squad(f)["data"]}
+    return {article_title(article) for f in files for article in read_squad(f)["data"]}
 
 
 def detect_language(texts: Iterable[str]) -> str:
@@ -292,7 +297,7 @@ def _slug(title: str) -> str:
 
 
 def _title(article: dict[str, Any]) -> str:
-    return str(article.get("title", "")).replace("_", " ").strip()
+    return article_title(article).replace("_", " ").strip()
 
 
 def _prepare_out(out_dir: Path, overwrite: bool) -> Path:
@@ -328,7 +333,7 @@ def convert(
     data = read_squad(file)
     name = dataset or dataset_name(file, data)
     excluded = set(without_articles)
-    left_out = {a for a, article in enumerate(data["data"]) if str(article.get("title", "")) in excluded}
+    left_out = {a for a, article in enumerate(data["data"]) if article_title(article) in excluded}
     # A handful of upstream questions are empty strings (one in CMRC 2018 trial): nothing to ask.
     questions = [q for q in squad_questions(data) if q.question and q.article not in left_out]
     language = detect_language(q.question for q in questions[:500])
@@ -346,7 +351,7 @@ def convert(
     corpus = _prepare_out(out, overwrite)
     source_articles = passages_data["data"]
     if limit is None or limit >= len(questions):
-        article_ids = [a for a, article in enumerate(source_articles) if str(article.get("title", "")) not in excluded]
+        article_ids = [a for a, article in enumerate(source_articles) if article_title(article) not in excluded]
     else:
         article_ids = sorted({(paired[q.id] if pair is not None else q).article for q in sample})
 
