@@ -13,7 +13,9 @@ answers, in this order:
 A request with ``"stream": true`` gets the same reply as OpenAI's streaming format: ``text/event-stream``
 ``data: {chat.completion.chunk}`` events, one per word (or per character of Chinese text), a last chunk
 with ``finish_reason``, then ``data: [DONE]``; ``Behaviour.chunk_delay`` paces the chunks, so a test can
-see tokens arrive before the reply is complete. ``streamed`` counts the chunks sent per request.
+see tokens arrive before the reply is complete, and ``Behaviour.hold`` stops the stream after its first
+chunk until the test sets the event (so "the first token arrived before the rest was written" is a fact,
+not a timing). ``streamed`` counts the chunks sent per request, ``sending`` those of the current stream.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ class Behaviour:
     status: int = 200
     delay: float = 0.0
     chunk_delay: float = 0.0  # between streamed chunks
+    hold: threading.Event | None = None  # after the first streamed chunk, wait (up to 30 s) for this event
 
 
 def prompt_text(body: dict[str, Any], role: str | None = None) -> str:
@@ -88,6 +91,7 @@ class FakeLLMServer:
         self.requests: list[dict[str, Any]] = []
         self.paths: list[str] = []
         self.streamed: list[int] = []  # chunks sent, per streamed request
+        self.sending = 0  # content chunks of the current stream written so far (counted before each write)
         self._script: deque[Behaviour] = deque()
         self._lock = threading.Lock()
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -187,7 +191,7 @@ class FakeLLMServer:
                 reply = behaviour.reply if behaviour.reply is not None else gullible_reply
                 text = reply(body) if callable(reply) else reply
                 if body.get("stream"):
-                    self._stream(body, text, behaviour.chunk_delay)
+                    self._stream(body, text, behaviour)
                     return
                 self._send(
                     200,
@@ -207,7 +211,7 @@ class FakeLLMServer:
                     },
                 )
 
-            def _stream(self, body: dict[str, Any], text: str, delay: float) -> None:
+            def _stream(self, body: dict[str, Any], text: str, behaviour: Behaviour) -> None:
                 ident = f"chatcmpl-fake-{len(server.requests)}"
                 created = int(time.time())
                 model = str(body.get("model", "fake"))
@@ -231,11 +235,14 @@ class FakeLLMServer:
                     self.end_headers()
                     self.wfile.write(chunk({"role": "assistant", "content": ""}, None))
                     for piece in pieces(text):
-                        if delay:
-                            time.sleep(delay)
+                        if behaviour.chunk_delay:
+                            time.sleep(behaviour.chunk_delay)
+                        server.sending = sent + 1
                         self.wfile.write(chunk({"content": piece}, None))
                         self.wfile.flush()
                         sent += 1
+                        if sent == 1 and behaviour.hold is not None:
+                            behaviour.hold.wait(30)
                     self.wfile.write(chunk({}, "stop"))
                     self.wfile.write(b"data: [DONE]\n\n")
                     self.wfile.flush()

@@ -294,18 +294,17 @@ def test_cli_with_chroma_url(shared: Shared, chroma: ChromaServer, tmp_path: Pat
 
 
 @pytest.fixture(scope="module")
-def bad_url_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, subprocess.CompletedProcess[str], float]:
-    """``assistant docs`` against a port nobody listens on (run once; two tests look at the result)."""
+def bad_url_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, subprocess.CompletedProcess[str]]:
+    """``assistant docs`` against a port nobody listens on (run once; two tests look at the result).
+    A client that kept retrying would hit ``run_assistant``'s timeout, a hang guard, not a speed target."""
     cwd = tmp_path_factory.mktemp("bad-url")
     url = f"http://127.0.0.1:{free_port()}"
-    started = time.monotonic()
     result = run_assistant("docs", "--chroma-url", url, "--index", cwd / "index", cwd=cwd)
-    return url, result, time.monotonic() - started
+    return url, result
 
 
-def test_bad_chroma_url_is_a_clean_error(bad_url_run: tuple[str, subprocess.CompletedProcess[str], float]) -> None:
-    url, result, seconds = bad_url_run
-    assert seconds < 60
+def test_bad_chroma_url_is_a_clean_error(bad_url_run: tuple[str, subprocess.CompletedProcess[str]]) -> None:
+    url, result = bad_url_run
     assert result.returncode == 2
     assert result.stdout == ""
     assert "Traceback" not in result.stderr
@@ -314,9 +313,9 @@ def test_bad_chroma_url_is_a_clean_error(bad_url_run: tuple[str, subprocess.Comp
     assert "Could not connect to a Chroma server" in message
 
 
-def test_bad_chroma_url_error_is_one_line(bad_url_run: tuple[str, subprocess.CompletedProcess[str], float]) -> None:
+def test_bad_chroma_url_error_is_one_line(bad_url_run: tuple[str, subprocess.CompletedProcess[str]]) -> None:
     # Not wrapped at rich's default 80 columns although stderr is a pipe (cli_env drops COLUMNS).
-    _, result, _ = bad_url_run
+    _, result = bad_url_run
     assert result.returncode == 2
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
 

@@ -13,7 +13,7 @@ import time
 import tracemalloc
 import zipfile
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -139,30 +139,20 @@ def form_pdf(path: Path, form: bytes, draws: int, pages: int = 1) -> None:
 
 
 @contextlib.contextmanager
-def measured(budget_s: float) -> Iterator[dict[str, float]]:
-    """Python-heap peak (tracemalloc) and wall time of the block, in ``result``."""
+def measured() -> Iterator[dict[str, float]]:
+    """Python-heap peak (tracemalloc) of the block, in ``result``. Its wall time is printed, never
+    asserted: speed is the benchmarks' business, and a slow CI machine is not a failure (the memory
+    peak is what separates a refused bomb from a parsed one: gigabytes before the fixes)."""
     result: dict[str, float] = {}
     tracemalloc.start()
     started = time.perf_counter()
     try:
         yield result
     finally:
-        result["seconds"] = time.perf_counter() - started
+        seconds = time.perf_counter() - started
         result["peak"] = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
-        print(f"\n{result['seconds']:.2f} s, Python heap peak {result['peak'] / MB:.1f} MB (budget {budget_s} s)")
-
-
-def deadline(budget_s: float) -> Callable[[str, int, int], None]:
-    """An ingest ``progress`` callback that aborts the ingest once ``budget_s`` seconds have passed (the
-    code before the fix spent minutes and gigabytes on a bomb; the test should fail, not hang)."""
-    started = time.perf_counter()
-
-    def progress(stage: str, advance: int, total: int) -> None:
-        elapsed = time.perf_counter() - started
-        assert elapsed < budget_s, f"ingest still running after {elapsed:.0f} s ({stage})"
-
-    return progress
+        print(f"\n{seconds:.2f} s, Python heap peak {result['peak'] / MB:.1f} MB")
 
 
 def errors_by_path(report: IngestReport) -> dict[str, str]:
@@ -174,19 +164,18 @@ def errors_by_path(report: IngestReport) -> dict[str, str]:
 
 def test_docx_zip_bomb_is_skipped_before_parsing(tmp_path: Path, embedder: Embedder) -> None:
     """A 0.7 MB DOCX holding 200 MB of XML is refused from its zip directory (nothing is inflated or
-    parsed): the ingest takes seconds, the Python heap stays far below the XML's size, the sample files
+    parsed): the Python heap stays far below the XML's size, the sample files
     are indexed and the bomb is reported with its reason."""
     corpus = copy_corpus(tmp_path / "corpus", SMALL)
     expanded = docx_bomb(corpus / "bomb.docx", 200 * MB)
     assert (corpus / "bomb.docx").stat().st_size < MB < expanded // 100
     store = Store(tmp_path / "index")
-    with measured(30) as m:
-        report = ingest([corpus], store, embedder, corpus_root=corpus, progress=deadline(60))
+    with measured() as m:
+        report = ingest([corpus], store, embedder, corpus_root=corpus)
     reason = errors_by_path(report)["bomb.docx"]
     assert "expands to" in reason and "the limit is" in reason, reason
     assert [e.path for e in report.errors] == ["bomb.docx"]
     assert report.added == len(SMALL)
-    assert m["seconds"] < 30
     assert m["peak"] < expanded / 10  # before the fix: the whole XML was read (and parsed by lxml)
 
 
@@ -196,7 +185,7 @@ def test_docx_compressed_too_well_is_refused(tmp_path: Path) -> None:
     import docx
 
     expanded = docx_bomb(tmp_path / "dense.docx", 30 * MB)
-    with measured(5) as m, pytest.raises(DocumentError) as info:
+    with measured() as m, pytest.raises(DocumentError) as info:
         load_file(tmp_path / "dense.docx", tmp_path)
     assert info.value.path == "dense.docx"
     assert "compressed" in info.value.reason and ":1" in info.value.reason, info.value.reason
@@ -209,7 +198,9 @@ def test_docx_compressed_too_well_is_refused(tmp_path: Path) -> None:
     assert doc.text.startswith("The Avocet alliance")
 
 
-def test_docx_and_html_of_millions_of_empty_elements_are_refused_before_parsing(tmp_path: Path) -> None:
+def test_docx_and_html_of_millions_of_empty_elements_are_refused_before_parsing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """python-docx and BeautifulSoup hold every element in memory (about 350 and 600 bytes each): a
     0.8 MB DOCX of 63 MB of empty paragraphs, within the zip limits, took 3.5 GB, and an 18 MB HTML file
     of empty tags 3.7 GB (fifth security review). Both are counted first, streaming, and refused."""
@@ -223,18 +214,24 @@ def test_docx_and_html_of_millions_of_empty_elements_are_refused_before_parsing(
                 fh.write(b"<w:p/>" * 100_000)
             fh.write(b"</w:body></w:document>")
     loose = Limits(compression_ratio=1e6)  # as if padded under the ratio limit, as the review's file was
-    with measured(10) as m, pytest.raises(DocumentError) as info:
-        load_file(tmp_path / "paras.docx", tmp_path, limits=loose)
-    assert info.value.reason == "DOCX holds more than 1,000,000 XML elements, the limit", info.value.reason
-    assert m["seconds"] < 10 and m["peak"] < 50 * MB
-
-    (tmp_path / "tags.html").write_text("<html><body>" + "x<b>" * 600_000 + "</body></html>", encoding="utf-8")
-    with measured(5) as m, pytest.raises(DocumentError) as info:
-        load_file(tmp_path / "tags.html", tmp_path)
-    assert info.value.reason == "HTML holds 600,004 tags; the limit is 500,000", info.value.reason
-    assert m["peak"] < 50 * MB
-
+    import bs4
     import docx
+
+    parsed: list[str] = []
+    with monkeypatch.context() as patch:  # the parsers must not even be called
+        patch.setattr(docx, "Document", lambda *a, **k: parsed.append("docx"))
+        patch.setattr(bs4, "BeautifulSoup", lambda *a, **k: parsed.append("html"))
+        with measured() as m, pytest.raises(DocumentError) as info:
+            load_file(tmp_path / "paras.docx", tmp_path, limits=loose)
+        assert info.value.reason == "DOCX holds more than 1,000,000 XML elements, the limit", info.value.reason
+        assert m["peak"] < 50 * MB
+
+        (tmp_path / "tags.html").write_text("<html><body>" + "x<b>" * 600_000 + "</body></html>", encoding="utf-8")
+        with measured() as m, pytest.raises(DocumentError) as info:
+            load_file(tmp_path / "tags.html", tmp_path)
+        assert info.value.reason == "HTML holds 600,004 tags; the limit is 500,000", info.value.reason
+        assert m["peak"] < 50 * MB
+    assert parsed == []
 
     document = docx.Document()
     document.add_paragraph("The Avocet alliance trains 30 welders a year.")
@@ -256,32 +253,31 @@ def test_docx_and_html_of_millions_of_empty_elements_are_refused_before_parsing(
 
 def test_pdf_bomb_is_skipped_quickly(tmp_path: Path, embedder: Embedder) -> None:
     """A 0.3 MB PDF whose 40 pages inflate to 200 MB of text operators (each page within pypdf's own
-    75 MB stream limit) is refused in seconds with bounded memory; the other files are indexed."""
+    75 MB stream limit) is refused with bounded memory; the other files are indexed."""
     corpus = copy_corpus(tmp_path / "corpus", SMALL)
     expanded = pdf_bomb(corpus / "bomb.pdf", pages=40, per_page=5 * MB)
     assert (corpus / "bomb.pdf").stat().st_size < MB
     store = Store(tmp_path / "index")
-    with measured(30) as m:
-        report = ingest([corpus], store, embedder, corpus_root=corpus, progress=deadline(60))
+    with measured() as m:
+        report = ingest([corpus], store, embedder, corpus_root=corpus)
     reason = errors_by_path(report)["bomb.pdf"]
     assert "limit" in reason, reason
     assert [e.path for e in report.errors] == ["bomb.pdf"]
     assert report.added == len(SMALL)
-    assert m["seconds"] < 30
     assert m["peak"] < expanded / 10  # before the fix: 98 s and 1.1 GB, 239 M characters extracted
 
 
 def test_a_pdf_form_drawn_over_and_over_is_stopped_as_it_is_extracted(tmp_path: Path) -> None:
     """A 3 KB PDF drawing a 1 MB text form 5,000 times ran text extraction for a projected half hour,
     its memory growing (fifth security review). The characters and content operations are now counted
-    as extraction runs, and a page enters at most ``PDF_FORMS_PER_PAGE`` forms: refused in seconds."""
+    as extraction runs, and a page enters at most ``PDF_FORMS_PER_PAGE`` forms: refused with bounded memory."""
     words = b"Alliance training base text. " * (MB // 30)
     form_pdf(tmp_path / "forms.pdf", b"BT /F1 10 Tf 10 10 Td (" + words + b") Tj ET", draws=5000)
     assert (tmp_path / "forms.pdf").stat().st_size < 10_000
-    with measured(20) as m, pytest.raises(DocumentError) as info:
+    with measured() as m, pytest.raises(DocumentError) as info:
         load_file(tmp_path / "forms.pdf", tmp_path)
     assert "more than 5,000,000 characters" in info.value.reason, info.value.reason
-    assert m["seconds"] < 20 and m["peak"] < 200 * MB
+    assert m["peak"] < 200 * MB
     # Forms without text are parsed too, and their operations count: 20 pages x 90 draws of a form of
     # 2,000 drawing operations, where the limits allow 100,000 operations (1 MB of content).
     form_pdf(tmp_path / "drawing.pdf", b"0 0 m 1 1 l S\n" * 1000, draws=90, pages=20)

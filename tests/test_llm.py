@@ -11,6 +11,7 @@ import json
 import re
 import shutil
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
@@ -367,11 +368,8 @@ def test_llm_failure_returns_the_extractive_answer_with_a_note(
         assistant, "config", replace(assistant.config, llm=LLMSettings(url=server.url, model="fake", timeout=1.0))
     )
     server.script(behaviour)
-    started = time.perf_counter()
     answer = assistant.ask(SUZHOU)
-    elapsed = time.perf_counter() - started
-    assert elapsed < 8.0  # one attempt, no retries (a retry would add a backoff and another timeout)
-    assert len(server.requests) == 1
+    assert len(server.requests) == 1  # one attempt, no retries (a retry would add a backoff and another timeout)
     assert answer.mode == "extractive" and not answer.abstained
     assert answer.answer == baseline.answer
     assert [c.to_dict() for c in answer.citations] == [c.to_dict() for c in baseline.citations]
@@ -591,18 +589,22 @@ def test_answerer_built_from_its_parts(
 # --------------------------------------------------------------------------- streaming
 
 
-def collect(assistant: Assistant, question: str, **kwargs: Any) -> tuple[list[tuple[float, str]], Answer, float]:
-    """``stream_answer`` over ``assistant.ask``: the pieces with their arrival times, the answer and its time."""
-    started = time.perf_counter()
-    pieces: list[tuple[float, str]] = []
+def collect(
+    assistant: Assistant, question: str, on_first: Callable[[], None] | None = None, **kwargs: Any
+) -> tuple[list[str], Answer]:
+    """``stream_answer`` over ``assistant.ask``: the pieces and the answer; ``on_first`` runs as the first
+    piece arrives."""
+    pieces: list[str] = []
     final: Answer | None = None
     for item in llm.stream_answer(lambda on_token: assistant.ask(question, on_token=on_token, **kwargs)):
         if isinstance(item, str):
-            pieces.append((time.perf_counter() - started, item))
+            if not pieces and on_first is not None:
+                on_first()
+            pieces.append(item)
         else:
             final = item
     assert final is not None
-    return pieces, final, time.perf_counter() - started
+    return pieces, final
 
 
 def comparable(answer: Answer) -> dict[str, Any]:
@@ -620,13 +622,20 @@ def test_streamed_tokens_then_the_same_checked_answer(
         lambda cite: f"Suzhou will set up {BASES} in the first phase [{cite(BASES)}]. "
         f"The alliance was founded by SAIC Group and Tongji University [{cite(BASES)}]."
     )
-    server.script(Behaviour(reply=reply, chunk_delay=0.03))
-    pieces, streamed, done = collect(assistant, SUZHOU)
+    hold = threading.Event()  # the server writes one chunk, then waits for the test to see it
+    written_at_first: list[int] = []
+
+    def first() -> None:
+        written_at_first.append(server.sending)
+        hold.set()
+
+    server.script(Behaviour(reply=reply, hold=hold))
+    pieces, streamed = collect(assistant, SUZHOU, on_first=first)
+    assert written_at_first == [1]  # the first token came through while the rest was still unwritten
     body = server.last_request
     assert body["stream"] is True
-    assert "".join(p for _, p in pieces) == reply(body)
+    assert "".join(pieces) == reply(body)
     assert len(pieces) == server.streamed[-1] > 10
-    assert pieces[0][0] < done - 0.2  # the first token came well before the end
     assert streamed.mode == "llm"
     assert [s.supported for s in streamed.sentences] == [True, False]
     assert MESSAGES["en"]["unsupported"] in streamed.answer
@@ -637,8 +646,8 @@ def test_streamed_tokens_then_the_same_checked_answer(
 
 def test_streaming_chinese_reply(assistant: Assistant, server: FakeLLMServer) -> None:
     server.script(reply_with(lambda cite: f"苏州将在第一阶段建立14个标准化培训基地【{cite(BASES)}】。"))
-    pieces, answer, _ = collect(assistant, "苏州将建立多少个标准化培训基地？")
-    assert "".join(p for _, p in pieces).startswith("苏州将在第一阶段建立14个")
+    pieces, answer = collect(assistant, "苏州将建立多少个标准化培训基地？")
+    assert "".join(pieces).startswith("苏州将在第一阶段建立14个")
     assert answer.mode == "llm" and answer.language == "zh" and answer.sentences[0].supported
 
 
@@ -647,7 +656,7 @@ def test_streaming_failure_returns_the_extractive_answer(
 ) -> None:
     baseline = extractive(assistant, SUZHOU, monkeypatch)
     server.script(Behaviour(status=500))
-    pieces, answer, _ = collect(assistant, SUZHOU)
+    pieces, answer = collect(assistant, SUZHOU)
     assert pieces == []
     assert answer.mode == "extractive" and answer.answer == baseline.answer
     assert f"{MESSAGES['en']['llm_failed']} (InternalServerError)" in answer.notes
@@ -658,8 +667,8 @@ def test_streamed_reasoning_is_not_shown(assistant: Assistant, server: FakeLLMSe
         lambda cite: f"<think>Passage 3 says 20 bases.</think>Suzhou will set up {BASES} [{cite(BASES)}]."
     )
     server.script(reply)
-    pieces, answer, _ = collect(assistant, SUZHOU)
-    shown = "".join(p for _, p in pieces)
+    pieces, answer = collect(assistant, SUZHOU)
+    shown = "".join(pieces)
     assert shown.startswith("Suzhou will set up") and "think" not in shown and "20" not in shown
     assert answer.mode == "llm" and answer.sentences[0].supported
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -198,16 +197,15 @@ def test_query_returns_current_chunks_with_metadata(indexed_corpus: IndexedCorpu
     assert only and {h[2]["doc_id"] for h in only} == {f"{DIGEST}#2"}
 
 
-def test_reingest_unchanged_is_a_fast_no_op(indexed_corpus: IndexedCorpus) -> None:
+def test_reingest_unchanged_is_a_no_op_that_loads_no_model(indexed_corpus: IndexedCorpus) -> None:
+    """Unchanged files are known by their hashes: nothing is embedded, so the model is never loaded
+    (the time this saves is measured in bench/, not asserted here)."""
     fresh = Embedder()  # lazy: if the ingest needed to embed anything it would have to load the model
-    started = time.perf_counter()
     report = ingest([indexed_corpus.corpus], indexed_corpus.store, fresh, corpus_root=indexed_corpus.corpus)
-    elapsed = time.perf_counter() - started
     assert (report.added, report.updated, report.removed) == (0, 0, 0)
     assert report.unchanged == CORPUS_DOCS and report.files_unchanged == 5
     assert report.chunks_added == report.chunks_removed == 0
     assert fresh._model is None
-    assert elapsed < 5
     assert_index_matches(indexed_corpus.store, indexed_corpus.chunks)
 
 
