@@ -164,8 +164,8 @@ def errors_by_path(report: IngestReport) -> dict[str, str]:
 
 def test_docx_zip_bomb_is_skipped_before_parsing(tmp_path: Path, embedder: Embedder) -> None:
     """A 0.7 MB DOCX holding 200 MB of XML is refused from its zip directory (nothing is inflated or
-    parsed): the Python heap stays far below the XML's size, the sample files
-    are indexed and the bomb is reported with its reason."""
+    parsed): the Python heap stays far below the XML's size, the sample files are indexed and the bomb
+    is reported with its reason."""
     corpus = copy_corpus(tmp_path / "corpus", SMALL)
     expanded = docx_bomb(corpus / "bomb.docx", 200 * MB)
     assert (corpus / "bomb.docx").stat().st_size < MB < expanded // 100
@@ -251,7 +251,7 @@ def test_docx_and_html_of_millions_of_empty_elements_are_refused_before_parsing(
         load_file(tmp_path / "damaged.docx", tmp_path)
 
 
-def test_pdf_bomb_is_skipped_quickly(tmp_path: Path, embedder: Embedder) -> None:
+def test_pdf_bomb_is_skipped_with_bounded_memory(tmp_path: Path, embedder: Embedder) -> None:
     """A 0.3 MB PDF whose 40 pages inflate to 200 MB of text operators (each page within pypdf's own
     75 MB stream limit) is refused with bounded memory; the other files are indexed."""
     corpus = copy_corpus(tmp_path / "corpus", SMALL)
