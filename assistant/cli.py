@@ -39,8 +39,13 @@ def shown(text: object) -> str:
     return _TERMINAL_CONTROL.sub("", str(text))
 
 
+def _say(text: object) -> None:
+    """Print text from documents or users: never parsed as markup, no escape sequences."""
+    console.print(shown(text), markup=False, highlight=False)
+
+
 def _plain(text: object) -> Text:
-    """A table cell or line from documents or users: never parsed as markup, no escape sequences."""
+    """A table cell from documents or users: never parsed as markup, no escape sequences."""
     return Text(shown(text))
 
 
@@ -321,23 +326,19 @@ def print_answer(answer: Any) -> None:
     text = messages(answer.language)
     if answer.standalone_question != answer.question:
         console.print(Text(f"{text['searched']}: {shown(answer.standalone_question)}", style="dim"))
-    console.print(shown(answer.answer), markup=False, highlight=False)
+    _say(answer.answer)
     if answer.citations:
         console.print(f"\n[bold]{text['sources']}[/]")
         for c in answer.citations:
             where = ", ".join(x for x in (c.outlet, c.date) if x)
             page = f" p. {c.page}" if c.page else ""
-            console.print(
-                shown(f"[{c.n}] {c.title}" + (f" ({where})" if where else "")
-                      + f" — {c.doc_id}{page} chars {c.start}-{c.end}"),
-                markup=False,
-                highlight=False,
-            )
-            console.print(shown(f"    “{c.quote}”"), markup=False, highlight=False)
+            head = f"[{c.n}] {c.title}" + (f" ({where})" if where else "")
+            _say(f"{head} — {c.doc_id}{page} chars {c.start}-{c.end}")
+            _say(f"    “{c.quote}”")
     if answer.abstained and answer.related:
         console.print(f"\n[bold]{text['related']}[/]")
         for p in answer.related:
-            console.print(shown(f"- {p.title} ({p.doc_id}): {p.text[:200]}…"), markup=False, highlight=False)
+            _say(f"- {p.title} ({p.doc_id}): {p.text[:200]}…")
     for note in answer.notes:
         console.print(Text(f"note: {shown(note)}", style="dim"))
 
@@ -380,7 +381,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
                 console.print("[dim]No sources yet.[/]")
             else:
                 for c in last.citations:
-                    console.print(shown(f"[{c.n}] {c.title} — {c.doc_id}\n{c.text}\n"), markup=False, highlight=False)
+                    _say(f"[{c.n}] {c.title} — {c.doc_id}\n{c.text}\n")
             continue
         try:
             print_answer(session.ask(line))
@@ -495,7 +496,7 @@ def cmd_feedback(args: argparse.Namespace) -> int:
             option = f" [{item['option']}]" if item.get("option") else ""
             # Anonymous visitors wrote these: never escape sequences to the staff's terminal.
             line = f"{item.get('time', '')}  {item['rating']:>4}{option}  {item.get('question', '')}{comment}"
-            console.print(shown(line), markup=False, highlight=False)
+            _say(line)
         console.print(f"{len(items)} feedback items", markup=False)
         return EXIT_OK
     lines = "".join(json.dumps(d, ensure_ascii=False) + "\n" for d in feedback.draft_gold(items))

@@ -56,12 +56,11 @@ def _widen_search(client: Any, collection: Any, attempts: int = 3) -> None:
     an index that cannot be written now (read-only, or another process writing) answers with the
     search it had."""
     for attempt in range(attempts):
-        if attempt:
-            time.sleep(0.05 * 2 ** (attempt - 1))  # a locked database is often free a moment later
         # Read back rather than trust modify(): a CI run once found the old width after a modify
         # that raised nothing.
         try:
             if attempt:
+                time.sleep(0.05 * 2 ** (attempt - 1))  # a locked database is often free a moment later
                 collection = client.get_collection(CHUNKS, embedding_function=None)
             if _search_width(collection) >= HNSW["ef_search"]:
                 return

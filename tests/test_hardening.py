@@ -565,16 +565,18 @@ def _raw(port: int, source: str = "127.0.0.1") -> Any:
     return sock
 
 
+_GET_OK = b"GET /ok HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+
+
 def _served_soon(port: int, source: str) -> bool:
     """Whether a request from ``source`` is answered 200 within 10 s of tries: the server counts a
     closed connection out when it notices the close, which a slow machine does late (a hang guard,
     not a speed target)."""
-    request = b"GET /ok HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
     deadline = time.monotonic() + 10
     while True:
         sock = _raw(port, source)
         try:
-            sock.sendall(request)
+            sock.sendall(_GET_OK)
             if (_closed(sock) or b"").startswith(b"HTTP/1.1 200"):
                 return True
         except OSError:  # refused: the server closed the connection at once
@@ -635,7 +637,7 @@ def test_connections_are_guarded_without_a_proxy_in_front() -> None:
         assert httpx.get(f"http://127.0.0.1:{port}/ok").json() == {"ok": True}  # others are served
         proxy = [_raw(port, "127.0.0.9") for _ in range(5)]  # a trusted proxy carries many clients
         for sock in proxy:
-            sock.sendall(b"GET /ok HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            sock.sendall(_GET_OK)
             assert (_closed(sock) or b"").startswith(b"HTTP/1.1 200")
         for sock in idle:
             sock.close()
